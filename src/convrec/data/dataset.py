@@ -1,0 +1,152 @@
+"""A processed dataset: catalogue + dialogues + samples per split, cached on disk in the generic format.
+
+``load_dataset("redial")`` converts the raw files once into ``<data_dir>/processed/redial/`` and reuses that
+until an input file or the converter version changes (the fingerprint in ``build.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from convrec.catalog.items import Catalog
+from convrec.data.generic import read_dialogues_jsonl, write_dialogues_jsonl
+from convrec.data.model import SPLITS, Dialogue, RecSample, samples_from_dialogue
+from convrec.io import DataError, atomic_write, sha256_file, sha256_text, write_json
+
+
+@dataclass
+class Split:
+    """One split of a dataset: its dialogues and the recommendation samples drawn from them."""
+
+    name: str
+    catalog: Catalog
+    dialogues: list[Dialogue]
+    samples: list[RecSample] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.samples:
+            self.samples = [s for d in self.dialogues for s in samples_from_dialogue(d)]
+
+
+@dataclass
+class CRSDataset:
+    name: str
+    catalog: Catalog
+    dialogues: list[Dialogue]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def split(self, name: str) -> Split:
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}: expected one of {', '.join(SPLITS)}")
+        return Split(name, self.catalog, [d for d in self.dialogues if d.split == name])
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.info.get("fingerprint", ""))
+
+
+@dataclass
+class Conversion:
+    """What a converter returns: the dataset in the generic model plus a report for ``build.json``."""
+
+    catalog: Catalog
+    dialogues: list[Dialogue]
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Converter:
+    """A registered converter: which fetched dataset(s) it reads, and the function that converts them."""
+
+    name: str
+    sources: tuple[str, ...]  # registry dataset names whose files are inputs
+    version: str  # bump when the conversion logic changes: invalidates every cache
+    convert: Callable[[dict[str, Path]], Conversion]  # registry path -> local file
+
+
+def _fingerprint(converter: Converter, files: dict[str, Path]) -> str:
+    parts = [converter.name, converter.version]
+    for key in sorted(files):
+        parts.append(f"{key}={sha256_file(files[key])}")
+    return sha256_text(*parts)[:20]
+
+
+def write_samples_parquet(path: Path, dialogues: list[Dialogue]) -> int:
+    """Samples as a flat Arrow table, for tools outside convrec (pandas, DuckDB). Returns the row count."""
+    rows: dict[str, list] = {"split": [], "dialogue_id": [], "turn_index": [], "target": [], "context_items": []}
+    for dialogue in dialogues:
+        for sample in samples_from_dialogue(dialogue):
+            rows["split"].append(dialogue.split)
+            rows["dialogue_id"].append(dialogue.dialogue_id)
+            rows["turn_index"].append(sample.turn_index)
+            rows["target"].append(sample.target)
+            rows["context_items"].append(list(sample.context_items))
+    with atomic_write(path, "wb") as handle:
+        pq.write_table(pa.table(rows), handle)
+    return len(rows["target"])
+
+
+def save_processed(out_dir: Path, conversion: Conversion, info: dict[str, Any]) -> dict[str, Any]:
+    """Write a processed dataset into a staging folder, then swap it in: a crash leaves the old cache intact."""
+    staging = out_dir.with_name(out_dir.name + ".building")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    conversion.catalog.write_jsonl(staging / "catalog.jsonl")
+    write_dialogues_jsonl(staging / "dialogues.jsonl", conversion.dialogues)
+    n_samples = write_samples_parquet(staging / "samples.parquet", conversion.dialogues)
+    info = {
+        **info,
+        "n_items": len(conversion.catalog),
+        "n_dialogues": {s: sum(d.split == s for d in conversion.dialogues) for s in SPLITS},
+        "n_samples_total": n_samples,
+        "report": conversion.report,
+    }
+    write_json(staging / "build.json", info)
+    old = out_dir.with_name(out_dir.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if out_dir.exists():
+        out_dir.rename(old)
+    staging.rename(out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+    return info
+
+
+def load_processed(out_dir: Path, name: str) -> CRSDataset:
+    info = json.loads((out_dir / "build.json").read_text())
+    catalog = Catalog.read_jsonl(out_dir / "catalog.jsonl", name=f"{name}/catalog.jsonl")
+    dialogues = read_dialogues_jsonl(out_dir / "dialogues.jsonl", catalog)
+    return CRSDataset(name, catalog, dialogues, info)
+
+
+def build_dataset(converter: Converter, files: dict[str, Path], processed_root: Path, force: bool = False) -> CRSDataset:
+    """Load the cached conversion if its fingerprint matches the inputs, else convert and cache."""
+    out_dir = processed_root / converter.name
+    fingerprint = _fingerprint(converter, files)
+    build_file = out_dir / "build.json"
+    if not force and build_file.exists():
+        try:
+            cached = json.loads(build_file.read_text())
+        except json.JSONDecodeError:
+            cached = {}
+        if cached.get("fingerprint") == fingerprint:
+            return load_processed(out_dir, converter.name)
+    started = time.perf_counter()
+    conversion = converter.convert(files)
+    if not conversion.dialogues:
+        raise DataError(f"converter '{converter.name}' produced no dialogues")
+    save_processed(
+        out_dir,
+        conversion,
+        {"name": converter.name, "fingerprint": fingerprint, "converter_version": converter.version,
+         "build_seconds": round(time.perf_counter() - started, 2)},
+    )
+    return load_processed(out_dir, converter.name)

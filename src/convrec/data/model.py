@@ -1,0 +1,116 @@
+"""The one data model every domain is converted into: dialogues of turns, and recommendation samples.
+
+A :class:`RecSample` does not copy its context: it points at its dialogue and the index of the turn
+that mentions the target, so 5,000 samples of one dialogue set cost little memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Role = Literal["seeker", "recommender", "unknown"]
+ROLES: tuple[str, ...] = ("seeker", "recommender", "unknown")
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One message. ``items`` are catalogue ids in order of mention (a repeat in one message is kept once)."""
+
+    role: Role
+    text: str = ""
+    items: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ItemFeedback:
+    """What the seeker said about an item, where the data records it (``None``: not said)."""
+
+    liked: bool | None = None
+    seen: bool | None = None
+    accepted: bool | None = None  # INSPIRED: the seeker accepted the recommendation
+
+    def to_json(self) -> dict[str, bool]:
+        return {k: v for k, v in (("liked", self.liked), ("seen", self.seen), ("accepted", self.accepted)) if v is not None}
+
+
+@dataclass
+class Dialogue:
+    dialogue_id: str
+    split: str
+    turns: list[Turn]
+    feedback: dict[str, ItemFeedback] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_roles(self) -> bool:
+        """False for sequence-only records (e.g. ReDial train fragments with only the movie list)."""
+        return any(turn.role != "unknown" for turn in self.turns)
+
+    def items_in_order(self) -> list[str]:
+        return [item for turn in self.turns for item in turn.items]
+
+
+@dataclass(frozen=True)
+class RecSample:
+    """Recommend ``target`` given the dialogue before turn ``turn_index``.
+
+    ``context_items`` are the items mentioned before that turn, in order of mention, repeats included
+    (the most recent mention is last).
+    """
+
+    dialogue: Dialogue
+    turn_index: int
+    target: str
+    context_items: tuple[str, ...]
+
+    @property
+    def dialogue_id(self) -> str:
+        return self.dialogue.dialogue_id
+
+    @property
+    def sample_id(self) -> str:
+        return f"{self.dialogue.dialogue_id}:{self.turn_index}:{self.target}"
+
+    @property
+    def context(self) -> Sequence[Turn]:
+        return self.dialogue.turns[: self.turn_index]
+
+    @property
+    def target_in_context(self) -> bool:
+        return self.target in self.context_items
+
+    @property
+    def target_feedback(self) -> ItemFeedback | None:
+        return self.dialogue.feedback.get(self.target)
+
+    def context_text(self, max_chars: int | None = None, with_roles: bool = True) -> str:
+        """The dialogue so far as "Seeker: ... / Recommender: ..." lines; ``max_chars`` keeps the most recent."""
+        lines = []
+        for turn in self.context:
+            if not turn.text:
+                continue
+            lines.append(f"{turn.role.capitalize()}: {turn.text}" if with_roles else turn.text)
+        text = "\n".join(lines)
+        if max_chars is not None and len(text) > max_chars:
+            text = text[-max_chars:]
+            text = text.split("\n", 1)[-1] if "\n" in text else text
+        return text
+
+
+def samples_from_dialogue(dialogue: Dialogue) -> list[RecSample]:
+    """The common CRS protocol: each item mentioned in a recommender turn is a target, its context all earlier
+    turns. A dialogue with no roles (a bare item sequence) yields a sample for every item after the first."""
+    samples: list[RecSample] = []
+    mentioned: list[str] = []
+    role_aware = dialogue.has_roles
+    for index, turn in enumerate(dialogue.turns):
+        is_target_turn = turn.role == "recommender" if role_aware else index > 0
+        if is_target_turn:
+            context = tuple(mentioned)
+            for item in turn.items:
+                samples.append(RecSample(dialogue, index, item, context))
+        mentioned.extend(turn.items)
+    return samples
