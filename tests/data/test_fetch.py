@@ -241,7 +241,14 @@ def test_resolve_and_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -
     assert [s.name for s in resolve("movielens")] == ["movielens"]
     monkeypatch.delenv("CONVREC_DATA_MIRROR", raising=False)
     monkeypatch.delenv("CONVREC_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)  # no ../shared/data here
     assert default_mirror() is None and default_data_dir() == Path("data")
+    conventional = tmp_path / "shared" / "data"
+    conventional.mkdir(parents=True)
+    (conventional / "MANIFEST.tsv").write_text("bytes\tsha256\tpath\n")
+    (tmp_path / "checkout").mkdir()
+    monkeypatch.chdir(tmp_path / "checkout")
+    assert default_mirror() == conventional.resolve()
     monkeypatch.setenv("CONVREC_DATA_MIRROR", str(tmp_path))
     monkeypatch.setenv("CONVREC_DATA_DIR", str(tmp_path / "d"))
     assert default_mirror() == tmp_path and default_data_dir() == tmp_path / "d"

@@ -72,7 +72,7 @@ def item_from_json(record: Any, path: str | os.PathLike | None = None, line: int
     if not isinstance(title, str) or not title.strip():
         raise DataError("field 'title' must be a non-empty string", path, line)
     year = record.get("year")
-    if year is not None and not isinstance(year, int):
+    if year is not None and (isinstance(year, bool) or not isinstance(year, int)):
         raise DataError(f"field 'year' must be an integer or null, got {year!r}", path, line)
     metadata = record.get("metadata") or {}
     if not isinstance(metadata, dict):

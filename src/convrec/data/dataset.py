@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from convrec.catalog.items import Catalog
 from convrec.data.generic import read_dialogues_jsonl, write_dialogues_jsonl
-from convrec.data.model import SPLITS, Dialogue, RecSample, samples_from_dialogue
+from convrec.data.model import ROLES, SPLITS, Dialogue, RecSample, samples_from_dialogue
 from convrec.io import DataError, atomic_write, sha256_file, sha256_text, write_json
 
 
@@ -95,8 +95,33 @@ def write_samples_parquet(path: Path, dialogues: list[Dialogue]) -> int:
     return len(rows["target"])
 
 
+def check_conversion(conversion: Conversion, name: str) -> None:
+    """Refuse a conversion that ``load_processed`` could not read back, before it replaces a good cache."""
+    catalog = conversion.catalog
+    seen: set[str] = set()
+    for dialogue in conversion.dialogues:
+        where = f"converter '{name}', dialogue {dialogue.dialogue_id!r}"
+        if dialogue.dialogue_id in seen:
+            raise DataError(f"{where}: duplicate dialogue_id")
+        seen.add(dialogue.dialogue_id)
+        if dialogue.split not in SPLITS:
+            raise DataError(f"{where}: split must be one of {', '.join(SPLITS)}, got {dialogue.split!r}")
+        if not dialogue.turns:
+            raise DataError(f"{where}: no turns")
+        for turn in dialogue.turns:
+            if turn.role not in ROLES:
+                raise DataError(f"{where}: role must be one of {', '.join(ROLES)}, got {turn.role!r}")
+            for item in turn.items:
+                if item not in catalog:
+                    raise DataError(f"{where}: item id {item!r} is not in the catalogue")
+        for item in dialogue.feedback:
+            if item not in catalog:
+                raise DataError(f"{where}: feedback item id {item!r} is not in the catalogue")
+
+
 def save_processed(out_dir: Path, conversion: Conversion, info: dict[str, Any]) -> dict[str, Any]:
     """Write a processed dataset into a staging folder, then swap it in: a crash leaves the old cache intact."""
+    check_conversion(conversion, str(info.get("name", out_dir.name)))
     staging = out_dir.with_name(out_dir.name + ".building")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)

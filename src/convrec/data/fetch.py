@@ -36,10 +36,19 @@ _CHUNK = 1 << 20
 _USER_AGENT = "convrec-data-fetch/0.1"
 
 
+# Where the team's machines keep the mirror, relative to a checkout: used only when the env var is unset.
+CONVENTIONAL_MIRROR = Path("..") / "shared" / "data"
+
+
 def default_mirror() -> Path | None:
-    """The mirror dir from ``CONVREC_DATA_MIRROR``, or None: fetch then uses the public origins."""
+    """``CONVREC_DATA_MIRROR``; else ``../shared/data`` when it holds a MANIFEST.tsv (the layout of our
+    machines and CI); else None, and fetch uses the public origins."""
     value = os.environ.get(MIRROR_ENV)
-    return Path(value) if value else None
+    if value:
+        return Path(value)
+    if (CONVENTIONAL_MIRROR / "MANIFEST.tsv").is_file():
+        return CONVENTIONAL_MIRROR.resolve()
+    return None
 
 
 def default_data_dir() -> Path:

@@ -77,12 +77,18 @@ def dialogue_from_json(record: Any, catalog: Catalog, path=None, line=None, defa
         raise DataError("field 'turns' must be a non-empty list", path, line)
     turns = [_turn_from_json(raw, n, catalog, path, line) for n, raw in enumerate(raw_turns, start=1)]
     feedback: dict[str, ItemFeedback] = {}
-    for item, values in (record.get("feedback") or {}).items():
+    raw_feedback = record.get("feedback") or {}
+    if not isinstance(raw_feedback, dict):
+        raise DataError("field 'feedback' must be an object mapping item ids to {liked, seen, accepted}", path, line)
+    for item, values in raw_feedback.items():
         if item not in catalog:
             raise DataError(f"feedback: item id {item!r} is not in the catalogue '{catalog.name}'", path, line)
         if not isinstance(values, dict) or set(values) - set(_FEEDBACK_KEYS):
             raise DataError(f"feedback for {item!r}: expected an object with keys among {_FEEDBACK_KEYS}", path, line)
-        feedback[item] = ItemFeedback(**{k: (None if v is None else bool(v)) for k, v in values.items()})
+        for key, value in values.items():
+            if value is not None and not isinstance(value, bool):
+                raise DataError(f"feedback for {item!r}: '{key}' must be true, false or null, got {value!r}", path, line)
+        feedback[item] = ItemFeedback(**values)
     metadata = record.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise DataError("field 'metadata' must be an object", path, line)

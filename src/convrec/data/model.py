@@ -95,8 +95,12 @@ class RecSample:
             lines.append(f"{turn.role.capitalize()}: {turn.text}" if with_roles else turn.text)
         text = "\n".join(lines)
         if max_chars is not None and len(text) > max_chars:
-            text = text[-max_chars:]
-            text = text.split("\n", 1)[-1] if "\n" in text else text
+            cut = len(text) - max(max_chars, 0)
+            tail = text[cut:]
+            # Drop a partial first line, but not a whole one that starts exactly at the cut.
+            if text[cut - 1] != "\n" and "\n" in tail:
+                tail = tail.split("\n", 1)[1]
+            text = tail
         return text
 
 

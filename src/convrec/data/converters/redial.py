@@ -179,8 +179,10 @@ def convert_train(path: Path, catalog: Catalog, report: LinkReport) -> tuple[lis
             if str(movie.get("movieId")) not in catalog:
                 raise DataError(f"e19_movies: movie id {movie.get('movieId')} is not in the catalogue", path, line)
         local = {normalize_title(split_year(m["title"])[0]): str(m["movieId"]) for m in e19}
+        # A movie listed only as " (2007)" has no title to look for: searching for "" matches every turn.
         local_titles = sorted(((" ".join(split_year(m["title"])[0].split()), str(m["movieId"])) for m in e19),
                               key=lambda pair: -len(pair[0]))
+        local_titles = [pair for pair in local_titles if pair[0]]
         messages = record.get("messages") or []
         mentions_as = record.get("mentions_as") or ""
         roles = {m.get("role") for m in messages}
@@ -229,6 +231,6 @@ def convert(files: dict[str, Path]) -> Conversion:
 REDIAL = Converter(
     name="redial",
     sources=("redial", "catalog"),
-    version="1",
+    version="2",
     convert=convert,
 )

@@ -1,0 +1,180 @@
+"""The metric registry. A metric is one small class; ``METRICS`` maps its name to an instance.
+
+Accuracy metrics see where the single target landed: ``greater`` (items scored strictly higher) and ``ties``
+(other items with exactly the target's score). Ties are broken uniformly at random *in expectation*, so a
+recommender that scores everything equal gets exactly chance, not zero and not perfect.
+
+Beyond-accuracy metrics see the top-k lists (ties broken by a seeded random order) and the training
+popularity of items.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from functools import cache
+from itertools import combinations
+
+import numpy as np
+
+ACCURACY_CUTOFFS = (1, 5, 10, 20, 50)
+LIST_SIZE = 10
+HEAD_SHARE = 0.2  # the most popular 20% of items are the "head"; the rest is the long tail
+
+
+@dataclass
+class RankedTargets:
+    """Per sample: how many items scored above the target, and how many others tied with it."""
+
+    greater: np.ndarray  # (n,) int64
+    ties: np.ndarray  # (n,) int64
+    n_items: int
+
+
+@dataclass
+class TopLists:
+    items: np.ndarray  # (n, LIST_SIZE) item indices, best first
+    popularity_percentile: np.ndarray  # (n_items,) in [0, 1], 1 = most popular in train
+    genres: list[frozenset[str]]  # per item, empty when unknown
+    n_items: int
+
+
+@cache
+def _discount_cumsum(n: int) -> np.ndarray:
+    """C[p] = sum_{q=1..p} 1/log2(q+1), C[0] = 0."""
+    return np.concatenate([[0.0], np.cumsum(1.0 / np.log2(np.arange(2, n + 2)))])
+
+
+@cache
+def _harmonic_cumsum(n: int) -> np.ndarray:
+    return np.concatenate([[0.0], np.cumsum(1.0 / np.arange(1, n + 1))])
+
+
+class Metric(ABC):
+    name: str
+    kind: str  # "accuracy" or "list"
+
+    @abstractmethod
+    def per_sample(self, data) -> np.ndarray:
+        """One value per sample (NaN where undefined); the report averages them with a standard error."""
+
+
+class AccuracyMetric(Metric):
+    kind = "accuracy"
+
+
+class ListMetric(Metric):
+    kind = "list"
+
+
+class RecallAt(AccuracyMetric):
+    def __init__(self, k: int):
+        self.k, self.name = k, f"recall@{k}"
+
+    def per_sample(self, data: RankedTargets) -> np.ndarray:
+        # The target's position is uniform over greater+1 .. greater+ties+1.
+        return np.clip((self.k - data.greater) / (data.ties + 1), 0.0, 1.0)
+
+
+class NDCGAt(AccuracyMetric):
+    def __init__(self, k: int):
+        self.k, self.name = k, f"ndcg@{k}"
+
+    def per_sample(self, data: RankedTargets) -> np.ndarray:
+        cum = _discount_cumsum(data.n_items + 1)
+        first = np.minimum(data.greater, self.k)
+        last = np.minimum(data.greater + data.ties + 1, self.k)
+        return (cum[last] - cum[first]) / (data.ties + 1)
+
+
+class MRR(AccuracyMetric):
+    name = "mrr"
+
+    def per_sample(self, data: RankedTargets) -> np.ndarray:
+        cum = _harmonic_cumsum(data.n_items + 1)
+        return (cum[data.greater + data.ties + 1] - cum[data.greater]) / (data.ties + 1)
+
+
+class Coverage(ListMetric):
+    """Share of the catalogue that appears in at least one top list (a corpus-level value, no stderr)."""
+
+    name = f"coverage@{LIST_SIZE}"
+    corpus_level = True
+
+    def per_sample(self, data: TopLists) -> np.ndarray:
+        share = len(np.unique(data.items)) / data.n_items
+        return np.full(len(data.items), share)
+
+
+class PopularityPercentile(ListMetric):
+    name = f"pop_percentile@{LIST_SIZE}"
+
+    def per_sample(self, data: TopLists) -> np.ndarray:
+        return data.popularity_percentile[data.items].mean(axis=1)
+
+
+class LongTailShare(ListMetric):
+    name = f"long_tail@{LIST_SIZE}"
+
+    def per_sample(self, data: TopLists) -> np.ndarray:
+        return (data.popularity_percentile[data.items] < 1.0 - HEAD_SHARE).mean(axis=1)
+
+
+class GenreILD(ListMetric):
+    """Intra-list diversity: mean pairwise Jaccard distance of genre sets (items without genres skipped)."""
+
+    name = f"ild_genre@{LIST_SIZE}"
+
+    def per_sample(self, data: TopLists) -> np.ndarray:
+        values = np.full(len(data.items), np.nan)
+        for row, items in enumerate(data.items):
+            sets = [data.genres[i] for i in items if data.genres[i]]
+            if len(sets) < 2:
+                continue
+            distances = [1.0 - len(a & b) / len(a | b) for a, b in combinations(sets, 2)]
+            values[row] = float(np.mean(distances))
+        return values
+
+
+def _registry() -> dict[str, Metric]:
+    metrics: list[Metric] = []
+    for k in ACCURACY_CUTOFFS:
+        metrics += [RecallAt(k), NDCGAt(k)]
+    metrics += [MRR(), Coverage(), PopularityPercentile(), LongTailShare(), GenreILD()]
+    return {m.name: m for m in metrics}
+
+
+METRICS: dict[str, Metric] = _registry()
+
+
+def ranked_targets(scores: np.ndarray, targets: np.ndarray) -> RankedTargets:
+    """Where each row's target lands in that row's scores. ``scores`` (n, n_items), ``targets`` (n,) indices."""
+    target_scores = scores[np.arange(len(targets)), targets][:, None]
+    greater = (scores > target_scores).sum(axis=1)
+    ties = (scores == target_scores).sum(axis=1) - 1
+    return RankedTargets(greater.astype(np.int64), ties.astype(np.int64), scores.shape[1])
+
+
+def top_lists(scores: np.ndarray, rng: np.random.Generator, size: int = LIST_SIZE) -> np.ndarray:
+    """Best ``size`` items per row, ties broken by a random order drawn from ``rng``."""
+    size = min(size, scores.shape[1])
+    kth_best = np.partition(scores, -size, axis=1)[:, -size]
+    out = np.empty((len(scores), size), dtype=np.int64)
+    for row in range(len(scores)):
+        pool = np.flatnonzero(scores[row] >= kth_best[row])
+        order = np.lexsort((rng.random(len(pool)), -scores[row, pool]))
+        out[row] = pool[order[:size]]
+    return out
+
+
+def popularity_percentiles(counts: np.ndarray) -> np.ndarray:
+    """Each item's popularity as a percentile in [0, 1] (average rank for ties); 1 = the most popular."""
+    order = counts.argsort(kind="stable")
+    ranks = np.empty(len(counts))
+    ranks[order] = np.arange(len(counts))
+    # average the ranks of tied counts
+    unique, inverse = np.unique(counts, return_inverse=True)
+    sums = np.bincount(inverse, weights=ranks)
+    sizes = np.bincount(inverse)
+    ranks = (sums / sizes)[inverse]
+    return ranks / max(len(counts) - 1, 1)

@@ -1,0 +1,155 @@
+"""Baselines every model must beat: popularity, repeat, item co-occurrence kNN and EASE.
+
+Item-based baselines (kNN, EASE) see only the items mentioned so far; on a sample with no mentioned item
+they fall back to popularity, as a deployed system would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from pydantic import Field
+
+from convrec.data.dataset import Split
+from convrec.data.model import RecSample
+from convrec.retrieval.base import Recommender, RecommenderConfig, fill_empty_contexts, item_counts, register
+
+
+def interaction_matrix(split: Split) -> sp.csr_matrix:
+    """Binary (n_dialogues, n_items): which items each training dialogue mentions."""
+    rows, cols = [], []
+    for row, dialogue in enumerate(split.dialogues):
+        for item in set(dialogue.items_in_order()):
+            rows.append(row)
+            cols.append(split.catalog.index_of[item])
+    data = np.ones(len(rows), dtype=np.float32)
+    return sp.csr_matrix((data, (rows, cols)), shape=(len(split.dialogues), len(split.catalog)))
+
+
+def context_matrix(samples: Sequence[RecSample], index_of: dict[str, int], n_items: int, decay: float) -> sp.csr_matrix:
+    """(n_samples, n_items): each context item weighted ``decay ** (mentions since it was last mentioned)``."""
+    rows, cols, vals = [], [], []
+    for row, sample in enumerate(samples):
+        weights: dict[str, float] = {}
+        for age, item in enumerate(reversed(sample.context_items)):
+            weights.setdefault(item, decay**age)
+        for item, weight in weights.items():
+            rows.append(row)
+            cols.append(index_of[item])
+            vals.append(weight)
+    return sp.csr_matrix((np.asarray(vals, np.float32), (rows, cols)), shape=(len(samples), n_items))
+
+
+@register
+class Popularity(Recommender):
+    """Items ranked by how often they are mentioned in training dialogues, whatever the dialogue says."""
+
+    name = "popularity"
+
+    def fit(self, train: Split, valid: Split | None = None) -> None:
+        self.scores_ = np.log1p(item_counts(train)).astype(np.float32)
+
+    def score(self, samples: Sequence[RecSample]) -> np.ndarray:
+        return np.tile(self.scores_, (len(samples), 1))
+
+
+@register
+class Repeat(Recommender):
+    """The shortcut: re-recommend the items already mentioned, the most recent first; all else tied."""
+
+    name = "repeat"
+
+    def score(self, samples: Sequence[RecSample]) -> np.ndarray:
+        scores = np.zeros((len(samples), len(self.catalog)), dtype=np.float32)
+        for row, sample in enumerate(samples):
+            for position, item in enumerate(sample.context_items, start=1):
+                scores[row, self.catalog.index_of[item]] = position  # later mentions overwrite: most recent wins
+        return scores
+
+
+class ItemKNNConfig(RecommenderConfig):
+    neighbors: int = Field(100, ge=1, description="similar items kept per item")
+    shrink: float = Field(10.0, ge=0, description="shrinks similarities of rarely co-occurring pairs")
+    recency_decay: float = Field(0.9, gt=0, le=1, description="weight of a context item per later mention")
+
+
+@register
+class ItemKNN(Recommender):
+    """Item co-occurrence kNN: cosine similarity of items over training dialogues, summed over the context."""
+
+    name = "itemknn"
+    config_class = ItemKNNConfig
+    config: ItemKNNConfig
+
+    def fit(self, train: Split, valid: Split | None = None) -> None:
+        matrix = interaction_matrix(train)
+        cooc = (matrix.T @ matrix).toarray()
+        np.fill_diagonal(cooc, 0.0)
+        norms = np.sqrt(np.asarray(matrix.sum(axis=0)).ravel())
+        sim = cooc / (np.outer(norms, norms) + self.config.shrink)
+        k = min(self.config.neighbors, sim.shape[1] - 1)
+        weakest = np.argpartition(-sim, kth=k, axis=1)[:, k:]
+        np.put_along_axis(sim, weakest, 0.0, axis=1)
+        self.similarity_ = sp.csr_matrix(sim.astype(np.float32))
+        self.popularity_ = np.log1p(item_counts(train)).astype(np.float32)
+
+    def score(self, samples: Sequence[RecSample]) -> np.ndarray:
+        context = context_matrix(samples, self.catalog.index_of, len(self.catalog), self.config.recency_decay)
+        scores = np.asarray((context @ self.similarity_).todense(), dtype=np.float32)
+        return fill_empty_contexts(scores, samples, self.popularity_)
+
+
+class EASEConfig(RecommenderConfig):
+    l2: float | None = Field(None, gt=0, description="ridge penalty; None chooses it on validation Recall@10")
+    l2_grid: tuple[float, ...] = (10.0, 50.0, 200.0, 800.0)
+    recency_decay: float = Field(1.0, gt=0, le=1)
+
+
+@register
+class EASE(Recommender):
+    """EASE (Steck 2019): a closed-form item-item linear model with zero diagonal, over training dialogues."""
+
+    name = "ease"
+    config_class = EASEConfig
+    config: EASEConfig
+
+    @staticmethod
+    def _weights(gram: np.ndarray, l2: float) -> np.ndarray:
+        regularised = gram.copy()
+        regularised[np.diag_indices_from(regularised)] += l2
+        precision = np.linalg.inv(regularised)
+        weights = -precision / np.diag(precision)
+        np.fill_diagonal(weights, 0.0)
+        return weights.astype(np.float32)
+
+    def fit(self, train: Split, valid: Split | None = None) -> None:
+        matrix = interaction_matrix(train)
+        gram = (matrix.T @ matrix).toarray().astype(np.float64)
+        self.popularity_ = np.log1p(item_counts(train)).astype(np.float32)
+        if self.config.l2 is not None or valid is None or not valid.samples:
+            self.l2_ = self.config.l2 or self.config.l2_grid[len(self.config.l2_grid) // 2]
+            self.weights_ = self._weights(gram, self.l2_)
+            self.validation_ = {}
+            return
+        targets = np.asarray(self.catalog.indices(s.target for s in valid.samples))
+        self.validation_ = {}
+        best = (-1.0, None, None)
+        for l2 in self.config.l2_grid:
+            self.weights_ = self._weights(gram, l2)
+            scores = self.score(valid.samples)
+            target_scores = scores[np.arange(len(targets)), targets][:, None]
+            recall = float(((scores > target_scores).sum(axis=1) < 10).mean())  # validation Recall@10
+            self.validation_[l2] = round(recall, 5)
+            if recall > best[0]:
+                best = (recall, l2, self.weights_)
+        _, self.l2_, self.weights_ = best
+
+    def score(self, samples: Sequence[RecSample]) -> np.ndarray:
+        context = context_matrix(samples, self.catalog.index_of, len(self.catalog), self.config.recency_decay)
+        scores = np.asarray(context @ self.weights_, dtype=np.float32)
+        return fill_empty_contexts(scores, samples, self.popularity_)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "chosen_l2": getattr(self, "l2_", None), "validation_recall@10": getattr(self, "validation_", {})}
