@@ -105,7 +105,9 @@ def test_read_jsonl_truncated_line_is_located(tmp_path):
 
 
 def test_read_jsonl_missing_title(tmp_path):
-    path = write_lines(tmp_path / "cat.jsonl", ['{"item_id": "a", "title": "A"}', '{"item_id": "b", "year": 2000}'])
+    path = write_lines(
+        tmp_path / "cat.jsonl", ['{"item_id": "a", "title": "A"}', '{"item_id": "b", "year": 2000}']
+    )
     with pytest.raises(DataError, match=r"line 2: missing field 'title'"):
         Catalog.read_jsonl(path)
 
@@ -137,7 +139,12 @@ def test_read_jsonl_other_field_errors(tmp_path, record, message):
 def test_read_jsonl_duplicate_id_names_both_lines(tmp_path):
     path = write_lines(
         tmp_path / "cat.jsonl",
-        ['{"item_id": "a", "title": "A"}', "", '{"item_id": "b", "title": "B"}', '{"item_id": "a", "title": "A2"}'],
+        [
+            '{"item_id": "a", "title": "A"}',
+            "",
+            '{"item_id": "b", "title": "B"}',
+            '{"item_id": "a", "title": "A2"}',
+        ],
     )
     with pytest.raises(DataError, match=r"line 4: duplicate item id 'a' \(first on line 1\)"):
         Catalog.read_jsonl(path)
@@ -151,7 +158,9 @@ def test_read_jsonl_empty_file(tmp_path):
 
 def test_content_hash_follows_every_field():
     base = Catalog([MATRIX, Item("b", "B", 2000)])
-    same = Catalog([Item(MATRIX.item_id, MATRIX.title, MATRIX.year, dict(MATRIX.metadata)), Item("b", "B", 2000)])
+    same = Catalog(
+        [Item(MATRIX.item_id, MATRIX.title, MATRIX.year, dict(MATRIX.metadata)), Item("b", "B", 2000)]
+    )
     assert same.content_hash() == base.content_hash()
     changed_plot = Catalog(
         [Item("m1", "The Matrix", 1999, {**MATRIX.metadata, "plot": "Another plot."}), Item("b", "B", 2000)]

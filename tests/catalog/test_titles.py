@@ -115,7 +115,13 @@ def test_fuzzy_threshold_is_configurable(linker):
 def test_link_report_counts(linker):
     report = LinkReport()
     links = linker.link_all(
-        ["The Matrix (1999)", "Total Recall (2011)", "Nope Nothing (1950)", "Nope Nothing (1950)", "Matrix, The"],
+        [
+            "The Matrix (1999)",
+            "Total Recall (2011)",
+            "Nope Nothing (1950)",
+            "Nope Nothing (1950)",
+            "Matrix, The",
+        ],
         report,
     )
     assert [link.item_id if link else None for link in links] == ["m1", "tr12", None, None, "m1"]

@@ -33,7 +33,10 @@ def toy_convert(files: dict[str, Path]) -> Conversion:
     dialogues = []
     for k in range(len(items)):
         split = "test" if k < raw["n_test"] else "train"
-        turns = [Turn("seeker", "I like i0", ("i0",)), Turn("recommender", "try", (f"i{(k + 1) % len(items)}",))]
+        turns = [
+            Turn("seeker", "I like i0", ("i0",)),
+            Turn("recommender", "try", (f"i{(k + 1) % len(items)}",)),
+        ]
         dialogues.append(Dialogue(f"d{k}", split, turns))
     return Conversion(Catalog(items, name="toy"), dialogues, {"items": len(items)})
 
@@ -173,7 +176,9 @@ def test_invalid_conversion_is_refused_before_replacing_the_cache(setup):
         return conversion
 
     toy_input(files[INPUT_KEY], ["Alpha", "Beta", "Gamma", "Delta"])
-    with pytest.raises(DataError, match=r"converter 'toy', dialogue 'd0': item id 'ghost' is not in the catalogue"):
+    with pytest.raises(
+        DataError, match=r"converter 'toy', dialogue 'd0': item id 'ghost' is not in the catalogue"
+    ):
         build_dataset(converter(broken), files, root)
     assert_only_old_cache(root, ["Alpha", "Beta", "Gamma"])
 
@@ -203,7 +208,13 @@ def test_samples_parquet_rows(setup):
     assert table.num_rows == 4 == dataset.info["n_samples_total"]
     assert table.column_names == ["split", "dialogue_id", "turn_index", "target", "context_items"]
     rows = table.to_pylist()
-    assert rows[0] == {"split": "test", "dialogue_id": "d0", "turn_index": 1, "target": "i1", "context_items": ["i0"]}
+    assert rows[0] == {
+        "split": "test",
+        "dialogue_id": "d0",
+        "turn_index": 1,
+        "target": "i1",
+        "context_items": ["i0"],
+    }
     assert [r["target"] for r in rows] == ["i1", "i2", "i3", "i0"]
     assert [r["split"] for r in rows] == ["test", "test", "train", "train"]
     expected = sum(len(samples_from_dialogue(d)) for d in dataset.dialogues)
@@ -248,7 +259,11 @@ def test_import_then_load_by_name(tmp_path):
     catalog = write_jsonl(tmp_path / "catalog.jsonl", BOOKS)
     dialogues = write_jsonl(
         tmp_path / "dialogues.jsonl",
-        [book_dialogue("t1", "train", "b2"), book_dialogue("v1", "valid", "b3"), book_dialogue("x1", "test", "b3")],
+        [
+            book_dialogue("t1", "train", "b2"),
+            book_dialogue("v1", "valid", "b3"),
+            book_dialogue("x1", "test", "b3"),
+        ],
     )
     data_dir = tmp_path / "data"
     imported = import_dataset("mybooks", catalog, dialogues, data_dir)
@@ -278,7 +293,9 @@ def test_import_invalid_dialogue_is_located(tmp_path):
     dialogues = write_jsonl(
         tmp_path / "dialogues.jsonl", [book_dialogue("x1", "test", "b2"), book_dialogue("x2", "test", "b9")]
     )
-    with pytest.raises(DataError, match=r"dialogues.jsonl line 2: turn 2: item id 'b9' is not in the catalogue 'mybooks'"):
+    with pytest.raises(
+        DataError, match=r"dialogues.jsonl line 2: turn 2: item id 'b9' is not in the catalogue 'mybooks'"
+    ):
         import_dataset("mybooks", catalog, dialogues, tmp_path / "data")
 
 
@@ -296,7 +313,9 @@ def test_reimport_replaces_the_dataset(tmp_path):
     data_dir = tmp_path / "data"
     first = write_jsonl(tmp_path / "first.jsonl", [book_dialogue("x1", "test", "b2")])
     import_dataset("mybooks", catalog, first, data_dir)
-    second = write_jsonl(tmp_path / "second.jsonl", [book_dialogue("y1", "test", "b3"), book_dialogue("y2", "test", "b2")])
+    second = write_jsonl(
+        tmp_path / "second.jsonl", [book_dialogue("y1", "test", "b3"), book_dialogue("y2", "test", "b2")]
+    )
     import_dataset("mybooks", catalog, second, data_dir)
     assert [d.dialogue_id for d in load_dataset("mybooks", data_dir).dialogues] == ["y1", "y2"]
     assert sorted(p.name for p in (data_dir / "processed").iterdir()) == ["mybooks"]

@@ -15,7 +15,9 @@ from convrec.io import DataError
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "data-format.md"
 
-CATALOG = Catalog([Item("b1", "The Hobbit", 1937), Item("b2", "Dune", 1965), Item("b3", "Emma", 1815)], name="books")
+CATALOG = Catalog(
+    [Item("b1", "The Hobbit", 1937), Item("b2", "Dune", 1965), Item("b3", "Emma", 1815)], name="books"
+)
 
 
 def write_lines(path: Path, records: list) -> Path:
@@ -42,7 +44,10 @@ def test_round_trip(tmp_path):
         Dialogue(
             "d1",
             "train",
-            [Turn("seeker", "Fantasy, please. I read The Hobbit.", ("b1",)), Turn("recommender", "Dune or Emma", ("b2", "b3"))],
+            [
+                Turn("seeker", "Fantasy, please. I read The Hobbit.", ("b1",)),
+                Turn("recommender", "Dune or Emma", ("b2", "b3")),
+            ],
             {"b2": ItemFeedback(liked=True, seen=False), "b3": ItemFeedback(accepted=False)},
             {"source": "hand", "rating": 4},
         ),
@@ -55,7 +60,10 @@ def test_round_trip(tmp_path):
     # The file is the documented shape: items omitted when empty, feedback without unknown values.
     first = json.loads(path.read_text(encoding="utf-8").splitlines()[0])
     assert first["feedback"] == {"b2": {"liked": True, "seen": False}, "b3": {"accepted": False}}
-    assert json.loads(path.read_text(encoding="utf-8").splitlines()[2])["turns"][0] == {"role": "seeker", "text": "é ü ✓"}
+    assert json.loads(path.read_text(encoding="utf-8").splitlines()[2])["turns"][0] == {
+        "role": "seeker",
+        "text": "é ü ✓",
+    }
 
 
 def test_feedback_with_nothing_known_is_not_written():
@@ -91,19 +99,31 @@ def test_unknown_item_id(tmp_path):
 
 
 def test_unknown_feedback_item(tmp_path):
-    expect_error(tmp_path, [good(feedback={"zz": {"liked": True}})], r"feedback: item id 'zz' is not in the catalogue", 1)
+    expect_error(
+        tmp_path,
+        [good(feedback={"zz": {"liked": True}})],
+        r"feedback: item id 'zz' is not in the catalogue",
+        1,
+    )
 
 
 def test_bad_role(tmp_path):
     bad = good()
     bad["turns"][0]["role"] = "user"
-    expect_error(tmp_path, [bad], r"turn 1: 'role' must be one of seeker, recommender, unknown, got 'user'", 1)
+    expect_error(
+        tmp_path, [bad], r"turn 1: 'role' must be one of seeker, recommender, unknown, got 'user'", 1
+    )
 
 
 def test_missing_split(tmp_path):
     bad = good("d3")
     del bad["split"]
-    expect_error(tmp_path, [good("d1"), good("d2"), bad], r"field 'split' must be one of train, valid, test, got None", 3)
+    expect_error(
+        tmp_path,
+        [good("d1"), good("d2"), bad],
+        r"field 'split' must be one of train, valid, test, got None",
+        3,
+    )
 
 
 def test_unknown_split(tmp_path):
@@ -116,7 +136,9 @@ def test_truncated_line(tmp_path):
 
 
 def test_duplicate_dialogue_id(tmp_path):
-    expect_error(tmp_path, [good("a"), good("b"), "", good("a")], r"duplicate dialogue_id 'a' \(first on line 1\)", 4)
+    expect_error(
+        tmp_path, [good("a"), good("b"), "", good("a")], r"duplicate dialogue_id 'a' \(first on line 1\)", 4
+    )
 
 
 @pytest.mark.parametrize(
@@ -130,7 +152,10 @@ def test_duplicate_dialogue_id(tmp_path):
         ({"feedback": ["b1"]}, r"field 'feedback' must be an object"),
         ({"feedback": {"b1": {"loved": True}}}, r"feedback for 'b1': expected an object with keys"),
         # A string is not a boolean: "no" must not silently become True.
-        ({"feedback": {"b1": {"liked": "no"}}}, r"feedback for 'b1': 'liked' must be true, false or null, got 'no'"),
+        (
+            {"feedback": {"b1": {"liked": "no"}}},
+            r"feedback for 'b1': 'liked' must be true, false or null, got 'no'",
+        ),
         ({"feedback": {"b1": {"seen": 1}}}, r"'seen' must be true, false or null, got 1"),
     ],
 )

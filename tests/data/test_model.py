@@ -58,9 +58,7 @@ def test_first_turn_recommendation_has_empty_context():
 
 
 def test_sequence_only_dialogue_yields_every_item_after_the_first():
-    dialogue = Dialogue(
-        "user-1", "train", [Turn("unknown", "", (i,)) for i in ("x", "y", "x", "z")]
-    )
+    dialogue = Dialogue("user-1", "train", [Turn("unknown", "", (i,)) for i in ("x", "y", "x", "z")])
     assert not dialogue.has_roles
     samples = samples_from_dialogue(dialogue)
     assert [(s.turn_index, s.target, s.context_items) for s in samples] == [
@@ -99,7 +97,9 @@ def test_context_text_with_roles():
 
 def test_context_text_skips_empty_turns():
     dialogue = Dialogue(
-        "d", "test", [Turn("seeker", "a"), Turn("recommender", ""), Turn("seeker", "b"), Turn("recommender", "", ("x",))]
+        "d",
+        "test",
+        [Turn("seeker", "a"), Turn("recommender", ""), Turn("seeker", "b"), Turn("recommender", "", ("x",))],
     )
     [sample] = samples_from_dialogue(dialogue)
     assert sample.context_text() == "Seeker: a\nSeeker: b"

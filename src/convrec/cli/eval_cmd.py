@@ -145,7 +145,8 @@ def run_recommenders(args: argparse.Namespace) -> int:
     out = Console()
     for name in sorted(RECOMMENDERS):
         cls = RECOMMENDERS[name]
-        out.print(f"[bold]{name}[/bold]: {(cls.__doc__ or '').strip().splitlines()[0]}")
+        summary = (cls.__doc__ or "").strip().splitlines() or [""]
+        out.print(f"[bold]{name}[/bold]: {summary[0]}")
         for field, info in cls.config_class.model_fields.items():
             out.print(f"    {field} = {json.dumps(info.default, default=str)}  {info.description or ''}")
     return 0

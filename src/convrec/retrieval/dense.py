@@ -27,6 +27,8 @@ class DenseTextConfig(RecommenderConfig):
 
 @register
 class DenseText(Recommender):
+    """Cosine similarity of the dialogue's recent text and each item's text (offline MiniLM embeddings)."""
+
     name = "dense-text"
     config_class = DenseTextConfig
     config: DenseTextConfig

@@ -93,16 +93,17 @@ def _at_id_turn(role: str, text: str, catalog: Catalog, path: Path, line: int) -
     return Turn(role, shown, tuple(items))  # type: ignore[arg-type]
 
 
+def _form_answer(answers: dict[str, Any], key: str) -> bool | None:
+    value = answers.get(key)
+    return None if value not in (0, 1) else bool(value)
+
+
 def _form_feedback(questions: Any) -> dict[str, ItemFeedback]:
     """ReDial's forms: liked/seen 0 no, 1 yes, 2 did not say."""
-    feedback = {}
-    for movie_id, answers in (questions or {}).items():
-        def flag(key: str) -> bool | None:
-            value = answers.get(key)
-            return None if value not in (0, 1) else bool(value)
-
-        feedback[str(movie_id)] = ItemFeedback(liked=flag("liked"), seen=flag("seen"))
-    return feedback
+    return {
+        str(movie_id): ItemFeedback(liked=_form_answer(answers, "liked"), seen=_form_answer(answers, "seen"))
+        for movie_id, answers in (questions or {}).items()
+    }
 
 
 def convert_test(path: Path, catalog: Catalog) -> list[Dialogue]:
