@@ -109,11 +109,6 @@ def test_redial_title_linking_report(redial):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: inline-title linking of train fragments matches a short title as a common word "
-    "(the movie 'It (2017)' is found in 'loved it'), creating false mentions and targets",
-)
 def test_redial_inline_titles_do_not_match_pronouns(redial):
     [dialogue] = [d for d in redial.dialogues if d.dialogue_id == "950"]
     it_2017 = "187028"

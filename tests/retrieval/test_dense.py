@@ -34,3 +34,17 @@ def test_dense_text_matches_dialogue_to_item_text(tmp_path):
     assert len(cached) == 1
     again = build_recommender("dense-text", catalog, {"cache_dir": str(tmp_path)})
     np.testing.assert_allclose(again.item_vectors, rec.item_vectors)
+
+
+def test_dense_text_chooses_popularity_weight_on_validation(tmp_path):
+    catalog = Catalog([Item("1", "Toy Story", 1995, {"genre": ["animation"]}),
+                       Item("2", "The Conjuring", 2013, {"genre": ["horror"]})])
+    train = Split("train", catalog, [Dialogue("t", "train", [Turn("seeker", "", ("1",)), Turn("recommender", "", ("1",))])])
+    valid = Split("valid", catalog, [Dialogue("v", "valid", [Turn("seeker", "a scary horror film"),
+                                                             Turn("recommender", "", ("2",))])])
+    rec = build_recommender("dense-text", catalog, {"cache_dir": str(tmp_path), "popularity_grid": [0.0, 5.0]})
+    rec.fit(train, valid)
+    # a huge popularity weight would put Toy Story first and miss the horror target only at R@1; at R@10 both
+    # weights hit, and ties go to the smaller weight
+    assert rec.describe()["validation_recall@10"] == {0.0: 1.0, 5.0: 1.0}
+    assert rec.popularity_weight_ == 0.0

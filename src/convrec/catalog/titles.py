@@ -17,7 +17,9 @@ from rapidfuzz import fuzz, process
 
 from convrec.catalog.items import Catalog
 
-_YEAR_AT_END = re.compile(r"\s*\((\d{4})(?:[-–]\d{0,4})?\)\s*$")
+# "(1999)", "(1999-2003)", "(2015 film)" and the unclosed "(1995" seen in INSPIRED
+_YEAR_AT_END = re.compile(r"\s*\((\d{4})(?:[-–]\d{0,4})?(?:\s+film)?\)?\s*$")
+_EMPTY_PARENS_AT_END = re.compile(r"\s*\(\s*\)\s*$")
 _TRAILING_ARTICLE = re.compile(r",\s*(the|a|an|les|la|le|il|el|die|der|das)$")
 _LEADING_ARTICLE = re.compile(r"^(the|a|an)\s+")
 _NON_WORD = re.compile(r"[^\w\s]")
@@ -26,6 +28,7 @@ _SPACES = re.compile(r"\s+")
 
 def split_year(title: str) -> tuple[str, int | None]:
     """``"Police Academy  (1984)"`` -> ``("Police Academy", 1984)``; a title with no year keeps ``None``."""
+    title = _EMPTY_PARENS_AT_END.sub("", title)
     match = _YEAR_AT_END.search(title)
     if match:
         return title[: match.start()].strip(), int(match.group(1))

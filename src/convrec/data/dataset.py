@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -122,26 +123,28 @@ def check_conversion(conversion: Conversion, name: str) -> None:
 def save_processed(out_dir: Path, conversion: Conversion, info: dict[str, Any]) -> dict[str, Any]:
     """Write a processed dataset into a staging folder, then swap it in: a crash leaves the old cache intact."""
     check_conversion(conversion, str(info.get("name", out_dir.name)))
-    staging = out_dir.with_name(out_dir.name + ".building")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    conversion.catalog.write_jsonl(staging / "catalog.jsonl")
-    write_dialogues_jsonl(staging / "dialogues.jsonl", conversion.dialogues)
-    n_samples = write_samples_parquet(staging / "samples.parquet", conversion.dialogues)
-    info = {
-        **info,
-        "n_items": len(conversion.catalog),
-        "n_dialogues": {s: sum(d.split == s for d in conversion.dialogues) for s in SPLITS},
-        "n_samples_total": n_samples,
-        "report": conversion.report,
-    }
-    write_json(staging / "build.json", info)
-    old = out_dir.with_name(out_dir.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out_dir.exists():
-        out_dir.rename(old)
-    staging.rename(out_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    # A private staging folder per build: two builds at once never write into each other's files.
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
+    try:
+        conversion.catalog.write_jsonl(staging / "catalog.jsonl")
+        write_dialogues_jsonl(staging / "dialogues.jsonl", conversion.dialogues)
+        n_samples = write_samples_parquet(staging / "samples.parquet", conversion.dialogues)
+        info = {
+            **info,
+            "n_items": len(conversion.catalog),
+            "n_dialogues": {s: sum(d.split == s for d in conversion.dialogues) for s in SPLITS},
+            "n_samples_total": n_samples,
+            "report": conversion.report,
+        }
+        write_json(staging / "build.json", info)
+        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        if out_dir.exists():
+            out_dir.replace(old / "previous")
+        staging.replace(out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return info
 
 

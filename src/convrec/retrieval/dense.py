@@ -2,6 +2,10 @@
 
 Needs no training; catalogue embeddings are computed once per (model, catalogue hash) and cached, as are the
 embeddings of dialogue contexts. A sample whose context has no text falls back to popularity.
+
+Text similarity alone ignores that a few movies are asked for far more often than others, so the score adds
+``popularity_weight * log-popularity`` (scaled to [0, 1]); the weight is chosen on the validation split
+unless given, and ``popularity_weight=0`` is the pure text retriever.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ class DenseTextConfig(RecommenderConfig):
     context_chars: int = Field(600, ge=50, description="most recent characters of the dialogue used as query")
     seeker_only: bool = Field(False, description="embed only the seeker's turns")
     cache_dir: str | None = Field(None, description="where embeddings are cached (default ~/.cache/convrec)")
+    popularity_weight: float | None = Field(None, ge=0, description="weight of the popularity term; None: "
+                                            "chosen on validation Recall@10 from popularity_grid")
+    popularity_grid: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.4)
 
 
 @register
@@ -48,8 +55,28 @@ class DenseText(Recommender):
         return self._item_vectors
 
     def fit(self, train: Split, valid: Split | None = None) -> None:
-        self.popularity_ = np.log1p(item_counts(train)).astype(np.float32)
+        log_counts = np.log1p(item_counts(train))
+        self.popularity_ = (log_counts / max(log_counts.max(), 1e-12)).astype(np.float32)
         _ = self.item_vectors
+        self.validation_: dict[float, float] = {}
+        if self.config.popularity_weight is not None or valid is None:
+            self.popularity_weight_ = self.config.popularity_weight or 0.0
+            return
+        samples = [s for s in valid.samples if self.query_text(s).strip()]
+        if not samples:
+            self.popularity_weight_ = 0.0
+            return
+        targets = np.asarray(self.catalog.indices(s.target for s in samples))
+        similarity = self._similarity(samples)
+        for weight in self.config.popularity_grid:
+            scores = similarity + weight * self.popularity_
+            target_scores = scores[np.arange(len(targets)), targets][:, None]
+            self.validation_[weight] = round(float(((scores > target_scores).sum(axis=1) < 10).mean()), 5)
+        self.popularity_weight_ = max(self.validation_, key=lambda w: (self.validation_[w], -w))
+
+    def describe(self) -> dict:
+        return {**super().describe(), "chosen_popularity_weight": getattr(self, "popularity_weight_", None),
+                "validation_recall@10": getattr(self, "validation_", {})}
 
     def query_text(self, sample: RecSample) -> str:
         if self.config.seeker_only:
@@ -57,12 +84,15 @@ class DenseText(Recommender):
             return "\n".join(turns)[-self.config.context_chars :]
         return sample.context_text(max_chars=self.config.context_chars)
 
-    def score(self, samples: Sequence[RecSample]) -> np.ndarray:
+    def _similarity(self, samples: Sequence[RecSample]) -> np.ndarray:
         queries = [self.query_text(s) for s in samples]
         cache = self.cache_dir / f"contexts-{self.config.encoder.model}-{self.catalog.name.replace('/', '_')}.npz"
-        vectors = self.encoder.encode_cached(queries, cache, progress=False)
-        scores = vectors @ self.item_vectors.T
-        for row, query in enumerate(queries):
-            if not query.strip():
+        vectors = self.encoder.encode_cached(queries, cache, progress=len(queries) > 1000)
+        return vectors @ self.item_vectors.T
+
+    def score(self, samples: Sequence[RecSample]) -> np.ndarray:
+        scores = self._similarity(samples) + self.popularity_weight_ * self.popularity_
+        for row, sample in enumerate(samples):
+            if not self.query_text(sample).strip():
                 scores[row] = self.popularity_
         return scores.astype(np.float32)

@@ -124,4 +124,4 @@ def convert(files: dict[str, Path]) -> Conversion:
     return Conversion(catalog, dialogues, report)
 
 
-INSPIRED = Converter(name="inspired", sources=("inspired", "catalog", "redial"), version="1", convert=convert)
+INSPIRED = Converter(name="inspired", sources=("inspired", "catalog", "redial"), version="2", convert=convert)

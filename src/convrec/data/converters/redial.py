@@ -30,6 +30,7 @@ from convrec.io import DataError, iter_jsonl
 MENTION = re.compile(r"@(\d+)")
 QUOTED = re.compile(r'"([^"]{1,150}?\(\d{4}\))\s*"')
 BRACKETED = re.compile(r"\[([^\[\]]{1,150})\]")
+SHORT_TITLE = 4  # titles this short are matched case-sensitively, never at a sentence start
 METADATA_FIELDS = ("genre", "plot", "director", "writer", "star", "imdb_id")
 
 
@@ -152,11 +153,19 @@ class _InlineLinker:
 
     @staticmethod
     def inline_turn(role: str, text: str, local_titles: list[tuple[str, str]]) -> Turn:
-        """Titles with no markup: find each of the dialogue's own movies by its bare title."""
+        """Titles with no markup: find each of the dialogue's own movies by its bare title.
+
+        Short titles ("It", "Up", "Saw", "Coco") are also ordinary words, so they must appear capitalised as
+        in the title and not at the start of a sentence, where every word is capitalised.
+        """
         lowered = text.lower()
         found = []
         for bare, item_id in local_titles:
-            match = re.search(r"(?<!\w)" + re.escape(bare.lower()) + r"(?!\w)", lowered)
+            if len(bare) <= SHORT_TITLE:
+                match = next((m for m in re.finditer(r"(?<!\w)" + re.escape(bare) + r"(?!\w)", text)
+                              if text[: m.start()].rstrip()[-1:] not in ("", ".", "!", "?")), None)
+            else:
+                match = re.search(r"(?<!\w)" + re.escape(bare.lower()) + r"(?!\w)", lowered)
             if match:
                 found.append((match.start(), item_id))
         items = tuple(dict.fromkeys(item_id for _, item_id in sorted(found)))
@@ -232,6 +241,6 @@ def convert(files: dict[str, Path]) -> Conversion:
 REDIAL = Converter(
     name="redial",
     sources=("redial", "catalog"),
-    version="2",
+    version="3",
     convert=convert,
 )
