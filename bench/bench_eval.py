@@ -166,7 +166,7 @@ def synthetic_data(n_items: int, n_samples: int, seed: int):
         else:
             target = f"i{int(rng.integers(n_items))}"
         dialogue = Dialogue(f"d{index}", "test", [Turn("seeker", "", context), Turn("recommender", "", (target,))])
-        samples.append(RecSample(dialogue, 1, target, context))
+        samples.append(RecSample(dialogue, 1, target))
     counts = np.floor(n_items / 10 / np.arange(1, n_items + 1) ** 1.1)
     rng.shuffle(counts)
     return catalog, samples, counts

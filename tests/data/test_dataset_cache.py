@@ -203,7 +203,7 @@ def test_samples_parquet_rows(setup):
     table = pq.read_table(root / "toy" / "samples.parquet")
     # Four dialogues, one recommendation each.
     assert table.num_rows == 4 == dataset.info["n_samples_total"]
-    assert table.column_names == ["split", "dialogue_id", "turn_index", "target", "context_items"]
+    assert table.column_names == ["split", "dialogue_id", "turn_index", "target", "context_items", "n_context_items"]
     rows = table.to_pylist()
     assert rows[0] == {
         "split": "test",
@@ -211,12 +211,25 @@ def test_samples_parquet_rows(setup):
         "turn_index": 1,
         "target": "i1",
         "context_items": ["i0"],
+        "n_context_items": 1,
     }
     assert [r["target"] for r in rows] == ["i1", "i2", "i3", "i0"]
     assert [r["split"] for r in rows] == ["test", "test", "train", "train"]
     expected = sum(len(samples_from_dialogue(d)) for d in dataset.dialogues)
     assert table.num_rows == expected
     assert len(dataset.split("test").samples) == 2
+
+
+def test_samples_parquet_keeps_recent_context_of_long_sequences(tmp_path):
+    from convrec.data.dataset import PARQUET_CONTEXT_ITEMS, write_samples_parquet
+    from convrec.data.model import Dialogue, Turn
+
+    n = PARQUET_CONTEXT_ITEMS + 30
+    dialogue = Dialogue("u1", "train", [Turn("unknown", "", (f"i{k}",)) for k in range(n)])
+    assert write_samples_parquet(tmp_path / "s.parquet", [dialogue]) == n - 1
+    last = pq.read_table(tmp_path / "s.parquet").to_pylist()[-1]
+    assert last["n_context_items"] == n - 1
+    assert last["context_items"] == [f"i{k}" for k in range(n - 1 - PARQUET_CONTEXT_ITEMS, n - 1)]
 
 
 def test_split_rejects_unknown_name(setup):

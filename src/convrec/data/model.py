@@ -43,6 +43,8 @@ class Dialogue:
     turns: list[Turn]
     feedback: dict[str, ItemFeedback] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    _mention_offsets: list[int] | None = field(default=None, init=False, repr=False, compare=False)
+    _mentions: tuple[str, ...] = field(default=(), init=False, repr=False, compare=False)
 
     @property
     def has_roles(self) -> bool:
@@ -51,6 +53,17 @@ class Dialogue:
 
     def items_in_order(self) -> list[str]:
         return [item for turn in self.turns for item in turn.items]
+
+    def items_before(self, turn_index: int) -> tuple[str, ...]:
+        """Items mentioned in turns ``0 .. turn_index - 1``, in order. Computed on demand so a long item
+        sequence (a MovieLens user) does not store a quadratic number of context copies."""
+        if self._mention_offsets is None or len(self._mention_offsets) != len(self.turns) + 1:
+            offsets = [0]
+            for turn in self.turns:
+                offsets.append(offsets[-1] + len(turn.items))
+            self._mention_offsets = offsets
+            self._mentions = tuple(self.items_in_order())
+        return self._mentions[: self._mention_offsets[turn_index]]
 
 
 @dataclass(frozen=True)
@@ -64,7 +77,10 @@ class RecSample:
     dialogue: Dialogue
     turn_index: int
     target: str
-    context_items: tuple[str, ...]
+
+    @property
+    def context_items(self) -> tuple[str, ...]:
+        return self.dialogue.items_before(self.turn_index)
 
     @property
     def dialogue_id(self) -> str:
@@ -107,14 +123,10 @@ class RecSample:
 def samples_from_dialogue(dialogue: Dialogue) -> list[RecSample]:
     """The common CRS protocol: each item mentioned in a recommender turn is a target, its context all earlier
     turns. A dialogue with no roles (a bare item sequence) yields a sample for every item after the first."""
-    samples: list[RecSample] = []
-    mentioned: list[str] = []
     role_aware = dialogue.has_roles
-    for index, turn in enumerate(dialogue.turns):
-        is_target_turn = turn.role == "recommender" if role_aware else index > 0
-        if is_target_turn:
-            context = tuple(mentioned)
-            for item in turn.items:
-                samples.append(RecSample(dialogue, index, item, context))
-        mentioned.extend(turn.items)
-    return samples
+    return [
+        RecSample(dialogue, index, item)
+        for index, turn in enumerate(dialogue.turns)
+        if (turn.role == "recommender" if role_aware else index > 0)
+        for item in turn.items
+    ]

@@ -156,14 +156,20 @@ def ranked_targets(scores: np.ndarray, targets: np.ndarray) -> RankedTargets:
 
 
 def top_lists(scores: np.ndarray, rng: np.random.Generator, size: int = LIST_SIZE) -> np.ndarray:
-    """Best ``size`` items per row, ties broken by a random order drawn from ``rng``."""
+    """Best ``size`` items per row, best first; items tied at the cut-off are drawn at random from ``rng``.
+
+    Only the few items strictly above the ``size``-th score are sorted; the tied ones are sampled, never
+    sorted, so heavily tied scores (e.g. ``repeat``) cost no more than distinct ones."""
     size = min(size, scores.shape[1])
     kth_best = np.partition(scores, -size, axis=1)[:, -size]
     out = np.empty((len(scores), size), dtype=np.int64)
     for row in range(len(scores)):
-        pool = np.flatnonzero(scores[row] >= kth_best[row])
-        order = np.lexsort((rng.random(len(pool)), -scores[row, pool]))
-        out[row] = pool[order[:size]]
+        values = scores[row]
+        above = np.flatnonzero(values > kth_best[row])
+        above = above[np.argsort(-values[above], kind="stable")]
+        tied = np.flatnonzero(values == kth_best[row])
+        out[row, : len(above)] = above
+        out[row, len(above) :] = rng.choice(tied, size - len(above), replace=False)
     return out
 
 

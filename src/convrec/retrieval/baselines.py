@@ -84,16 +84,23 @@ class ItemKNN(Recommender):
     config: ItemKNNConfig
 
     def fit(self, train: Split, valid: Split | None = None) -> None:
+        # Sparse throughout: memory grows with the co-occurring pairs, not with the catalogue squared.
         matrix = interaction_matrix(train)
-        cooc = (matrix.T @ matrix).toarray()
-        np.fill_diagonal(cooc, 0.0)
+        cooc = (matrix.T @ matrix).tocoo()
+        off_diagonal = cooc.row != cooc.col
+        rows, cols, counts = cooc.row[off_diagonal], cooc.col[off_diagonal], cooc.data[off_diagonal]
         norms = np.sqrt(np.asarray(matrix.sum(axis=0)).ravel())
-        sim = cooc / (np.outer(norms, norms) + self.config.shrink)
-        k = min(self.config.neighbors, sim.shape[1] - 1)
-        weakest = np.argpartition(-sim, kth=k, axis=1)[:, k:]
-        np.put_along_axis(sim, weakest, 0.0, axis=1)
-        self.similarity_ = sp.csr_matrix(sim.astype(np.float32))
+        values = counts / (norms[rows] * norms[cols] + self.config.shrink)
+        self.similarity_ = self._keep_top_neighbours(rows, cols, values.astype(np.float32), len(self.catalog))
         self.popularity_ = np.log1p(item_counts(train)).astype(np.float32)
+
+    def _keep_top_neighbours(self, rows, cols, values, n_items: int) -> sp.csr_matrix:
+        order = np.lexsort((-values, rows))  # by row, strongest first
+        rows, cols, values = rows[order], cols[order], values[order]
+        starts = np.searchsorted(rows, np.arange(n_items))
+        rank_in_row = np.arange(len(rows)) - starts[rows]
+        keep = rank_in_row < self.config.neighbors
+        return sp.csr_matrix((values[keep], (rows[keep], cols[keep])), shape=(n_items, n_items))
 
     def score(self, samples: Sequence[RecSample]) -> np.ndarray:
         context = context_matrix(samples, self.catalog.index_of, len(self.catalog), self.config.recency_decay)
