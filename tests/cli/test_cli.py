@@ -78,6 +78,7 @@ def test_results_reproduces_a_table_and_updates_readme(tmp_path):
     assert code == 0
     payload = json.loads((tmp_path / "res" / "mini.json").read_text())
     assert len(payload["results"]) == 4  # 2 recommenders x 2 protocols
+    assert (tmp_path / "res" / "mini.png").read_bytes()[:4] == b"\x89PNG"
     text = readme.read_text()
     assert "old" not in text and "`repeat`" in text and text.endswith("after\n")
 

@@ -81,9 +81,10 @@ def test_parallel_scan_gradients_match_sequential_loop():
 # ---------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("bc_init", ["lru", "reference"])
 @pytest.mark.parametrize("n_pad", [[0, 0, 0], [0, 4, 8]], ids=["unpadded", "left-padded"])
-def test_forward_equals_step_by_step(n_pad):
-    model = make_model()
+def test_forward_equals_step_by_step(n_pad, bc_init):
+    model = make_model(bc_init=bc_init)
     ids = random_batch(3, 11, n_pad)
     with torch.no_grad():
         torch.testing.assert_close(model(ids), stepwise_hidden(model, ids), rtol=0, atol=1e-5)

@@ -16,7 +16,7 @@ from convrec.cli.common import add_data_options, data_dir, mirror, parse_options
 from convrec.data.load import load_dataset
 from convrec.evaluate.experiment import load_experiment
 from convrec.evaluate.protocol import Protocol
-from convrec.evaluate.report import markdown_table, print_table, update_readme
+from convrec.evaluate.report import markdown_table, plot_results, print_table, update_readme
 from convrec.evaluate.runner import evaluate
 from convrec.io import atomic_write, write_json
 from convrec.retrieval import RECOMMENDERS, build_recommender
@@ -132,7 +132,8 @@ def run_results(args: argparse.Namespace) -> int:
     table = markdown_table(results)
     with atomic_write(args.out / f"{experiment.name}.md") as handle:
         handle.write(table + "\n")
-    console.print(f"wrote {args.out / (experiment.name + '.json')} and {args.out / (experiment.name + '.md')}")
+    plot_results(results, args.out / f"{experiment.name}.png")
+    console.print(f"wrote {experiment.name}.json, .md and .png (recall@10 with standard errors) in {args.out}")
     if args.update_readme:
         if update_readme(args.update_readme, experiment.name, table):
             console.print(f"updated the '{experiment.name}' table in {args.update_readme}")

@@ -58,3 +58,33 @@ def update_readme(readme: Path, name: str, body: str) -> bool:
     with atomic_write(readme) as handle:
         handle.write(new)
     return True
+
+
+def plot_results(results: Sequence[dict[str, Any]], path: Path, metric: str = "recall@10") -> None:
+    """Grouped bars of one metric with ±1 standard error: one panel per dataset, one bar per protocol."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = list(dict.fromkeys(r["dataset"] for r in results))
+    protocols = list(dict.fromkeys(r["protocol"] for r in results))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.6), squeeze=False)
+    width = 0.8 / max(len(protocols), 1)
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        rows = [r for r in results if r["dataset"] == dataset]
+        names = list(dict.fromkeys(r["recommender"] for r in rows))
+        for offset, protocol in enumerate(protocols):
+            by_name = {r["recommender"]: r for r in rows if r["protocol"] == protocol}
+            xs = [i + (offset - (len(protocols) - 1) / 2) * width for i in range(len(names))]
+            values = [by_name[n]["metrics"][metric] if n in by_name else 0.0 for n in names]
+            errors = [by_name[n]["stderr"].get(metric, 0.0) if n in by_name else 0.0 for n in names]
+            ax.bar(xs, values, width, yerr=errors, capsize=3, label=protocol)
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+        ax.set_title(f"{dataset} ({rows[0]['split']}, full catalogue)")
+        ax.set_ylabel(f"{metric} ± s.e.")
+        ax.legend(title="protocol", fontsize=8)
+    fig.tight_layout()
+    with atomic_write(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=120)
+    plt.close(fig)
