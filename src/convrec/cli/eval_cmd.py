@@ -42,6 +42,8 @@ def add_parsers(commands) -> None:
                     "excluded from ranking; both (default standard)")
     ev.add_argument("--set", dest="options", action="append", metavar="KEY=VALUE",
                     help="a recommender option, e.g. --set l2=200 (repeatable; see `convrec recommenders`)")
+    ev.add_argument("--checkpoint", type=Path, default=None,
+                    help="a `convrec train` run directory to load (lrurec, lrurec-text) instead of training")
     ev.add_argument("--limit", type=int, default=None, help="evaluate a seeded random subset of this many samples")
     ev.add_argument("--seed", type=int, default=0, help="seed for subsets and tie-breaking (default 0)")
     ev.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="write the result as JSON")
@@ -102,7 +104,10 @@ def evaluate_recommender(dataset, name: str, options: dict[str, Any], split: str
 
 def run_eval(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.dataset, data_dir(args), mirror(args), progress=not args.quiet)
-    results = evaluate_recommender(dataset, args.recommender, parse_options(args.options), args.split,
+    options = parse_options(args.options)
+    if args.checkpoint is not None:
+        options["checkpoint"] = str(args.checkpoint)
+    results = evaluate_recommender(dataset, args.recommender, options, args.split,
                                    _protocols(args.protocol), args.seed, args.limit, progress=not args.quiet)
     print_table(results, title=f"{args.recommender} on {args.dataset}/{args.split} (full catalogue)", console=_stdout())
     if any("subset" in r for r in results):

@@ -7,7 +7,7 @@ import logging
 import sys
 
 from convrec import __version__
-from convrec.cli import data_cmd, eval_cmd
+from convrec.cli import data_cmd, eval_cmd, train_cmd
 from convrec.io import DataError
 
 DESCRIPTION = """\
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     data_cmd.add_parser(commands)
     eval_cmd.add_parsers(commands)
+    train_cmd.add_parser(commands)
     return parser
 
 

@@ -104,20 +104,26 @@ class RecSample:
 
     def context_text(self, max_chars: int | None = None, with_roles: bool = True) -> str:
         """The dialogue so far as "Seeker: ... / Recommender: ..." lines; ``max_chars`` keeps the most recent."""
-        lines = []
-        for turn in self.context:
-            if not turn.text:
-                continue
-            lines.append(f"{turn.role.capitalize()}: {turn.text}" if with_roles else turn.text)
-        text = "\n".join(lines)
-        if max_chars is not None and len(text) > max_chars:
-            cut = len(text) - max(max_chars, 0)
-            tail = text[cut:]
-            # Drop a partial first line, but not a whole one that starts exactly at the cut.
-            if text[cut - 1] != "\n" and "\n" in tail:
-                tail = tail.split("\n", 1)[1]
-            text = tail
-        return text
+        return render_turns(self.context, max_chars, with_roles)
+
+
+def render_turns(turns: Sequence[Turn], max_chars: int | None = None, with_roles: bool = True) -> str:
+    """Turns as "Seeker: ... / Recommender: ..." lines (empty texts skipped); ``max_chars`` keeps the most
+    recent characters, dropping a partial first line."""
+    lines = []
+    for turn in turns:
+        if not turn.text:
+            continue
+        lines.append(f"{turn.role.capitalize()}: {turn.text}" if with_roles else turn.text)
+    text = "\n".join(lines)
+    if max_chars is not None and len(text) > max_chars:
+        cut = len(text) - max(max_chars, 0)
+        tail = text[cut:]
+        # Drop a partial first line, but not a whole one that starts exactly at the cut.
+        if text[cut - 1] != "\n" and "\n" in tail:
+            tail = tail.split("\n", 1)[1]
+        text = tail
+    return text
 
 
 def samples_from_dialogue(dialogue: Dialogue) -> list[RecSample]:

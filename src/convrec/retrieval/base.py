@@ -7,11 +7,12 @@ from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from convrec.catalog.items import Catalog
 from convrec.data.dataset import Split
 from convrec.data.model import RecSample
+from convrec.io import DataError
 
 
 class RecommenderConfig(BaseModel):
@@ -53,7 +54,14 @@ def build_recommender(name: str, catalog: Catalog, options: dict[str, Any] | Non
     if name not in RECOMMENDERS:
         raise KeyError(f"unknown recommender {name!r}: choose one of {', '.join(sorted(RECOMMENDERS))}")
     cls = RECOMMENDERS[name]
-    return cls(catalog, cls.config_class(**(options or {})))
+    try:
+        config = cls.config_class(**(options or {}))
+    except ValidationError as err:
+        problem = err.errors()[0]
+        field = ".".join(str(p) for p in problem["loc"])
+        raise DataError(f"recommender '{name}', option '{field}': {problem['msg']} "
+                        f"(see `convrec recommenders`)") from None
+    return cls(catalog, config)
 
 
 def item_counts(split: Split) -> np.ndarray:

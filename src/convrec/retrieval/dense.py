@@ -19,7 +19,13 @@ from pydantic import Field
 from convrec.data.dataset import Split
 from convrec.data.model import RecSample
 from convrec.retrieval.base import Recommender, RecommenderConfig, item_counts, register
-from convrec.text.encoder import EncoderConfig, TextEncoder, default_cache_dir
+from convrec.text.encoder import (
+    EncoderConfig,
+    TextEncoder,
+    context_cache_file,
+    default_cache_dir,
+    item_cache_file,
+)
 
 
 class DenseTextConfig(RecommenderConfig):
@@ -43,14 +49,13 @@ class DenseText(Recommender):
     def __init__(self, catalog, config=None):
         super().__init__(catalog, config)
         self.encoder = TextEncoder(self.config.encoder)
-        root = Path(self.config.cache_dir) if self.config.cache_dir else default_cache_dir()
-        self.cache_dir = root / "embeddings"
+        self.cache_root = Path(self.config.cache_dir) if self.config.cache_dir else default_cache_dir()
         self._item_vectors: np.ndarray | None = None
 
     @property
     def item_vectors(self) -> np.ndarray:
         if self._item_vectors is None:
-            cache = self.cache_dir / f"items-{self.config.encoder.model}-{self.catalog.content_hash()}.npz"
+            cache = item_cache_file(self.cache_root, self.encoder, self.catalog)
             self._item_vectors = self.encoder.encode_cached(self.catalog.texts(), cache)
         return self._item_vectors
 
@@ -86,7 +91,7 @@ class DenseText(Recommender):
 
     def _similarity(self, samples: Sequence[RecSample]) -> np.ndarray:
         queries = [self.query_text(s) for s in samples]
-        cache = self.cache_dir / f"contexts-{self.config.encoder.model}-{self.catalog.name.replace('/', '_')}.npz"
+        cache = context_cache_file(self.cache_root, self.encoder, self.catalog)
         vectors = self.encoder.encode_cached(queries, cache, progress=len(queries) > 1000)
         return vectors @ self.item_vectors.T
 

@@ -109,3 +109,13 @@ class TextEncoder:
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("CONVREC_CACHE_DIR", Path.home() / ".cache" / "convrec"))
+
+
+def item_cache_file(cache_dir: Path, encoder: TextEncoder, catalog) -> Path:
+    """Where a catalogue's item embeddings are cached: keyed by model and catalogue content."""
+    return cache_dir / "embeddings" / f"items-{encoder.config.model}-{catalog.content_hash()}.npz"
+
+
+def context_cache_file(cache_dir: Path, encoder: TextEncoder, catalog) -> Path:
+    """Where dialogue-context embeddings of one catalogue's datasets are cached (keyed per text inside)."""
+    return cache_dir / "embeddings" / f"contexts-{encoder.config.model}-{catalog.name.replace('/', '_')}.npz"

@@ -1,0 +1,64 @@
+"""``convrec train``: train a retriever into a run directory (resumable), then evaluate it."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from rich.console import Console
+
+from convrec.cli.common import add_data_options, data_dir, mirror, parse_options
+from convrec.data.load import load_dataset
+from convrec.io import write_json
+from convrec.retrieval import build_recommender
+from convrec.retrieval.lrurec.recommender import LRURecRecommender, link_by_imdb, relabel_dialogues
+
+console = Console(stderr=True)
+TRAINABLE = ("lrurec", "lrurec-text")
+
+
+def add_parser(commands) -> None:
+    train = commands.add_parser(
+        "train", help="train LRURec (items only, or with the dialogue text) on a dataset",
+        description="Train a retriever on the train split with early stopping on validation Recall@10. "
+        "Checkpoints (safetensors + config.json) are written atomically into --out after every epoch; "
+        "running the same command again resumes an interrupted run. Evaluate the result with "
+        "`convrec eval --recommender NAME --checkpoint OUT`.",
+    )
+    train.add_argument("--dataset", required=True, help="redial, inspired, or an imported dataset")
+    train.add_argument("--recommender", default="lrurec-text", choices=TRAINABLE,
+                       help="lrurec: items only; lrurec-text: items + dialogue text (default)")
+    train.add_argument("--out", type=Path, required=True, help="run directory (created; resumed if it exists)")
+    train.add_argument("--pretrain", choices=["movielens"], default=None,
+                       help="pre-train on MovieLens sequences linked to the catalogue by IMDb id")
+    train.add_argument("--set", dest="options", action="append", metavar="KEY=VALUE",
+                       help="an option, e.g. --set hidden=128 --set train.epochs=40 (see `convrec recommenders`)")
+    train.add_argument("-q", "--quiet", action="store_true", help="no per-epoch log")
+    add_data_options(train)
+    train.set_defaults(handler=run_train)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    if not args.quiet:
+        logging.getLogger("convrec").setLevel(logging.INFO)
+    dataset = load_dataset(args.dataset, data_dir(args), mirror(args), progress=True)
+    options = parse_options(args.options)
+    options["run_dir"] = str(args.out)
+    recommender = build_recommender(args.recommender, dataset.catalog, options)
+    assert isinstance(recommender, LRURecRecommender)
+    if args.pretrain:
+        source = load_dataset(args.pretrain, data_dir(args), mirror(args), progress=True)
+        mapping = link_by_imdb(source.catalog, dataset.catalog)
+        recommender.pretrain_dialogues = relabel_dialogues(source.dialogues, mapping)
+        console.print(f"pre-training on {len(recommender.pretrain_dialogues)} {args.pretrain} sequences "
+                      f"({len(mapping)} of {len(source.catalog)} items linked by IMDb id)")
+        if not options.get("train", {}).get("pretrain_epochs"):
+            console.print("[yellow]note[/yellow]: set --set train.pretrain_epochs=N to use them (default 0)")
+    recommender.fit(dataset.split("train"), dataset.split("valid"))
+    write_json(args.out / "summary.json", {"dataset": args.dataset, "data_hash": dataset.fingerprint,
+                                           **recommender.describe()})
+    console.print(f"[green]done[/green]: {recommender.summary}")
+    console.print(f"evaluate with: convrec eval --dataset {args.dataset} --recommender {args.recommender} "
+                  f"--checkpoint {args.out} --protocol both")
+    return 0

@@ -1,0 +1,57 @@
+"""LRURec for conversations: the sequence model plus, for ``lrurec-text``, the dialogue text.
+
+Fusion (our design; the RAR paper conditions its retriever on items only): the hidden state at each position
+gets ``query_proj(t)`` added, where ``t`` is the MiniLM embedding of the dialogue text available before the
+target was mentioned. Added after the LRU blocks, the text shifts *which* items score high without entering
+the recurrence, so the item-only path and its O(H^2) recurrent step stay exactly LRURec's. Positions with no
+text get ``t = 0`` (only the projection's bias). A learned gate is unnecessary: the projection's scale is learned.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from convrec.retrieval.lrurec.model import LRURec, LRURecConfig
+from convrec.retrieval.lrurec.sequences import TokenMap
+
+
+class ConversationalLRURec(nn.Module):
+    def __init__(self, config: LRURecConfig, token_map: TokenMap, item_text: Tensor | None = None,
+                 query_dim: int | None = None):
+        super().__init__()
+        if config.n_items != token_map.model_items:
+            raise ValueError(f"config.n_items must be {token_map.model_items} (catalogue + BOS)")
+        self.token_map = token_map
+        self.lru = LRURec(config, item_text)
+        self.query_proj = nn.Linear(query_dim, config.hidden) if query_dim else None
+        if self.query_proj is not None:
+            nn.init.trunc_normal_(self.query_proj.weight, std=0.02, a=-0.04, b=0.04)
+            nn.init.zeros_(self.query_proj.bias)
+
+    @property
+    def uses_text(self) -> bool:
+        return self.query_proj is not None
+
+    def hidden(self, tokens: Tensor, queries: Tensor | None = None) -> Tensor:
+        """(B, L) tokens [+ (B, L, Dq) text queries] -> (B, L, H)."""
+        hidden = self.lru(tokens)
+        if self.query_proj is not None and queries is not None:
+            hidden = hidden + self.query_proj(queries)
+        return hidden
+
+    def logits(self, hidden: Tensor) -> Tensor:
+        """(..., H) -> (..., n_items + 2) model-token scores; padding and BOS can never be predicted."""
+        scores = self.lru.scores(hidden)
+        return scores.index_fill(-1, torch.tensor([self.token_map.bos], device=scores.device), float("-inf"))
+
+    def last_hidden(self, tokens: Tensor, queries: Tensor | None = None) -> Tensor:
+        """Hidden state after the last token of each (left-padded) row: (B, L) [+ (B, Dq)] -> (B, H)."""
+        hidden = self.lru(tokens)[:, -1]
+        if self.query_proj is not None and queries is not None:
+            hidden = hidden + self.query_proj(queries)
+        return hidden
+
+    def catalogue_scores(self, tokens: Tensor, queries: Tensor | None = None) -> Tensor:
+        """(B, n_catalogue) scores for the next item, padding and BOS columns removed."""
+        return self.token_map.catalogue_scores(self.lru.scores(self.last_hidden(tokens, queries)))

@@ -1,0 +1,211 @@
+"""``lrurec`` and ``lrurec-text`` as convrec recommenders: train (or load a run), then score samples.
+
+- ``lrurec``: items only, as in RAR's retriever; item embeddings initialised from the items' text.
+- ``lrurec-text``: also conditions on the dialogue text so far (see ``network.py`` for the fusion).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from convrec.catalog.items import Catalog
+from convrec.data.dataset import Split
+from convrec.data.model import Dialogue, RecSample, render_turns
+from convrec.retrieval.base import Recommender, RecommenderConfig, register
+from convrec.retrieval.lrurec.model import LRURecConfig
+from convrec.retrieval.lrurec.network import ConversationalLRURec
+from convrec.retrieval.lrurec.sequences import (
+    SequenceExample,
+    TokenMap,
+    dialogue_examples,
+    left_pad,
+    sample_tokens,
+)
+from convrec.retrieval.lrurec.training import Trainer, TrainOptions, evaluate_samples, read_run_config
+from convrec.text.encoder import (
+    EncoderConfig,
+    TextEncoder,
+    context_cache_file,
+    default_cache_dir,
+    item_cache_file,
+)
+
+
+class LRURecOptions(RecommenderConfig):
+    hidden: int = Field(64, ge=8)
+    n_blocks: int = Field(2, ge=1)
+    dropout: float = Field(0.2, ge=0, lt=1, description="embedding, LRU-output and feed-forward dropout")
+    text_init: bool = Field(True, description="item embeddings = projection of item-text embeddings + residual")
+    dialogue_text: bool = Field(False, description="condition on the dialogue text (lrurec-text)")
+    train: TrainOptions = TrainOptions()
+    run_dir: str | None = Field(None, description="where training writes checkpoints (resumable); None: memory")
+    checkpoint: str | None = Field(None, description="a finished run dir to load instead of training")
+    encoder: EncoderConfig = EncoderConfig()
+    context_chars: int = Field(600, ge=50, description="most recent characters of the dialogue text used")
+    cache_dir: str | None = Field(None, description="embedding cache (default ~/.cache/convrec)")
+
+
+def link_by_imdb(source: Catalog, target: Catalog) -> dict[str, str]:
+    """source item id -> target item id, for items whose metadata share an IMDb id (e.g. MovieLens -> ReDial)."""
+    by_imdb = {item.metadata.get("imdb_id"): item.item_id for item in target if item.metadata.get("imdb_id")}
+    return {item.item_id: by_imdb[item.metadata["imdb_id"]] for item in source
+            if item.metadata.get("imdb_id") in by_imdb}
+
+
+def relabel_dialogues(dialogues: Sequence[Dialogue], mapping: dict[str, str]) -> list[Dialogue]:
+    """Dialogues over another catalogue, keeping only the items ``mapping`` links (pre-training data)."""
+    out = []
+    for dialogue in dialogues:
+        turns = [type(t)(t.role, "", tuple(mapping[i] for i in t.items if i in mapping)) for t in dialogue.turns]
+        turns = [t for t in turns if t.items]
+        if len(turns) >= 2:
+            out.append(Dialogue(dialogue.dialogue_id, "train", turns))
+    return out
+
+
+@register
+class LRURecRecommender(Recommender):
+    """LRURec over the items mentioned so far (RAR stage 1), item embeddings initialised from item text."""
+
+    name = "lrurec"
+    config_class = LRURecOptions
+    config: LRURecOptions
+    dialogue_text_default: ClassVar[bool] = False
+
+    def __init__(self, catalog: Catalog, config: LRURecOptions | None = None):
+        if config is None:
+            config = LRURecOptions(dialogue_text=self.dialogue_text_default)
+        elif "dialogue_text" not in config.model_fields_set:
+            config = config.model_copy(update={"dialogue_text": self.dialogue_text_default})
+        super().__init__(catalog, config)
+        self.token_map = TokenMap(len(catalog))
+        self.encoder = TextEncoder(self.config.encoder)
+        self.cache_dir = Path(self.config.cache_dir) if self.config.cache_dir else default_cache_dir()
+        self.pretrain_dialogues: list[Dialogue] = []
+        self.summary: dict[str, Any] = {}
+        self.network: ConversationalLRURec | None = None
+
+    # -- text ------------------------------------------------------------------------------------------------
+
+    def _item_text(self) -> torch.Tensor:
+        vectors = self.encoder.encode_cached(self.catalog.texts(), item_cache_file(self.cache_dir, self.encoder,
+                                                                                    self.catalog))
+        text = np.zeros((self.token_map.model_items + 1, vectors.shape[1]), dtype=np.float32)
+        text[1 : len(self.catalog) + 1] = vectors
+        return torch.from_numpy(text)
+
+    def _encode_texts(self, texts: list[str]) -> np.ndarray:
+        return self.encoder.encode_cached(texts, context_cache_file(self.cache_dir, self.encoder, self.catalog),
+                                          progress=len(texts) > 500)
+
+    def _sample_queries(self, samples: Sequence[RecSample]) -> torch.Tensor | None:
+        if not self.config.dialogue_text:
+            return None
+        return torch.from_numpy(self._encode_texts([s.context_text(max_chars=self.config.context_chars)
+                                                    for s in samples]))
+
+    def _example_queries(self, examples: list[SequenceExample]) -> dict[int, np.ndarray]:
+        keys = [(e.dialogue.dialogue_id, int(t)) for e in examples for t in e.target_turns]
+        texts: dict[tuple[str, int], str] = {}
+        for example in examples:
+            for turn in example.target_turns:
+                key = (example.dialogue.dialogue_id, int(turn))
+                if key not in texts:
+                    texts[key] = render_turns(example.dialogue.turns[:turn], self.config.context_chars)
+        ordered = list(texts)
+        vectors = self._encode_texts([texts[k] for k in ordered])
+        row_of = {k: i for i, k in enumerate(ordered)}
+        out, start = {}, 0
+        for example in examples:
+            n = len(example.target_turns)
+            out[id(example)] = vectors[[row_of[k] for k in keys[start : start + n]]]
+            start += n
+        return out
+
+    # -- model -----------------------------------------------------------------------------------------------
+
+    def _build_network(self) -> ConversationalLRURec:
+        item_text = self._item_text() if self.config.text_init else None
+        model_config = LRURecConfig(
+            n_items=self.token_map.model_items, hidden=self.config.hidden, n_blocks=self.config.n_blocks,
+            dropout=self.config.dropout, attn_dropout=self.config.dropout, ffn_dropout=self.config.dropout,
+            max_len=self.config.train.max_len, text_dim=None if item_text is None else item_text.shape[1],
+        )
+        query_dim = self.encoder.dim if self.config.dialogue_text else None
+        return ConversationalLRURec(model_config, self.token_map, item_text, query_dim)
+
+    def _run_config(self) -> dict[str, Any]:
+        return {"recommender": self.name, "options": self.config.model_dump(mode="json"),
+                "catalog": self.catalog.name, "catalog_hash": self.catalog.content_hash(),
+                "n_items": len(self.catalog)}
+
+    def _tokens(self, sample: RecSample) -> list[int]:
+        return sample_tokens(sample, self.catalog, self.token_map, self.config.train.max_len)
+
+    def fit(self, train: Split, valid: Split | None = None) -> None:
+        torch.set_num_threads(self.config.train.threads or os.cpu_count() or 1)
+        self.network = self._build_network()
+        if self.config.checkpoint:
+            self._load(Path(self.config.checkpoint))
+            return
+        started = time.perf_counter()
+        options = self.config.train
+        examples = dialogue_examples(train.dialogues, self.catalog, self.token_map, options.max_len)
+        pretrain = dialogue_examples(self.pretrain_dialogues, self.catalog, self.token_map, options.max_len) or None
+        queries = self._example_queries(examples) if self.config.dialogue_text else {}
+        valid_samples = valid.samples if valid is not None else []
+        valid_queries = self._sample_queries(valid_samples)
+
+        def validate() -> tuple[float, float]:
+            return evaluate_samples(self.network, valid_samples, self._tokens, valid_queries, self.catalog)
+
+        run_dir = Path(self.config.run_dir) if self.config.run_dir else None
+        if run_dir is not None:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        trainer = Trainer(self.network, options, run_dir, self._run_config())
+        history = trainer.fit(examples, validate, (lambda e: queries[id(e)]) if queries else None,
+                              self.encoder.dim if self.config.dialogue_text else None, pretrain)
+        self.summary = {"epochs_run": len(history), "best_epoch": trainer.best_epoch,
+                        "best_valid_recall@10": round(trainer.best, 5), "train_examples": len(examples),
+                        "pretrain_examples": len(pretrain or []),
+                        "train_seconds_this_process": round(time.perf_counter() - started, 1)}
+
+    def _load(self, run_dir: Path) -> None:
+        from safetensors.torch import load_file
+
+        config = read_run_config(run_dir)
+        if config["catalog_hash"] != self.catalog.content_hash():
+            raise ValueError(f"{run_dir} was trained on another catalogue ({config['catalog']}, "
+                             f"hash {config['catalog_hash']}), not {self.catalog.name}")
+        assert self.network is not None
+        self.network.load_state_dict(load_file(run_dir / "model.safetensors"))
+        self.summary = {"checkpoint": str(run_dir), "best_epoch": config.get("best_epoch"),
+                        "best_valid_recall@10": config.get("best_valid_recall@10")}
+
+    def score(self, samples: Sequence[RecSample]) -> np.ndarray:
+        if self.network is None:
+            raise RuntimeError("call fit() (train or load a checkpoint) before score()")
+        self.network.eval()
+        with torch.no_grad():
+            tokens = left_pad([self._tokens(s) for s in samples])
+            scores = self.network.catalogue_scores(tokens, self._sample_queries(samples))
+        return scores.numpy().astype(np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "training": self.summary}
+
+
+@register
+class LRURecTextRecommender(LRURecRecommender):
+    """LRURec that also reads the dialogue text so far (MiniLM embedding added to the hidden state)."""
+
+    name = "lrurec-text"
+    dialogue_text_default = True

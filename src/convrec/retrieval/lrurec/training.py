@@ -1,0 +1,277 @@
+"""Training LRURec on a dataset's dialogues: full-softmax cross-entropy, AdamW, early stopping on validation
+Recall@10, atomic checkpoints and resumption after an interruption.
+
+A run directory holds:
+- ``config.json``: everything needed to rebuild the model (model + training options, catalogue hash, data hash);
+- ``model.safetensors``: the best weights so far (by validation Recall@10);
+- ``state.pt``: the last epoch's model, optimiser, RNG states and history, to resume from;
+- ``history.json`` and ``curve.png``: loss and validation metrics per epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from safetensors.torch import load_file, save
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from convrec.catalog.items import Catalog
+from convrec.data.model import RecSample
+from convrec.io import atomic_write, write_json
+from convrec.retrieval.lrurec.network import ConversationalLRURec
+from convrec.retrieval.lrurec.sequences import PAD, SequenceExample, left_pad
+
+log = logging.getLogger(__name__)
+
+
+class TrainOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    epochs: int = Field(60, ge=0, description="upper bound; early stopping usually ends sooner")
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    grad_clip: float = Field(5.0, gt=0)
+    patience: int = Field(5, ge=1, description="epochs without a better validation Recall@10 before stopping")
+    seed: int = 0
+    max_len: int = Field(50, ge=2, description="most recent items kept per training sequence")
+    threads: int | None = Field(None, ge=1, description="torch threads (default: all cores)")
+    pretrain_epochs: int = Field(0, ge=0, description="epochs on the pre-training sequences first (MovieLens)")
+
+
+QueryFn = Callable[[SequenceExample], np.ndarray | None]  # (n_targets, Dq) text vectors, or None
+
+
+class EpochStats(BaseModel):
+    epoch: int
+    phase: str
+    loss: float
+    valid_recall_at_10: float | None = None
+    valid_ndcg_at_10: float | None = None
+    seconds: float
+
+
+def _rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_batch(examples: Sequence[SequenceExample], query_fn: QueryFn | None, query_dim: int | None):
+    """Left-padded inputs (B, L), targets (B, L) with PAD where there is nothing to predict, queries (B, L, Dq)."""
+    inputs = left_pad([e.tokens[:-1] for e in examples])
+    targets = left_pad([e.tokens[1:] for e in examples])
+    queries = None
+    if query_fn is not None and query_dim:
+        queries = torch.zeros(len(examples), inputs.shape[1], query_dim)
+        for row, example in enumerate(examples):
+            vectors = query_fn(example)
+            if vectors is not None:
+                queries[row, inputs.shape[1] - len(vectors) :] = torch.from_numpy(vectors)
+    return inputs, targets, queries
+
+
+def recall_ndcg_at_10(scores: torch.Tensor, targets: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample Recall@10 and NDCG@10 (ties counted against the target) for model selection on validation."""
+    target_scores = scores.gather(1, targets[:, None])
+    rank = (scores > target_scores).sum(dim=1)  # 0-based
+    hit = (rank < 10).float()
+    ndcg = hit / torch.log2(rank.float() + 2)
+    return hit.numpy(), ndcg.numpy()
+
+
+class Trainer:
+    def __init__(self, network: ConversationalLRURec, options: TrainOptions, run_dir: Path | None,
+                 run_config: dict[str, Any]):
+        self.network = network
+        self.options = options
+        self.run_dir = run_dir
+        self.run_config = run_config
+        self.optimizer = torch.optim.AdamW(network.lru.param_groups(options.weight_decay)
+                                           + ([{"params": list(network.query_proj.parameters()),
+                                                "weight_decay": options.weight_decay}]
+                                              if network.query_proj is not None else []),
+                                           lr=options.lr, eps=1e-9)
+        self.history: list[EpochStats] = []
+        self.epoch = 0
+        self.best = -1.0
+        self.best_epoch = 0
+
+    # -- checkpoints -------------------------------------------------------------------------------------------
+
+    def _save_state(self) -> None:
+        if self.run_dir is None:
+            return
+        state = {"model": self.network.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": self.epoch,
+                 "best": self.best, "best_epoch": self.best_epoch, "rng": _rng_state(),
+                 "history": [h.model_dump() for h in self.history]}
+        with atomic_write(self.run_dir / "state.pt", "wb") as handle:
+            torch.save(state, handle)
+        write_json(self.run_dir / "history.json", [h.model_dump() for h in self.history])
+
+    def _save_best(self) -> None:
+        if self.run_dir is None:
+            self._best_weights = {k: v.detach().clone() for k, v in self.network.state_dict().items()}
+            return
+        tensors = {k: v.detach().contiguous() for k, v in self.network.state_dict().items()}
+        with atomic_write(self.run_dir / "model.safetensors", "wb") as handle:
+            handle.write(save(tensors))
+        write_json(self.run_dir / "config.json", {**self.run_config, "best_epoch": self.best_epoch,
+                                                  "best_valid_recall@10": self.best})
+
+    def try_resume(self) -> bool:
+        if self.run_dir is None or not (self.run_dir / "state.pt").exists():
+            return False
+        state = torch.load(self.run_dir / "state.pt", weights_only=False)
+        self.network.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch, self.best, self.best_epoch = state["epoch"], state["best"], state["best_epoch"]
+        self.history = [EpochStats(**h) for h in state["history"]]
+        _set_rng_state(state["rng"])
+        log.info("resumed %s at epoch %d (best valid recall@10 %.4f)", self.run_dir, self.epoch, self.best)
+        return True
+
+    def load_best(self) -> None:
+        if self.run_dir is None:
+            if getattr(self, "_best_weights", None) is not None:
+                self.network.load_state_dict(self._best_weights)
+            return
+        if (self.run_dir / "model.safetensors").exists():
+            self.network.load_state_dict(load_file(self.run_dir / "model.safetensors"))
+
+    # -- training ----------------------------------------------------------------------------------------------
+
+    def _run_epoch(self, examples: list[SequenceExample], query_fn: QueryFn | None, query_dim: int | None,
+                   description: str) -> float:
+        self.network.train()
+        order = list(range(len(examples)))
+        random.shuffle(order)
+        # Batches of similar lengths waste less padding; shuffled within and across buckets.
+        chunk = self.options.batch_size * 32
+        batches = []
+        for start in range(0, len(order), chunk):
+            part = sorted(order[start : start + chunk], key=lambda i: len(examples[i].tokens))
+            batches += [part[i : i + self.options.batch_size] for i in range(0, len(part), self.options.batch_size)]
+        random.shuffle(batches)
+        total, count = 0.0, 0
+        bar = tqdm(batches, desc=description, unit="batch", leave=False)
+        for batch in bar:
+            inputs, targets, queries = make_batch([examples[i] for i in batch], query_fn, query_dim)
+            logits = self.network.logits(self.network.hidden(inputs, queries))
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=PAD)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.options.grad_clip)
+            self.optimizer.step()
+            n = int((targets != PAD).sum())
+            total += loss.item() * n
+            count += n
+            bar.set_postfix(loss=f"{total / max(count, 1):.3f}")
+        return total / max(count, 1)
+
+    def fit(self, train: list[SequenceExample], validate: Callable[[], tuple[float, float]],
+            query_fn: QueryFn | None = None, query_dim: int | None = None,
+            pretrain: list[SequenceExample] | None = None) -> list[EpochStats]:
+        resumed = self.try_resume()
+        if not resumed:
+            seed_everything(self.options.seed)
+        pretrain_epochs = self.options.pretrain_epochs if pretrain else 0
+        total_epochs = pretrain_epochs + self.options.epochs
+        while self.epoch < total_epochs:
+            started = time.perf_counter()
+            in_pretrain = self.epoch < pretrain_epochs
+            phase = "pretrain" if in_pretrain else "train"
+            loss = self._run_epoch(pretrain if in_pretrain else train, None if in_pretrain else query_fn, query_dim,
+                                   f"epoch {self.epoch + 1}/{total_epochs} ({phase})")
+            recall, ndcg = validate()
+            self.epoch += 1
+            stats = EpochStats(epoch=self.epoch, phase=phase, loss=loss, valid_recall_at_10=recall,
+                               valid_ndcg_at_10=ndcg, seconds=time.perf_counter() - started)
+            self.history.append(stats)
+            improved = not in_pretrain and recall > self.best
+            if improved:
+                self.best, self.best_epoch = recall, self.epoch
+                self._save_best()
+            log.info("epoch %d %s loss %.4f valid R@10 %.4f N@10 %.4f%s (%.1fs)", self.epoch, phase, loss, recall,
+                     ndcg, " *" if improved else "", stats.seconds)
+            self._save_state()
+            if not in_pretrain and self.epoch - self.best_epoch >= self.options.patience:
+                log.info("early stop: no better validation Recall@10 for %d epochs", self.options.patience)
+                break
+        self.load_best()
+        if self.run_dir is not None:
+            plot_curves(self.history, self.run_dir / "curve.png")
+        return self.history
+
+
+def evaluate_samples(network: ConversationalLRURec, samples: Sequence[RecSample], tokens_fn,
+                     queries: torch.Tensor | None, catalog: Catalog, batch_size: int = 512) -> tuple[float, float]:
+    """Mean validation Recall@10 and NDCG@10 over ``samples`` (standard protocol, full catalogue)."""
+    if not samples:
+        return 0.0, 0.0
+    network.eval()
+    hits, ndcgs = [], []
+    with torch.no_grad():
+        for start in range(0, len(samples), batch_size):
+            batch = samples[start : start + batch_size]
+            batch_queries = None if queries is None else queries[start : start + len(batch)]
+            scores = network.catalogue_scores(left_pad([tokens_fn(s) for s in batch]), batch_queries)
+            targets = torch.as_tensor(catalog.indices(s.target for s in batch))
+            hit, ndcg = recall_ndcg_at_10(scores, targets)
+            hits.append(hit)
+            ndcgs.append(ndcg)
+    return float(np.concatenate(hits).mean()), float(np.concatenate(ndcgs).mean())
+
+
+def plot_curves(history: Sequence[EpochStats], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h.epoch for h in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.4))
+    left.plot(epochs, [h.loss for h in history], marker=".")
+    left.set_xlabel("epoch")
+    left.set_ylabel("training loss (cross-entropy)")
+    right.plot(epochs, [h.valid_recall_at_10 for h in history], marker=".", label="Recall@10")
+    right.plot(epochs, [h.valid_ndcg_at_10 for h in history], marker=".", label="NDCG@10")
+    pre = [h.epoch for h in history if h.phase == "pretrain"]
+    if pre:
+        for ax in (left, right):
+            ax.axvspan(0.5, max(pre) + 0.5, color="0.9", label="pre-training")
+    right.set_xlabel("epoch")
+    right.set_ylabel("validation (standard protocol)")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_write(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=110)
+    plt.close(fig)
+
+
+def read_run_config(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "config.json"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} not found: is {run_dir} a finished `convrec train` run?")
+    return json.loads(path.read_text())
+
