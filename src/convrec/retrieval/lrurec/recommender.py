@@ -29,7 +29,13 @@ from convrec.retrieval.lrurec.sequences import (
     left_pad,
     sample_tokens,
 )
-from convrec.retrieval.lrurec.training import Trainer, TrainOptions, evaluate_samples, read_run_config
+from convrec.retrieval.lrurec.training import (
+    Trainer,
+    TrainOptions,
+    evaluate_samples,
+    read_run_config,
+    seed_everything,
+)
 from convrec.text.encoder import (
     EncoderConfig,
     TextEncoder,
@@ -152,6 +158,7 @@ class LRURecRecommender(Recommender):
 
     def fit(self, train: Split, valid: Split | None = None) -> None:
         torch.set_num_threads(self.config.train.threads or os.cpu_count() or 1)
+        seed_everything(self.config.train.seed)  # before the weights are drawn: a run is reproducible
         self.network = self._build_network()
         if self.config.checkpoint:
             self._load(Path(self.config.checkpoint))

@@ -115,7 +115,9 @@ class Trainer:
         self.history: list[EpochStats] = []
         self.epoch = 0
         self.best = -1.0
+        self.best_ndcg = -1.0
         self.best_epoch = 0
+        self.finished = False  # early-stopped: running the command again changes nothing (more epochs would)
 
     # -- checkpoints -------------------------------------------------------------------------------------------
 
@@ -123,8 +125,8 @@ class Trainer:
         if self.run_dir is None:
             return
         state = {"model": self.network.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": self.epoch,
-                 "best": self.best, "best_epoch": self.best_epoch, "rng": _rng_state(),
-                 "history": [h.model_dump() for h in self.history]}
+                 "best": self.best, "best_ndcg": self.best_ndcg, "best_epoch": self.best_epoch, "rng": _rng_state(),
+                 "history": [h.model_dump() for h in self.history], "finished": self.finished}
         with atomic_write(self.run_dir / "state.pt", "wb") as handle:
             torch.save(state, handle)
         write_json(self.run_dir / "history.json", [h.model_dump() for h in self.history])
@@ -146,6 +148,8 @@ class Trainer:
         self.network.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.best, self.best_epoch = state["epoch"], state["best"], state["best_epoch"]
+        self.best_ndcg = state.get("best_ndcg", -1.0)
+        self.finished = bool(state.get("finished", False))
         self.history = [EpochStats(**h) for h in state["history"]]
         _set_rng_state(state["rng"])
         log.info("resumed %s at epoch %d (best valid recall@10 %.4f)", self.run_dir, self.epoch, self.best)
@@ -197,7 +201,7 @@ class Trainer:
             seed_everything(self.options.seed)
         pretrain_epochs = self.options.pretrain_epochs if pretrain else 0
         total_epochs = pretrain_epochs + self.options.epochs
-        while self.epoch < total_epochs:
+        while self.epoch < total_epochs and not self.finished:
             started = time.perf_counter()
             in_pretrain = self.epoch < pretrain_epochs
             phase = "pretrain" if in_pretrain else "train"
@@ -208,16 +212,17 @@ class Trainer:
             stats = EpochStats(epoch=self.epoch, phase=phase, loss=loss, valid_recall_at_10=recall,
                                valid_ndcg_at_10=ndcg, seconds=time.perf_counter() - started)
             self.history.append(stats)
-            improved = not in_pretrain and recall > self.best
+            # Recall@10 decides; NDCG@10 breaks its ties (small catalogues saturate Recall@10).
+            improved = not in_pretrain and (recall, ndcg) > (self.best, self.best_ndcg)
             if improved:
-                self.best, self.best_epoch = recall, self.epoch
+                self.best, self.best_ndcg, self.best_epoch = recall, ndcg, self.epoch
                 self._save_best()
             log.info("epoch %d %s loss %.4f valid R@10 %.4f N@10 %.4f%s (%.1fs)", self.epoch, phase, loss, recall,
                      ndcg, " *" if improved else "", stats.seconds)
-            self._save_state()
             if not in_pretrain and self.epoch - self.best_epoch >= self.options.patience:
                 log.info("early stop: no better validation Recall@10 for %d epochs", self.options.patience)
-                break
+                self.finished = True
+            self._save_state()
         self.load_best()
         if self.run_dir is not None:
             plot_curves(self.history, self.run_dir / "curve.png")
