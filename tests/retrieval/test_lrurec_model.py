@@ -258,3 +258,19 @@ def test_overfits_deterministic_sequences(text_dim):
         pred = model.scores(model(inputs)).argmax(-1)
     real = labels > 0
     assert (pred[real] == labels[real]).float().mean().item() == 1.0
+
+
+def test_text_item_embeddings_are_cached_only_for_inference():
+    config = LRURecConfig(n_items=5, hidden=8, n_blocks=1, text_dim=4)
+    model = LRURec(config, torch.randn(6, 4))
+    model.eval()
+    with torch.no_grad():
+        first = model.item_embeddings()
+        assert model.item_embeddings() is first  # reused while serving
+        model.set_text_embeddings(torch.randn(6, 4))
+        assert not torch.equal(model.item_embeddings(), first)  # new text, new embeddings
+        cached = model.item_embeddings()
+        model.load_state_dict({k: v + 0.5 if k == "delta" else v for k, v in model.state_dict().items()})
+        assert torch.allclose(model.item_embeddings(), cached + 0.5)
+    model.train()
+    assert model.item_embeddings().requires_grad  # training always recomputes, with gradients

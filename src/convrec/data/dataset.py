@@ -38,6 +38,16 @@ class Split:
         if not self.samples:
             self.samples = [s for d in self.dialogues for s in samples_from_dialogue(d)]
 
+    @property
+    def selection_samples(self) -> list[RecSample]:
+        """Samples for choosing hyper-parameters: like the test protocol's, from dialogues with speaker roles.
+
+        ReDial's validation split also holds bare item sequences (train fragments with no text), whose
+        "every item after the first" samples do not look like test samples; they are left out here unless
+        the split has nothing else (e.g. MovieLens)."""
+        with_roles = [s for s in self.samples if s.dialogue.has_roles]
+        return with_roles or self.samples
+
 
 @dataclass
 class CRSDataset:

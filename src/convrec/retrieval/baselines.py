@@ -145,12 +145,13 @@ class EASE(Recommender):
             self.weights_ = self._weights(gram, self.l2_)
             self.validation_ = {}
             return
-        targets = np.asarray(self.catalog.indices(s.target for s in valid.samples))
+        selection = valid.selection_samples
+        targets = np.asarray(self.catalog.indices(s.target for s in selection))
         self.validation_ = {}
         best = (-1.0, None, None)
         for l2 in self.config.l2_grid:
             self.weights_ = self._weights(gram, l2)
-            scores = self.score(valid.samples)
+            scores = self.score(selection)
             target_scores = scores[np.arange(len(targets)), targets][:, None]
             recall = float(((scores > target_scores).sum(axis=1) < 10).mean())  # validation Recall@10
             self.validation_[l2] = round(recall, 5)

@@ -67,7 +67,7 @@ class DenseText(Recommender):
         if self.config.popularity_weight is not None or valid is None:
             self.popularity_weight_ = self.config.popularity_weight or 0.0
             return
-        samples = [s for s in valid.samples if self.query_text(s).strip()]
+        samples = [s for s in valid.selection_samples if self.query_text(s).strip()]
         if not samples:
             self.popularity_weight_ = 0.0
             return

@@ -319,6 +319,7 @@ class LRURec(nn.Module):
         self.input_dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList([LRUBlock(config) for _ in range(config.n_blocks)])
         self.output_bias = nn.Parameter(torch.zeros(n_rows))
+        self._frozen_items: Tensor | None = None
         self._init_weights()
 
     # -- initialisation and embeddings ----------------------------------------------------------------------
@@ -353,6 +354,7 @@ class LRURec(nn.Module):
         if self.text_embeddings is None:
             raise ValueError("this model has no text embeddings (config.text_dim is None)")
         text = self._check_text(text)
+        self._frozen_items = None
         self.text_embeddings = text.to(device=self.text_embeddings.device, dtype=self.text_embeddings.dtype)
 
     def embed_items(self, item_ids: Tensor) -> Tensor:
@@ -363,11 +365,27 @@ class LRURec(nn.Module):
         return self.text_proj(self.text_embeddings[item_ids]) + F.embedding(item_ids, self.delta)
 
     def item_embeddings(self) -> Tensor:
-        """The (n_items + 1, H) matrix E used as input embedding and as tied output layer (row 0: padding)."""
+        """The (n_items + 1, H) matrix E used as input embedding and as tied output layer (row 0: padding).
+
+        With text, E is a projection of the whole text matrix: computed once and reused while the model is in
+        eval mode without gradients (serving), recomputed otherwise; ``train()`` and loading weights drop it."""
         if self.item_embedding is not None:
             return self.item_embedding.weight
         assert self.text_proj is not None and self.delta is not None and self.text_embeddings is not None
-        return self.text_proj(self.text_embeddings) + self.delta
+        if self.training or torch.is_grad_enabled():
+            self._frozen_items = None
+            return self.text_proj(self.text_embeddings) + self.delta
+        if self._frozen_items is None:
+            self._frozen_items = self.text_proj(self.text_embeddings) + self.delta
+        return self._frozen_items
+
+    def train(self, mode: bool = True) -> LRURec:
+        self._frozen_items = None
+        return super().train(mode)
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        self._frozen_items = None
+        super()._load_from_state_dict(*args, **kwargs)
 
     def _embed(self, item_ids: Tensor) -> Tensor:
         return self.input_norm(self.input_dropout(self.embed_items(item_ids)))

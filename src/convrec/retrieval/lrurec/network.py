@@ -18,16 +18,24 @@ from convrec.retrieval.lrurec.sequences import TokenMap
 
 class ConversationalLRURec(nn.Module):
     def __init__(self, config: LRURecConfig, token_map: TokenMap, item_text: Tensor | None = None,
-                 query_dim: int | None = None):
+                 query_dim: int | None = None, fusion: str = "linear"):
         super().__init__()
         if config.n_items != token_map.model_items:
             raise ValueError(f"config.n_items must be {token_map.model_items} (catalogue + BOS)")
         self.token_map = token_map
         self.lru = LRURec(config, item_text)
-        self.query_proj = nn.Linear(query_dim, config.hidden) if query_dim else None
-        if self.query_proj is not None:
-            nn.init.trunc_normal_(self.query_proj.weight, std=0.02, a=-0.04, b=0.04)
-            nn.init.zeros_(self.query_proj.bias)
+        self.query_proj: nn.Module | None = None
+        if query_dim and fusion == "linear":
+            self.query_proj = nn.Linear(query_dim, config.hidden)
+        elif query_dim and fusion == "mlp":
+            self.query_proj = nn.Sequential(nn.Linear(query_dim, 4 * config.hidden), nn.GELU(),
+                                            nn.Dropout(config.ffn_dropout), nn.Linear(4 * config.hidden, config.hidden))
+        elif query_dim:
+            raise ValueError(f"fusion must be 'linear' or 'mlp', got {fusion!r}")
+        for layer in self.query_proj.modules() if self.query_proj is not None else ():
+            if isinstance(layer, nn.Linear):
+                nn.init.trunc_normal_(layer.weight, std=0.02, a=-0.04, b=0.04)
+                nn.init.zeros_(layer.bias)
 
     @property
     def uses_text(self) -> bool:

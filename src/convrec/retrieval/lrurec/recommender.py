@@ -10,7 +10,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -51,6 +51,8 @@ class LRURecOptions(RecommenderConfig):
     dropout: float = Field(0.2, ge=0, lt=1, description="embedding, LRU-output and feed-forward dropout")
     text_init: bool = Field(True, description="item embeddings = projection of item-text embeddings + residual")
     dialogue_text: bool = Field(False, description="condition on the dialogue text (lrurec-text)")
+    fusion: Literal["linear", "mlp"] = Field("linear", description="how the dialogue-text embedding is "
+                                             "mapped into the hidden state (lrurec-text)")
     train: TrainOptions = TrainOptions()
     run_dir: str | None = Field(None, description="where training writes checkpoints (resumable); None: memory")
     checkpoint: str | None = Field(None, description="a finished run dir to load instead of training")
@@ -146,7 +148,7 @@ class LRURecRecommender(Recommender):
             max_len=self.config.train.max_len, text_dim=None if item_text is None else item_text.shape[1],
         )
         query_dim = self.encoder.dim if self.config.dialogue_text else None
-        return ConversationalLRURec(model_config, self.token_map, item_text, query_dim)
+        return ConversationalLRURec(model_config, self.token_map, item_text, query_dim, self.config.fusion)
 
     def _run_config(self) -> dict[str, Any]:
         return {"recommender": self.name, "options": self.config.model_dump(mode="json"),
@@ -168,7 +170,7 @@ class LRURecRecommender(Recommender):
         examples = dialogue_examples(train.dialogues, self.catalog, self.token_map, options.max_len)
         pretrain = dialogue_examples(self.pretrain_dialogues, self.catalog, self.token_map, options.max_len) or None
         queries = self._example_queries(examples) if self.config.dialogue_text else {}
-        valid_samples = valid.samples if valid is not None else []
+        valid_samples = valid.selection_samples if valid is not None else []
         valid_queries = self._sample_queries(valid_samples)
 
         def validate() -> tuple[float, float]:
