@@ -73,8 +73,18 @@ def current_rss_mib() -> float:
     return kib / 1024 if kib is not None else ru_maxrss_mib()
 
 
+_PROCESS_PEAK_MIB = 0.0  # resetting the kernel's high-water mark also resets ru_maxrss: remember it here
+
+
+def process_peak_mib() -> float:
+    """The whole process's peak RSS so far, across every phase reset."""
+    return max(_PROCESS_PEAK_MIB, peak_rss_mib())
+
+
 def reset_peak() -> bool:
     """Reset the RSS high-water mark to the current RSS (Linux); False where that is not possible."""
+    global _PROCESS_PEAK_MIB
+    _PROCESS_PEAK_MIB = max(_PROCESS_PEAK_MIB, peak_rss_mib())
     try:
         with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
             handle.write("5")
@@ -137,7 +147,7 @@ def worker_main(worker: Callable[[dict[str, Any]], dict[str, Any]], argv: Sequen
     """Entry point of the worker mode: run one task, print its result as one JSON line."""
     task = json.loads(argv[1])
     result = worker(task)
-    result.setdefault("process_peak_rss_mib", round(ru_maxrss_mib(), 1))
+    result.setdefault("process_peak_rss_mib", round(process_peak_mib(), 1))
     sys.stdout.write(RESULT_PREFIX + json.dumps(result) + "\n")
     sys.stdout.flush()
     return 0
