@@ -121,3 +121,25 @@ def test_pretraining_dialogues_are_linked_by_imdb_id():
     users = [Dialogue("u", "train", [Turn("unknown", "", (i,)) for i in ("1", "3", "2")])]
     [relabelled] = relabel_dialogues(users, mapping)
     assert relabelled.items_in_order() == ["x", "y"]
+
+
+def test_hashed_bag_of_words_is_stable_and_normalised():
+    from convrec.retrieval.lrurec.recommender import hashed_bag_of_words
+
+    vectors = hashed_bag_of_words(["Will Ferrell comedies, Will Ferrell!", "", "will ferrell comedies"], 64)
+    assert vectors.shape == (3, 64)
+    np.testing.assert_allclose(np.linalg.norm(vectors[0]), 1.0, rtol=1e-6)
+    assert not vectors[1].any()
+    # same words, different counts: same buckets, different weights
+    assert set(np.flatnonzero(vectors[0])) == set(np.flatnonzero(vectors[2]))
+    assert not np.allclose(vectors[0], vectors[2])
+    np.testing.assert_array_equal(hashed_bag_of_words(["will ferrell"], 64), hashed_bag_of_words(["Will Ferrell"], 64))
+
+
+def test_lrurec_text_with_bag_of_words_trains(tmp_path):
+    catalog, train, valid = chain_world()
+    rec = build_recommender("lrurec-text", catalog, {**FAST, "bow_dim": 32, "fusion": "mlp",
+                                                     "cache_dir": str(tmp_path / "cache")})
+    rec.fit(train, valid)
+    top = [catalog[int(i)].item_id for i in rec.score(valid.samples).argmax(axis=1)]
+    assert top == ["a", "b", "c", "d", "e", "f"]

@@ -125,7 +125,9 @@ def run_results(args: argparse.Namespace) -> int:
         dataset = load_dataset(dataset_name, data_dir(args), mirror(args), progress=not args.quiet)
         for entry in experiment.recommenders:
             console.print(f"[bold]{entry.display}[/bold] on {dataset_name} ...")
-            for result in evaluate_recommender(dataset, entry.name, entry.options, experiment.split,
+            options = {key: value.format(dataset=dataset_name) if isinstance(value, str) else value
+                       for key, value in entry.options.items()}  # e.g. run_dir = "results/runs/lrurec-{dataset}"
+            for result in evaluate_recommender(dataset, entry.name, options, experiment.split,
                                                experiment.protocols, experiment.seed, progress=not args.quiet):
                 result["recommender"] = entry.display
                 results.append(result)

@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import os
+import re
 import time
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -51,6 +53,8 @@ class LRURecOptions(RecommenderConfig):
     dropout: float = Field(0.2, ge=0, lt=1, description="embedding, LRU-output and feed-forward dropout")
     text_init: bool = Field(True, description="item embeddings = projection of item-text embeddings + residual")
     dialogue_text: bool = Field(False, description="condition on the dialogue text (lrurec-text)")
+    bow_dim: int = Field(0, ge=0, description="hashed bag-of-words features of the dialogue text added to the "
+                         "sentence embedding (0: off); words such as actor names survive that MiniLM blurs")
     fusion: Literal["linear", "mlp"] = Field("linear", description="how the dialogue-text embedding is "
                                              "mapped into the hidden state (lrurec-text)")
     train: TrainOptions = TrainOptions()
@@ -59,6 +63,21 @@ class LRURecOptions(RecommenderConfig):
     encoder: EncoderConfig = EncoderConfig()
     context_chars: int = Field(600, ge=50, description="most recent characters of the dialogue text used")
     cache_dir: str | None = Field(None, description="embedding cache (default ~/.cache/convrec)")
+
+
+_WORD = re.compile(r"[a-z][a-z']+")
+
+
+def hashed_bag_of_words(texts: Sequence[str], dim: int) -> np.ndarray:
+    """(len(texts), dim) float32: log term counts hashed into ``dim`` buckets (crc32, stable across runs),
+    L2-normalised. No vocabulary to store, and a new word needs no refit."""
+    out = np.zeros((len(texts), dim), dtype=np.float32)
+    for row, text in enumerate(texts):
+        for word in _WORD.findall(text.lower()):
+            out[row, zlib.crc32(word.encode()) % dim] += 1.0
+    np.log1p(out, out=out)
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.maximum(norms, 1e-12)
 
 
 def link_by_imdb(source: Catalog, target: Catalog) -> dict[str, str]:
@@ -111,8 +130,15 @@ class LRURecRecommender(Recommender):
         return torch.from_numpy(text)
 
     def _encode_texts(self, texts: list[str]) -> np.ndarray:
-        return self.encoder.encode_cached(texts, context_cache_file(self.cache_dir, self.encoder, self.catalog),
-                                          progress=len(texts) > 500)
+        vectors = self.encoder.encode_cached(texts, context_cache_file(self.cache_dir, self.encoder, self.catalog),
+                                             progress=len(texts) > 500)
+        if self.config.bow_dim:
+            vectors = np.concatenate([vectors, hashed_bag_of_words(texts, self.config.bow_dim)], axis=1)
+        return vectors
+
+    @property
+    def query_dim(self) -> int | None:
+        return self.encoder.dim + self.config.bow_dim if self.config.dialogue_text else None
 
     def _sample_queries(self, samples: Sequence[RecSample]) -> torch.Tensor | None:
         if not self.config.dialogue_text:
@@ -147,8 +173,7 @@ class LRURecRecommender(Recommender):
             dropout=self.config.dropout, attn_dropout=self.config.dropout, ffn_dropout=self.config.dropout,
             max_len=self.config.train.max_len, text_dim=None if item_text is None else item_text.shape[1],
         )
-        query_dim = self.encoder.dim if self.config.dialogue_text else None
-        return ConversationalLRURec(model_config, self.token_map, item_text, query_dim, self.config.fusion)
+        return ConversationalLRURec(model_config, self.token_map, item_text, self.query_dim, self.config.fusion)
 
     def _run_config(self) -> dict[str, Any]:
         return {"recommender": self.name, "options": self.config.model_dump(mode="json"),
@@ -181,7 +206,7 @@ class LRURecRecommender(Recommender):
             run_dir.mkdir(parents=True, exist_ok=True)
         trainer = Trainer(self.network, options, run_dir, self._run_config())
         history = trainer.fit(examples, validate, (lambda e: queries[id(e)]) if queries else None,
-                              self.encoder.dim if self.config.dialogue_text else None, pretrain)
+                              self.query_dim, pretrain)
         self.summary = {"epochs_run": len(history), "best_epoch": trainer.best_epoch,
                         "best_valid_recall@10": round(trainer.best, 5), "train_examples": len(examples),
                         "pretrain_examples": len(pretrain or []),
