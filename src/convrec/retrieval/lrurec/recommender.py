@@ -105,13 +105,13 @@ class LRURecRecommender(Recommender):
     name = "lrurec"
     config_class = LRURecOptions
     config: LRURecOptions
-    dialogue_text_default: ClassVar[bool] = False
+    # Options whose default differs per variant; anything the user sets explicitly wins.
+    variant_defaults: ClassVar[dict[str, Any]] = {"dialogue_text": False}
 
     def __init__(self, catalog: Catalog, config: LRURecOptions | None = None):
-        if config is None:
-            config = LRURecOptions(dialogue_text=self.dialogue_text_default)
-        elif "dialogue_text" not in config.model_fields_set:
-            config = config.model_copy(update={"dialogue_text": self.dialogue_text_default})
+        config = config or LRURecOptions()
+        unset = {k: v for k, v in self.variant_defaults.items() if k not in config.model_fields_set}
+        config = LRURecOptions(**{**config.model_dump(exclude_unset=True), **unset})
         super().__init__(catalog, config)
         self.token_map = TokenMap(len(catalog))
         self.encoder = TextEncoder(self.config.encoder)
@@ -242,4 +242,7 @@ class LRURecTextRecommender(LRURecRecommender):
     """LRURec that also reads the dialogue text so far (MiniLM embedding added to the hidden state)."""
 
     name = "lrurec-text"
-    dialogue_text_default = True
+    # Chosen on ReDial validation Recall@10 (test never looked at for the choice); see the closing note of the
+    # LRURec issue for the sweep.
+    variant_defaults: ClassVar[dict[str, Any]] = {"dialogue_text": True, "fusion": "mlp", "hidden": 128,
+                                                  "dropout": 0.3}
