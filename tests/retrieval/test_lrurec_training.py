@@ -73,7 +73,7 @@ def test_lrurec_learns_chains_and_predicts_first_item_from_bos(tmp_path):
 
 def test_lrurec_text_uses_the_dialogue_to_pick_the_first_item(tmp_path):
     catalog, train, valid = chain_world()
-    rec = build_recommender("lrurec-text", catalog, {**FAST, "cache_dir": str(tmp_path / "cache")})
+    rec = build_recommender("lrurec-text", catalog, {**FAST, "text_match": False, "cache_dir": str(tmp_path / "cache")})
     rec.fit(train, valid)
     scores = rec.score(valid.samples)
     top = [catalog[int(i)].item_id for i in scores.argmax(axis=1)]
@@ -110,6 +110,9 @@ def test_interrupted_training_resumes_from_the_last_epoch(tmp_path):
     # a finished run is not trained further by running it again
     build_recommender("lrurec", catalog, options).fit(train, valid)
     assert len(json.loads((tmp_path / "run" / "history.json").read_text())) == 4
+    # resuming with other options is refused, not silently mixed
+    with pytest.raises(ValueError, match="other options"):
+        build_recommender("lrurec", catalog, {**options, "hidden": 32}).fit(train, valid)
 
 
 def test_pretraining_dialogues_are_linked_by_imdb_id():
@@ -138,8 +141,21 @@ def test_hashed_bag_of_words_is_stable_and_normalised():
 
 def test_lrurec_text_with_bag_of_words_trains(tmp_path):
     catalog, train, valid = chain_world()
-    rec = build_recommender("lrurec-text", catalog, {**FAST, "bow_dim": 32, "fusion": "mlp",
+    rec = build_recommender("lrurec-text", catalog, {**FAST, "bow_dim": 32, "fusion": "mlp", "text_match": False,
                                                      "cache_dir": str(tmp_path / "cache")})
     rec.fit(train, valid)
+    top = [catalog[int(i)].item_id for i in rec.score(valid.samples).argmax(axis=1)]
+    assert top == ["a", "b", "c", "d", "e", "f"]
+
+
+def test_text_match_needs_text_initialised_items(tmp_path):
+    catalog, train, valid = chain_world()
+    with pytest.raises(ValueError, match="text_match"):
+        build_recommender("lrurec-text", catalog, {**FAST, "text_match": True, "cache_dir": str(tmp_path)}).fit(
+            train, valid)
+    rec = build_recommender("lrurec-text", catalog, {**FAST, "text_init": True, "text_match": True,
+                                                     "cache_dir": str(tmp_path)})
+    rec.fit(train, valid)
+    assert rec.network.match_scale is not None
     top = [catalog[int(i)].item_id for i in rec.score(valid.samples).argmax(axis=1)]
     assert top == ["a", "b", "c", "d", "e", "f"]

@@ -18,7 +18,7 @@ from convrec.retrieval.lrurec.sequences import TokenMap
 
 class ConversationalLRURec(nn.Module):
     def __init__(self, config: LRURecConfig, token_map: TokenMap, item_text: Tensor | None = None,
-                 query_dim: int | None = None, fusion: str = "linear"):
+                 query_dim: int | None = None, fusion: str = "linear", text_match: bool = False):
         super().__init__()
         if config.n_items != token_map.model_items:
             raise ValueError(f"config.n_items must be {token_map.model_items} (catalogue + BOS)")
@@ -37,6 +37,23 @@ class ConversationalLRURec(nn.Module):
                 nn.init.trunc_normal_(layer.weight, std=0.02, a=-0.04, b=0.04)
                 nn.init.zeros_(layer.bias)
 
+        # text_match: add scale * cos(dialogue, item text) to every item's score. The projection above reaches the
+        # items through an H-dimensional bottleneck; this term keeps the full sentence-space similarity.
+        self.match_scale: nn.Parameter | None = None
+        if text_match:
+            if not query_dim or item_text is None:
+                raise ValueError("text_match needs the dialogue text (query_dim) and text-initialised items")
+            self.match_scale = nn.Parameter(torch.tensor(1.0))
+
+    def match_parameters(self) -> list[nn.Parameter]:
+        return [] if self.match_scale is None else [self.match_scale]
+
+    def _text_match(self, scores: Tensor, queries: Tensor | None) -> Tensor:
+        if self.match_scale is None or queries is None:
+            return scores
+        item_text = self.lru.text_embeddings
+        return scores + self.match_scale * (queries[..., : item_text.shape[1]] @ item_text.t())
+
     @property
     def uses_text(self) -> bool:
         return self.query_proj is not None
@@ -48,9 +65,9 @@ class ConversationalLRURec(nn.Module):
             hidden = hidden + self.query_proj(queries)
         return hidden
 
-    def logits(self, hidden: Tensor) -> Tensor:
+    def logits(self, hidden: Tensor, queries: Tensor | None = None) -> Tensor:
         """(..., H) -> (..., n_items + 2) model-token scores; padding and BOS can never be predicted."""
-        scores = self.lru.scores(hidden)
+        scores = self._text_match(self.lru.scores(hidden), queries)
         return scores.index_fill(-1, torch.tensor([self.token_map.bos], device=scores.device), float("-inf"))
 
     def last_hidden(self, tokens: Tensor, queries: Tensor | None = None) -> Tensor:
@@ -62,4 +79,5 @@ class ConversationalLRURec(nn.Module):
 
     def catalogue_scores(self, tokens: Tensor, queries: Tensor | None = None) -> Tensor:
         """(B, n_catalogue) scores for the next item, padding and BOS columns removed."""
-        return self.token_map.catalogue_scores(self.lru.scores(self.last_hidden(tokens, queries)))
+        scores = self._text_match(self.lru.scores(self.last_hidden(tokens, queries)), queries)
+        return self.token_map.catalogue_scores(scores)

@@ -55,6 +55,8 @@ class LRURecOptions(RecommenderConfig):
     dialogue_text: bool = Field(False, description="condition on the dialogue text (lrurec-text)")
     bow_dim: int = Field(0, ge=0, description="hashed bag-of-words features of the dialogue text added to the "
                          "sentence embedding (0: off); words such as actor names survive that MiniLM blurs")
+    text_match: bool = Field(False, description="add a learned multiple of cos(dialogue text, item text) to "
+                             "the scores (lrurec-text with text_init)")
     fusion: Literal["linear", "mlp"] = Field("linear", description="how the dialogue-text embedding is "
                                              "mapped into the hidden state (lrurec-text)")
     train: TrainOptions = TrainOptions()
@@ -173,7 +175,8 @@ class LRURecRecommender(Recommender):
             dropout=self.config.dropout, attn_dropout=self.config.dropout, ffn_dropout=self.config.dropout,
             max_len=self.config.train.max_len, text_dim=None if item_text is None else item_text.shape[1],
         )
-        return ConversationalLRURec(model_config, self.token_map, item_text, self.query_dim, self.config.fusion)
+        return ConversationalLRURec(model_config, self.token_map, item_text, self.query_dim, self.config.fusion,
+                                    self.config.text_match)
 
     def _run_config(self) -> dict[str, Any]:
         return {"recommender": self.name, "options": self.config.model_dump(mode="json"),
@@ -245,4 +248,4 @@ class LRURecTextRecommender(LRURecRecommender):
     # Chosen on ReDial validation Recall@10 (test never looked at for the choice); see the closing note of the
     # LRURec issue for the sweep.
     variant_defaults: ClassVar[dict[str, Any]] = {"dialogue_text": True, "fusion": "mlp", "hidden": 128,
-                                                  "dropout": 0.3}
+                                                  "dropout": 0.3, "text_match": True}

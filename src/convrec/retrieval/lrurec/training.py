@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from convrec.catalog.items import Catalog
 from convrec.data.model import RecSample
-from convrec.io import atomic_write, write_json
+from convrec.io import DataError, atomic_write, write_json
 from convrec.retrieval.lrurec.network import ConversationalLRURec
 from convrec.retrieval.lrurec.sequences import PAD, SequenceExample, left_pad
 
@@ -50,6 +50,24 @@ class TrainOptions(BaseModel):
 
 
 QueryFn = Callable[[SequenceExample], np.ndarray | None]  # (n_targets, Dq) text vectors, or None
+
+
+# Options that may change between a run and its resumption without changing what is being trained.
+_RESUMABLE_CHANGES = {"epochs", "patience", "threads"}
+_LOCATION_OPTIONS = {"run_dir", "checkpoint", "cache_dir"}
+
+
+def _resume_key(run_config: dict[str, Any] | None) -> dict[str, Any] | None:
+    if run_config is None:
+        return None
+    options = {k: v for k, v in run_config.get("options", {}).items() if k not in _LOCATION_OPTIONS}
+    if isinstance(options.get("train"), dict):
+        options["train"] = {k: v for k, v in options["train"].items() if k not in _RESUMABLE_CHANGES}
+    return {**run_config, "options": options}
+
+
+class RunMismatchError(DataError):
+    """A run directory is resumed with options or data other than those it was started with."""
 
 
 class EpochStats(BaseModel):
@@ -110,7 +128,8 @@ class Trainer:
         self.optimizer = torch.optim.AdamW(network.lru.param_groups(options.weight_decay)
                                            + ([{"params": list(network.query_proj.parameters()),
                                                 "weight_decay": options.weight_decay}]
-                                              if network.query_proj is not None else []),
+                                              if network.query_proj is not None else [])
+                                           + [{"params": network.match_parameters(), "weight_decay": 0.0}],
                                            lr=options.lr, eps=1e-9)
         self.history: list[EpochStats] = []
         self.epoch = 0
@@ -126,7 +145,8 @@ class Trainer:
             return
         state = {"model": self.network.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": self.epoch,
                  "best": self.best, "best_ndcg": self.best_ndcg, "best_epoch": self.best_epoch, "rng": _rng_state(),
-                 "history": [h.model_dump() for h in self.history], "finished": self.finished}
+                 "history": [h.model_dump() for h in self.history], "finished": self.finished,
+                 "run_config": self.run_config}
         with atomic_write(self.run_dir / "state.pt", "wb") as handle:
             torch.save(state, handle)
         write_json(self.run_dir / "history.json", [h.model_dump() for h in self.history])
@@ -145,6 +165,11 @@ class Trainer:
         if self.run_dir is None or not (self.run_dir / "state.pt").exists():
             return False
         state = torch.load(self.run_dir / "state.pt", weights_only=False)
+        if _resume_key(state.get("run_config")) != _resume_key(self.run_config):
+            raise RunMismatchError(
+                f"{self.run_dir} holds a run with other options or data; resume it with the same options, "
+                f"or train into a new --out (or delete {self.run_dir / 'state.pt'})"
+            )
         self.network.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.epoch, self.best, self.best_epoch = state["epoch"], state["best"], state["best_epoch"]
@@ -181,7 +206,7 @@ class Trainer:
         bar = tqdm(batches, desc=description, unit="batch", leave=False)
         for batch in bar:
             inputs, targets, queries = make_batch([examples[i] for i in batch], query_fn, query_dim)
-            logits = self.network.logits(self.network.hidden(inputs, queries))
+            logits = self.network.logits(self.network.hidden(inputs, queries), queries)
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=PAD)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
