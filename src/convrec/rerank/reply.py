@@ -1,0 +1,200 @@
+"""A short reply that names the recommended items and gives one reason, grounded in the catalogue.
+
+The reply is built from a template over catalogue metadata, so every title in it is an exact catalogue
+title and every reason is a fact the catalogue states (a genre, the director, a cast name, the plot). The
+reason prefers a fact the dialogue itself mentions ("the horror you mentioned"), else the first genre.
+
+An LLM may polish the wording. Its text is kept only if it still names every recommended title exactly
+and names no other title: no "(year)" other than theirs, and no other catalogue title, whether quoted,
+emphasised or plain (found with the title linker and a scan of multi-word catalogue titles). Otherwise,
+or if the call fails, the template reply stands, and the refusal is recorded.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from convrec.catalog.items import Catalog, Item
+from convrec.catalog.titles import TitleLinker, normalize_title
+from convrec.data.model import RecSample
+from convrec.llm.types import LLM, ChatRequest
+from convrec.rerank.prompts import PromptOptions, reply_messages
+
+_WORD = re.compile(r"[a-z][a-z'-]+")
+_YEAR_PAREN = re.compile(r"\((\d{4})\)")
+_QUOTED = re.compile(r"[\"“]([^\"”]{2,80})[\"”]|\*{1,2}([^*]{2,80})\*{1,2}|_([^_]{2,80})_")
+# Plot words too common to count as a shared topic (only words of 5+ letters are compared).
+_COMMON_WORDS = (
+    "about after again against among another around because before being between could doing during every "
+    "having itself other should their there these those through under until where which while would youre "
+    "movie movies story young woman women years world finds becomes family people great really think "
+    "something watch watched seen"
+)
+_STOPWORDS = frozenset(_COMMON_WORDS.split())
+
+
+class ReplyOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n_items: int = Field(3, ge=1, description="how many of the top items the reply names")
+    polish: bool = Field(False, description="let the LLM rewrite the template reply (checked, see module)")
+    max_tokens: int = Field(120, ge=16)
+    prompt: PromptOptions = PromptOptions()
+
+
+@dataclass(frozen=True)
+class Reason:
+    kind: Literal["genre", "director", "cast", "plot", "none"]
+    text: str  # a sentence about the first item, e.g. "It is a horror film, like the ones you mentioned."
+
+
+@dataclass(frozen=True)
+class Reply:
+    """``text`` names ``item_ids`` by their exact display titles; ``source`` says who wrote the final text.
+
+    ``rejected`` is the LLM's polish when it was refused, ``rejection`` why (None when not asked or kept).
+    """
+
+    text: str
+    item_ids: tuple[str, ...]
+    reason: Reason
+    source: Literal["template", "llm"] = "template"
+    rejected: str | None = None
+    rejection: str | None = None
+
+
+def _as_list(value: object) -> list[str]:
+    if not value:
+        return []
+    return [value] if isinstance(value, str) else [str(v) for v in value]  # type: ignore[union-attr]
+
+
+def _mentions(name: str, text: str) -> bool:
+    """Is the person ``name`` (or their surname, if distinctive) mentioned in the lower-cased ``text``?"""
+    name = name.lower().strip()
+    if not name:
+        return False
+    surname = name.split()[-1]
+    return name in text or (len(surname) >= 5 and re.search(rf"\b{re.escape(surname)}\b", text) is not None)
+
+
+def choose_reason(item: Item, dialogue: str, noun: str = "movie") -> Reason:
+    """One reason to recommend ``item``, from its metadata; a fact the dialogue mentions comes first."""
+    text = dialogue.lower()
+    words = set(_WORD.findall(text))
+    genres = [g.strip().lower() for g in _as_list(item.metadata.get("genre")) if g.strip()]
+    directors = _as_list(item.metadata.get("director")) or _as_list(item.metadata.get("author"))
+    cast = _as_list(item.metadata.get("star"))
+    for genre in genres:
+        if genre in words or genre.replace("-", "") in words:
+            return Reason("genre", f"It is a {genre} {noun}, like you asked about.")
+    for person in directors:
+        if _mentions(person, text):
+            made = "written" if item.metadata.get("author") else "directed"
+            return Reason("director", f"It was {made} by {person}, whom you mentioned.")
+    for person in cast:
+        if _mentions(person, text):
+            return Reason("cast", f"It stars {person}, whom you mentioned.")
+    plot = str(item.metadata.get("plot") or "")
+    shared = [w for w in dict.fromkeys(_WORD.findall(plot.lower())) if w in words and len(w) >= 5
+              and w not in _STOPWORDS]
+    if shared:
+        return Reason("plot", f"Its story is about {' and '.join(shared[:2])}, which you brought up.")
+    if genres:
+        return Reason("genre", f"It is a {' and '.join(genres[:2])} {noun}.")
+    if directors:
+        return Reason("director", f"It was directed by {directors[0]}.")
+    if cast:
+        return Reason("cast", f"It stars {cast[0]}.")
+    return Reason("none", "")
+
+
+def template_reply(items: Sequence[Item], reason: Reason) -> str:
+    """"How about A (1999)? <reason> You might also like B (2001) or C (2010)."."""
+    if not items:
+        return "I could not find anything to recommend yet. Could you tell me more about what you like?"
+    titles = [item.display_title for item in items]
+    text = f"How about {titles[0]}?"
+    if reason.text:
+        text += f" {reason.text}"
+    if len(titles) == 2:
+        text += f" You might also like {titles[1]}."
+    elif len(titles) > 2:
+        text += f" You might also like {', '.join(titles[1:-1])} or {titles[-1]}."
+    return text
+
+
+class ReplyWriter:
+    """Writes grounded replies for one catalogue; ``llm`` (optional) polishes them when ``options.polish``."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        llm: LLM | None = None,
+        options: ReplyOptions | None = None,
+        linker: TitleLinker | None = None,
+    ):
+        self.catalog = catalog
+        self.llm = llm
+        self.options = options or ReplyOptions()
+        self.linker = linker or TitleLinker(catalog)
+        # Multi-word titles only: one-word titles ("Up", "Her", "Heat") are ordinary words in a sentence.
+        self._scan_keys = [
+            (f" {key} ", item.item_id)
+            for item in catalog
+            if len(key := normalize_title(item.title)) >= 8 and " " in key
+        ]
+
+    def write(self, sample: RecSample, ranked_ids: Sequence[str]) -> Reply:
+        item_ids = tuple(ranked_ids[: self.options.n_items])
+        items = [self.catalog.get(item_id) for item_id in item_ids]
+        reason = choose_reason(items[0], sample.context_text(), self.options.prompt.noun) if items else Reason(
+            "none", ""
+        )
+        draft = template_reply(items, reason)
+        if not (self.options.polish and self.llm is not None and items):
+            return Reply(draft, item_ids, reason)
+        try:
+            request = ChatRequest(
+                messages=reply_messages(sample, draft, self.options.prompt),
+                max_tokens=self.options.max_tokens,
+                temperature=0.0,
+            )
+            polished = self.llm.complete(request).text.strip()
+        except Exception as exc:  # noqa: BLE001 - the template reply is always available
+            return Reply(draft, item_ids, reason, rejection=f"LLM call failed ({type(exc).__name__}: {exc})"[:300])
+        problem = self.check(polished, item_ids)
+        if problem is not None:
+            return Reply(draft, item_ids, reason, rejected=polished, rejection=problem)
+        return Reply(polished, item_ids, reason, source="llm")
+
+    def check(self, text: str, item_ids: Sequence[str]) -> str | None:
+        """Why ``text`` may not be shown for these recommended items, or None if it is grounded."""
+        if not text:
+            return "empty text"
+        allowed = [self.catalog.get(item_id) for item_id in item_ids]
+        missing = [item.display_title for item in allowed if item.display_title not in text]
+        if missing:
+            return f"does not name {missing} exactly"
+        rest = text
+        for item in allowed:  # what is left must name no title at all
+            rest = rest.replace(item.display_title, " ")
+        years = _YEAR_PAREN.findall(rest)
+        if years:
+            return f"names another title (a year in parentheses: {years[0]})"
+        allowed_ids = set(item_ids)
+        for match in _QUOTED.finditer(rest):
+            span = next(group for group in match.groups() if group)
+            link = self.linker.link(span)
+            if link is not None and link.item_id not in allowed_ids:
+                return f"names another title: {span!r} is {self.catalog.get(link.item_id).display_title}"
+        plain = f" {normalize_title(rest)} "
+        for key, item_id in self._scan_keys:
+            if item_id not in allowed_ids and key in plain:
+                return f"names another title: {self.catalog.get(item_id).display_title}"
+        return None
