@@ -159,3 +159,90 @@ def test_text_match_needs_text_initialised_items(tmp_path):
     assert rec.network.match_scale is not None
     top = [catalog[int(i)].item_id for i in rec.score(valid.samples).argmax(axis=1)]
     assert top == ["a", "b", "c", "d", "e", "f"]
+
+
+def test_turn_sources_point_before_the_first_item_of_each_turn():
+    from convrec.retrieval.lrurec.sequences import SequenceExample
+
+    example = SequenceExample(np.array([9, 1, 2, 3, 4, 5]), np.array([1, 1, 3, 4, 4]), Dialogue("d", "train", []))
+    # targets 0-1 share turn 1: both from position 0 (BOS); target 2 from position 2 (after both);
+    # targets 3-4 share turn 4: both from position 3
+    assert example.turn_sources.tolist() == [0, 0, 2, 3, 3]
+
+
+def test_turn_aligned_batches_and_mentioned_mask():
+    from convrec.retrieval.lrurec.network import mentioned_so_far
+    from convrec.retrieval.lrurec.training import make_batch
+
+    catalog = Catalog([Item(c, f"Movie {c}") for c in "abcd"])
+    tokens = TokenMap(len(catalog))
+    dialogue = Dialogue("d", "train", [Turn("seeker", "hi", ("a",)), Turn("recommender", "b or c?", ("b", "c")),
+                                       Turn("recommender", "a again", ("a",))])
+    short = Dialogue("s", "train", [Turn("seeker", "", ("d",)), Turn("recommender", "", ("a",))])
+    examples = dialogue_examples([dialogue, short], catalog, tokens, max_len=50)
+    inputs, targets, _, sources = make_batch(examples, None, None, turn_aligned=True)
+    assert inputs.tolist() == [[5, 1, 2, 3], [0, 0, 5, 4]] and targets.tolist() == [[1, 2, 3, 1], [0, 0, 4, 1]]
+    assert sources.tolist() == [[0, 1, 1, 3], [0, 1, 2, 3]]  # "c" is predicted from the state before "b"
+    _, _, _, plain = make_batch(examples, None, None, turn_aligned=False)
+    assert plain.tolist() == [[0, 1, 2, 3], [0, 1, 2, 3]]
+    mentioned = mentioned_so_far(inputs, sources, tokens.model_items + 1)
+    assert mentioned.shape == (2, 4, 6)
+    # row 0, column 2 (target "c", from position 1): BOS and "a" are mentioned, "b" not yet
+    assert mentioned[0, 2].tolist() == [0, 1, 0, 0, 0, 1]
+    assert mentioned[0, 3].tolist() == [0, 1, 1, 1, 0, 1]
+    assert mentioned[1, 3].tolist() == [1, 0, 0, 0, 1, 1]  # left padding shows up only in the padding column
+
+
+def test_copy_bonus_learns_to_return_to_a_mentioned_item():
+    """The recommender always names the movie the seeker just named: the bonus must grow, and that movie come
+    first even for movies never seen in training."""
+    catalog = Catalog([Item(c, f"Movie {c}") for c in "abcdefgh"])
+
+    def dialogue(did, movie):
+        return Dialogue(did, "train", [Turn("seeker", "", (movie,)), Turn("recommender", "", (movie,))])
+
+    train = Split("train", catalog, [dialogue(f"t{i}", "abcdef"[i % 6]) for i in range(24)])
+    valid = Split("valid", catalog, [dialogue("v1", "g"), dialogue("v2", "h")])
+    rec = build_recommender("lrurec", catalog, {**FAST, "copy_bonus": True,
+                                                "train": {**FAST["train"], "epochs": 10, "turn_aligned": True}})
+    rec.fit(train, valid)
+    assert float(rec.network.copy_scale.detach()) > 0.3
+    scores = rec.score(valid.samples)
+    assert [catalog[int(i)].item_id for i in scores.argmax(axis=1)] == ["g", "h"]
+    # serving adds exactly the learned scale to the mentioned items and nothing elsewhere
+    scale = float(rec.network.copy_scale.detach())
+    rec.network.copy_scale.data.fill_(0.0)
+    difference = scores - rec.score(valid.samples)
+    expected = np.zeros_like(difference)
+    expected[0, 6] = expected[1, 7] = scale  # g and h
+    np.testing.assert_allclose(difference, expected, atol=1e-5)
+
+
+def test_seeker_targets_can_be_left_out_of_the_loss():
+    from convrec.retrieval.lrurec.training import make_batch
+
+    catalog = Catalog([Item(c, f"Movie {c}") for c in "abc"])
+    dialogue = Dialogue("d", "train", [Turn("seeker", "", ("a",)), Turn("recommender", "", ("b",)),
+                                       Turn("seeker", "", ("c",))])
+    examples = dialogue_examples([dialogue], catalog, TokenMap(len(catalog)), max_len=50)
+    _, targets, _, _ = make_batch(examples, None, None, seeker_targets=False)
+    assert targets.tolist() == [[0, 2, 0]]  # "b" stays a target; "a" and "c" (seeker) are masked
+    _, targets, _, _ = make_batch(examples, None, None)
+    assert targets.tolist() == [[1, 2, 3]]
+
+
+@pytest.mark.slow
+def test_pretraining_datasets_option_links_movielens_to_inspired(inspired, mirror, data_dir, monkeypatch):
+    """The option `convrec results` uses: MovieLens train sequences, linked by IMDb id, pre-train the model."""
+    monkeypatch.setenv("CONVREC_DATA_MIRROR", str(mirror))
+    monkeypatch.setenv("CONVREC_DATA_DIR", str(data_dir))
+    options = {**FAST, "pretrain_datasets": ["movielens"],
+               "train": {**FAST["train"], "epochs": 1, "pretrain_epochs": 1, "batch_size": 64}}
+    rec = build_recommender("lrurec", inspired.catalog, options)
+    linked = rec._load_pretraining()
+    assert len(linked) > 300  # most of MovieLens's 610 users rated some INSPIRED movie
+    assert all(item in inspired.catalog.index_of for d in linked for item in d.items_in_order())
+    train = inspired.split("train")
+    rec.fit(Split("train", inspired.catalog, train.dialogues[:50]), None)
+    assert rec.summary["pretrain_examples"] == len([d for d in linked if len(d.items_in_order()) >= 2])
+    assert rec.summary["epochs_run"] == 2

@@ -12,7 +12,7 @@ from convrec.cli.common import add_data_options, data_dir, mirror, parse_options
 from convrec.data.load import load_dataset
 from convrec.io import write_json
 from convrec.retrieval import build_recommender
-from convrec.retrieval.lrurec.recommender import LRURecRecommender, link_by_imdb, relabel_dialogues
+from convrec.retrieval.lrurec.recommender import LRURecRecommender
 
 console = Console(stderr=True)
 TRAINABLE = ("lrurec", "lrurec-text")
@@ -30,8 +30,9 @@ def add_parser(commands) -> None:
     train.add_argument("--recommender", default="lrurec-text", choices=TRAINABLE,
                        help="lrurec: items only; lrurec-text: items + dialogue text (default)")
     train.add_argument("--out", type=Path, required=True, help="run directory (created; resumed if it exists)")
-    train.add_argument("--pretrain", choices=["movielens"], default=None,
-                       help="pre-train on MovieLens sequences linked to the catalogue by IMDb id")
+    train.add_argument("--pretrain", action="append", default=None, metavar="DATASET",
+                       help="pre-train on another dataset's train sequences linked to the catalogue by IMDb id "
+                       "(movielens, or redial for inspired; repeatable); sets the option pretrain_datasets")
     train.add_argument("--set", dest="options", action="append", metavar="KEY=VALUE",
                        help="an option, e.g. --set hidden=128 --set train.epochs=40 (see `convrec recommenders`)")
     train.add_argument("-q", "--quiet", action="store_true", help="no per-epoch log")
@@ -45,16 +46,12 @@ def run_train(args: argparse.Namespace) -> int:
     dataset = load_dataset(args.dataset, data_dir(args), mirror(args), progress=True)
     options = parse_options(args.options)
     options["run_dir"] = str(args.out)
-    recommender = build_recommender(args.recommender, dataset.catalog, options)
-    assert isinstance(recommender, LRURecRecommender)
     if args.pretrain:
-        source = load_dataset(args.pretrain, data_dir(args), mirror(args), progress=True)
-        mapping = link_by_imdb(source.catalog, dataset.catalog)
-        recommender.pretrain_dialogues = relabel_dialogues(source.dialogues, mapping)
-        console.print(f"pre-training on {len(recommender.pretrain_dialogues)} {args.pretrain} sequences "
-                      f"({len(mapping)} of {len(source.catalog)} items linked by IMDb id)")
+        options["pretrain_datasets"] = args.pretrain
         if not options.get("train", {}).get("pretrain_epochs"):
             console.print("[yellow]note[/yellow]: set --set train.pretrain_epochs=N to use them (default 0)")
+    recommender = build_recommender(args.recommender, dataset.catalog, options)
+    assert isinstance(recommender, LRURecRecommender)
     recommender.fit(dataset.split("train"), dataset.split("valid"))
     write_json(args.out / "summary.json", {"dataset": args.dataset, "data_hash": dataset.fingerprint,
                                            **recommender.describe()})

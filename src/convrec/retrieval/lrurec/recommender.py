@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -46,6 +47,8 @@ from convrec.text.encoder import (
     item_cache_file,
 )
 
+log = logging.getLogger(__name__)
+
 
 class LRURecOptions(RecommenderConfig):
     hidden: int = Field(64, ge=8)
@@ -57,8 +60,14 @@ class LRURecOptions(RecommenderConfig):
                          "sentence embedding (0: off); words such as actor names survive that MiniLM blurs")
     text_match: bool = Field(False, description="add a learned multiple of cos(dialogue text, item text) to "
                              "the scores (lrurec-text with text_init)")
+    copy_bonus: bool = Field(False, description="add a learned score to items already mentioned in the dialogue "
+                             "(no effect under the dedup protocol, which excludes them)")
     fusion: Literal["linear", "mlp"] = Field("linear", description="how the dialogue-text embedding is "
                                              "mapped into the hidden state (lrurec-text)")
+    pretrain_datasets: list[str] = Field([], description="datasets whose item sequences, "
+                                         "linked to this catalogue by IMDb id, pre-train the model for "
+                                         "train.pretrain_epochs epochs (e.g. ['movielens'], or 'redial' for "
+                                         "INSPIRED); loaded from the data dir / mirror like any dataset")
     train: TrainOptions = TrainOptions()
     run_dir: str | None = Field(None, description="where training writes checkpoints (resumable); None: memory")
     checkpoint: str | None = Field(None, description="a finished run dir to load instead of training")
@@ -176,7 +185,7 @@ class LRURecRecommender(Recommender):
             max_len=self.config.train.max_len, text_dim=None if item_text is None else item_text.shape[1],
         )
         return ConversationalLRURec(model_config, self.token_map, item_text, self.query_dim, self.config.fusion,
-                                    self.config.text_match)
+                                    self.config.text_match, self.config.copy_bonus)
 
     def _run_config(self) -> dict[str, Any]:
         return {"recommender": self.name, "options": self.config.model_dump(mode="json"),
@@ -196,7 +205,8 @@ class LRURecRecommender(Recommender):
         started = time.perf_counter()
         options = self.config.train
         examples = dialogue_examples(train.dialogues, self.catalog, self.token_map, options.max_len)
-        pretrain = dialogue_examples(self.pretrain_dialogues, self.catalog, self.token_map, options.max_len) or None
+        pretrain = dialogue_examples(self.pretrain_dialogues or self._load_pretraining(), self.catalog,
+                                     self.token_map, options.max_len) or None
         queries = self._example_queries(examples) if self.config.dialogue_text else {}
         valid_samples = valid.selection_samples if valid is not None else []
         valid_queries = self._sample_queries(valid_samples)
@@ -214,6 +224,21 @@ class LRURecRecommender(Recommender):
                         "best_valid_recall@10": round(trainer.best, 5), "train_examples": len(examples),
                         "pretrain_examples": len(pretrain or []),
                         "train_seconds_this_process": round(time.perf_counter() - started, 1)}
+
+    def _load_pretraining(self) -> list[Dialogue]:
+        from convrec.data.load import load_dataset
+
+        dialogues: list[Dialogue] = []
+        for name in self.config.pretrain_datasets:
+            source = load_dataset(name)
+            mapping = link_by_imdb(source.catalog, self.catalog)
+            if not mapping:
+                raise ValueError(f"pretrain dataset {name!r} shares no IMDb id with {self.catalog.name}")
+            linked = relabel_dialogues(source.split("train").dialogues, mapping)
+            log.info("pre-training on %d %s sequences (%d of %d items linked by IMDb id)", len(linked), name,
+                     len(mapping), len(source.catalog))
+            dialogues += linked
+        return dialogues
 
     def _load(self, run_dir: Path) -> None:
         from safetensors.torch import load_file

@@ -48,6 +48,19 @@ class SequenceExample:
     target_turns: np.ndarray  # (n,) the turn index in which each target s_j was mentioned
     dialogue: Dialogue
 
+    @property
+    def turn_sources(self) -> np.ndarray:
+        """(n,) for each target, the input position whose state it is predicted from when targets are aligned
+        to turns: the position just before the first item of its turn.
+
+        At test time every item of a recommender turn is predicted from the dialogue *before* that turn, so the
+        second movie of "try A or B" must not see A. Plain next-item training (position ``j - 1`` for target
+        ``j``) would let it."""
+        turns = self.target_turns
+        first = np.ones(len(turns), dtype=bool)
+        first[1:] = turns[1:] != turns[:-1]
+        return np.maximum.accumulate(np.where(first, np.arange(len(turns)), 0))
+
 
 def dialogue_examples(dialogues: Sequence[Dialogue], catalog: Catalog, token_map: TokenMap,
                       max_len: int) -> list[SequenceExample]:

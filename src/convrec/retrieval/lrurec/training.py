@@ -28,7 +28,7 @@ from tqdm import tqdm
 from convrec.catalog.items import Catalog
 from convrec.data.model import RecSample
 from convrec.io import DataError, atomic_write, write_json
-from convrec.retrieval.lrurec.network import ConversationalLRURec
+from convrec.retrieval.lrurec.network import ConversationalLRURec, mentioned_so_far
 from convrec.retrieval.lrurec.sequences import PAD, SequenceExample, left_pad
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,17 @@ class TrainOptions(BaseModel):
     max_len: int = Field(50, ge=2, description="most recent items kept per training sequence")
     threads: int | None = Field(None, ge=1, description="torch threads (default: all cores)")
     pretrain_epochs: int = Field(0, ge=0, description="epochs on the pre-training sequences first (MovieLens)")
+    turn_aligned: bool = Field(False, description="predict every item of a turn from the state before that turn, "
+                               "as the test protocol does (False: plain next-item, the later items of a turn "
+                               "see the earlier ones)")
+    seeker_targets: bool = Field(True, description="also learn to predict the items the seeker names (False: "
+                                 "only recommender turns are targets, as in the test protocol; the seeker's "
+                                 "items stay in the input)")
 
+
+# The copy bonus starts at 0 and should reach a few units: Adam moves a parameter by about lr per step, so at
+# 1e-3 that would take dozens of epochs.
+COPY_LR_FACTOR = 20.0
 
 QueryFn = Callable[[SequenceExample], np.ndarray | None]  # (n_targets, Dq) text vectors, or None
 
@@ -95,10 +105,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_batch(examples: Sequence[SequenceExample], query_fn: QueryFn | None, query_dim: int | None):
-    """Left-padded inputs (B, L), targets (B, L) with PAD where there is nothing to predict, queries (B, L, Dq)."""
+def make_batch(examples: Sequence[SequenceExample], query_fn: QueryFn | None, query_dim: int | None,
+               turn_aligned: bool = False, seeker_targets: bool = True):
+    """Left-padded inputs (B, L), targets (B, L) with PAD where there is nothing to predict, queries (B, L, Dq),
+    and sources (B, L): the input position whose state predicts each column (itself, or with ``turn_aligned``
+    the position before the first item of the target's turn)."""
     inputs = left_pad([e.tokens[:-1] for e in examples])
     targets = left_pad([e.tokens[1:] for e in examples])
+    width = inputs.shape[1]
+    sources = torch.arange(width).repeat(len(examples), 1)
+    if not seeker_targets:
+        for row, example in enumerate(examples):
+            roles = [example.dialogue.turns[t].role for t in example.target_turns]
+            seeker = torch.tensor([role == "seeker" for role in roles], dtype=torch.bool)
+            targets[row, width - len(roles) :][seeker] = PAD
+    if turn_aligned:
+        for row, example in enumerate(examples):
+            offset = width - len(example.target_turns)
+            sources[row, offset:] = torch.from_numpy(example.turn_sources + offset)
     queries = None
     if query_fn is not None and query_dim:
         queries = torch.zeros(len(examples), inputs.shape[1], query_dim)
@@ -106,7 +130,7 @@ def make_batch(examples: Sequence[SequenceExample], query_fn: QueryFn | None, qu
             vectors = query_fn(example)
             if vectors is not None:
                 queries[row, inputs.shape[1] - len(vectors) :] = torch.from_numpy(vectors)
-    return inputs, targets, queries
+    return inputs, targets, queries, sources
 
 
 def recall_ndcg_at_10(scores: torch.Tensor, targets: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
@@ -129,7 +153,10 @@ class Trainer:
                                            + ([{"params": list(network.query_proj.parameters()),
                                                 "weight_decay": options.weight_decay}]
                                               if network.query_proj is not None else [])
-                                           + [{"params": network.match_parameters(), "weight_decay": 0.0}],
+                                           + [{"params": network.match_parameters(), "weight_decay": 0.0}]
+                                           + ([{"params": [network.copy_scale], "weight_decay": 0.0,
+                                                "lr": options.lr * COPY_LR_FACTOR}]
+                                              if network.copy_scale is not None else []),
                                            lr=options.lr, eps=1e-9)
         self.history: list[EpochStats] = []
         self.epoch = 0
@@ -205,14 +232,23 @@ class Trainer:
         total, count = 0.0, 0
         bar = tqdm(batches, desc=description, unit="batch", leave=False)
         for batch in bar:
-            inputs, targets, queries = make_batch([examples[i] for i in batch], query_fn, query_dim)
-            logits = self.network.logits(self.network.hidden(inputs, queries), queries)
+            inputs, targets, queries, sources = make_batch([examples[i] for i in batch], query_fn, query_dim,
+                                                           self.options.turn_aligned, self.options.seeker_targets)
+            n = int((targets != PAD).sum())
+            if n == 0:  # only seeker targets, masked out
+                continue
+            hidden = self.network.hidden(inputs, queries)
+            if self.options.turn_aligned:
+                hidden = hidden.gather(1, sources[..., None].expand_as(hidden))
+            mentioned = None
+            if self.network.copy_scale is not None:
+                mentioned = mentioned_so_far(inputs, sources, self.network.token_map.model_items + 1)
+            logits = self.network.logits(hidden, queries, mentioned)
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=PAD)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.options.grad_clip)
             self.optimizer.step()
-            n = int((targets != PAD).sum())
             total += loss.item() * n
             count += n
             bar.set_postfix(loss=f"{total / max(count, 1):.3f}")
