@@ -115,3 +115,12 @@ def test_complete_many_keeps_order_and_asks_duplicates_once(smollm2):
     )
     assert responses[0].text == responses[2].text
     assert client.usage.calls == 3 and client.usage.backend_calls == 2
+
+
+def test_prompt_prefix_cache_is_reported(smollm2):
+    """A second question sharing a long prefix reads only its own tokens; the response says how many were reused."""
+    prefix = "Here is a long shared context about films. " * 8
+    first = smollm2.complete(ChatRequest.from_prompt(prefix + "Is Alien a horror film?", max_tokens=1))
+    second = smollm2.complete(ChatRequest.from_prompt(prefix + "Is Up an animated film?", max_tokens=1))
+    assert first.prompt_tokens > 60 and second.prompt_tokens > 60
+    assert second.cached_prompt_tokens >= 60 and second.cached_prompt_tokens < second.prompt_tokens

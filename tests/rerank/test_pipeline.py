@@ -9,7 +9,7 @@ from convrec.cli.eval_cmd import evaluate_recommender
 from convrec.evaluate.protocol import Protocol
 from convrec.evaluate.runner import evaluate
 from convrec.llm import LLMClient, ResponseCache
-from convrec.rerank.pipeline import RAR, RARConfig, place_above
+from convrec.rerank.pipeline import RAR, RARConfig, place_above, top_indices
 from convrec.retrieval import RECOMMENDERS, build_recommender
 from convrec.retrieval.base import item_counts
 
@@ -135,3 +135,11 @@ def test_the_cli_lists_rar_and_its_options(capsys):
     assert main(["recommenders"]) == 0
     out = capsys.readouterr().out
     assert "rar:" in out and "fusion_weight" in out and "max_samples" in out
+
+
+def test_top_indices_best_first_ties_in_catalogue_order_and_exclusions():
+    scores = np.array([0.5, 0.9, np.nan, 0.9, 0.1, 0.5])
+    assert top_indices(scores, 4).tolist() == [1, 3, 0, 5]
+    assert top_indices(scores, 3, exclude=[1, 0]).tolist() == [3, 5, 4]
+    assert top_indices(scores, 10, exclude=[0, 1, 3, 4, 5]).tolist() == [2]  # only the NaN is left
+    assert top_indices(scores, 2, exclude=range(6)).tolist() == []

@@ -120,6 +120,16 @@ class TitleLinker:
             return undated[0], "exact-any-year"
         return None
 
+    def knows(self, title: str) -> bool:
+        """Is ``title`` (normalised, any "(YYYY)" ignored) exactly a title or alias in the catalogue?"""
+        key = normalize_title(split_year(title)[0])
+        return bool(key) and key in self._by_key
+
+    def items_titled(self, title: str) -> list[str]:
+        """Every item whose title or alias is exactly ``title`` (normalised, year ignored), catalogue order."""
+        key = normalize_title(split_year(title)[0])
+        return list(dict.fromkeys(item_id for item_id, _ in self._by_key.get(key, ())))
+
     def link(self, title: str, year: int | None = None) -> Link | None:
         """Link ``title`` (which may end in "(YYYY)") to an item, or ``None`` when nothing is close enough."""
         bare, year_in_title = split_year(title)

@@ -7,7 +7,7 @@ import logging
 import sys
 
 from convrec import __version__
-from convrec.cli import data_cmd, eval_cmd, train_cmd
+from convrec.cli import chat_cmd, data_cmd, eval_cmd, train_cmd
 from convrec.io import DataError
 
 DESCRIPTION = """\
@@ -18,6 +18,7 @@ Typical first run (the data mirror is a local folder with the public datasets):
   convrec data fetch redial
   convrec eval --dataset redial --recommender ease --protocol both
   convrec results            # the README's baseline table, reproduced
+  convrec chat               # talk to the recommender (retriever + local LLM re-ranker)
 """
 
 
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_cmd.add_parser(commands)
     eval_cmd.add_parsers(commands)
     train_cmd.add_parser(commands)
+    chat_cmd.add_parser(commands)
     return parser
 
 

@@ -80,6 +80,7 @@ class LocalLLM:
             top_logprobs=top_logprobs_from_openai(collector.logprob_entries) if request.logprobs else [],
             finish_reason=collector.finish_reason,
             prompt_tokens=int(collector.usage.get("prompt_tokens", 0)),
+            cached_prompt_tokens=int((collector.usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0),
             completion_tokens=int(collector.usage.get("completion_tokens", 0)),
             latency_s=time.monotonic() - started,
             model=self.model.name,

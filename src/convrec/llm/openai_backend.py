@@ -119,6 +119,7 @@ class OpenAICompatibleLLM:
             else [],
             finish_reason=getattr(choice, "finish_reason", None),
             prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+            cached_prompt_tokens=int(getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", 0) or 0),
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
             latency_s=latency_s,
             model=getattr(completion, "model", None) or self.model,

@@ -70,6 +70,8 @@ class ChatResponse(BaseModel):
     ``top_logprobs[i]`` maps each alternative token string to its natural-log probability at generated
     position ``i`` (empty unless the request asked for logprobs). ``latency_s`` is the wall time of the call
     that produced this object: for a cache hit, the lookup. ``cached`` says whether it came from the cache.
+``cached_prompt_tokens`` is how many of ``prompt_tokens`` the backend did not have to read again because
+its prompt-prefix cache held them (llama.cpp's ``cache_prompt``; 0 where a backend does not say).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -78,6 +80,7 @@ class ChatResponse(BaseModel):
     top_logprobs: list[dict[str, float]] = Field(default_factory=list)
     finish_reason: str | None = None
     prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0  # of prompt_tokens, reused from the backend's prompt-prefix cache
     completion_tokens: int = 0
     cached: bool = False
     latency_s: float = 0.0

@@ -152,15 +152,11 @@ class RAR(Recommender):
     # -- scoring -------------------------------------------------------------------------------------
     def candidates(self, samples: Sequence[RecSample], scores: np.ndarray) -> list[tuple[list[str], np.ndarray]]:
         """Per sample: the retriever's top-k item ids (best first, ties by catalogue order) and their scores."""
-        k = min(self.config.k, len(self.catalog))
         ids = self.catalog.ids
         result = []
         for row, sample in enumerate(samples):
-            values = np.nan_to_num(scores[row].astype(np.float64), nan=-np.inf)
-            if self.config.exclude_mentioned and sample.context_items:
-                values[self.catalog.indices(set(sample.context_items))] = -np.inf
-            top = np.argpartition(-values, k - 1)[:k] if k < len(values) else np.arange(len(values))
-            top = top[np.lexsort((top, -values[top]))]
+            exclude = self.catalog.indices(set(sample.context_items)) if self.config.exclude_mentioned else []
+            top = top_indices(scores[row], self.config.k, exclude)
             result.append(([ids[i] for i in top], scores[row, top].astype(np.float64)))
         return result
 
@@ -214,6 +210,25 @@ class RAR(Recommender):
             "fusion": self.fusion_,
             "run": self.stats_.to_json(),
         }
+
+
+def top_indices(scores: np.ndarray, k: int, exclude: Sequence[int] = ()) -> np.ndarray:
+    """Columns of the ``k`` best of (n_items,) ``scores``, best first, ties in column (catalogue) order.
+
+    NaN counts as the worst score; ``exclude`` columns are left out (fewer than ``k`` are returned only when
+    the catalogue minus ``exclude`` is smaller).
+    """
+    values = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf)
+    keep = np.ones(len(values), dtype=bool)
+    keep[list(exclude)] = False
+    columns = np.flatnonzero(keep)
+    values = values[columns]
+    k = min(k, len(columns))
+    if k == 0:
+        return columns[:0]
+    top = np.argpartition(-values, k - 1)[:k] if k < len(values) else np.arange(len(values))
+    top = top[np.lexsort((top, -values[top]))]
+    return columns[top]
 
 
 def _describe_llm(llm: LLM | None) -> dict[str, Any] | None:

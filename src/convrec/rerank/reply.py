@@ -2,7 +2,8 @@
 
 The reply is built from a template over catalogue metadata, so every title in it is an exact catalogue
 title and every reason is a fact the catalogue states (a genre, the director, a cast name, the plot). The
-reason prefers a fact the dialogue itself mentions ("the horror you mentioned"), else the first genre.
+reason prefers a fact the seeker mentioned ("the horror you mentioned"; the recommender's own earlier
+replies do not count), else the first genre.
 
 An LLM may polish the wording. Its text is kept only if it still names every recommended title exactly
 and names no other title: no "(year)" other than theirs, and no other catalogue title, whether quoted,
@@ -21,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from convrec.catalog.items import Catalog, Item
 from convrec.catalog.titles import TitleLinker, normalize_title
-from convrec.data.model import RecSample
+from convrec.data.model import RecSample, render_turns
 from convrec.llm.types import LLM, ChatRequest
 from convrec.rerank.prompts import PromptOptions, reply_messages
 
@@ -83,6 +84,16 @@ def _mentions(name: str, text: str) -> bool:
     return name in text or (len(surname) >= 5 and re.search(rf"\b{re.escape(surname)}\b", text) is not None)
 
 
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
+def seeker_text(sample: RecSample) -> str:
+    """What the seeker said so far (every turn, when the dialogue has no speaker roles)."""
+    said = [turn for turn in sample.context if turn.role == "seeker"]
+    return render_turns(said) if said else sample.context_text()
+
+
 def choose_reason(item: Item, dialogue: str, noun: str = "movie") -> Reason:
     """One reason to recommend ``item``, from its metadata; a fact the dialogue mentions comes first."""
     text = dialogue.lower()
@@ -92,7 +103,7 @@ def choose_reason(item: Item, dialogue: str, noun: str = "movie") -> Reason:
     cast = _as_list(item.metadata.get("star"))
     for genre in genres:
         if genre in words or genre.replace("-", "") in words:
-            return Reason("genre", f"It is a {genre} {noun}, like you asked about.")
+            return Reason("genre", f"It is {_article(genre)} {genre} {noun}, like you asked about.")
     for person in directors:
         if _mentions(person, text):
             made = "written" if item.metadata.get("author") else "directed"
@@ -106,7 +117,7 @@ def choose_reason(item: Item, dialogue: str, noun: str = "movie") -> Reason:
     if shared:
         return Reason("plot", f"Its story is about {' and '.join(shared[:2])}, which you brought up.")
     if genres:
-        return Reason("genre", f"It is a {' and '.join(genres[:2])} {noun}.")
+        return Reason("genre", f"It is {_article(genres[0])} {' and '.join(genres[:2])} {noun}.")
     if directors:
         return Reason("director", f"It was directed by {directors[0]}.")
     if cast:
@@ -153,7 +164,7 @@ class ReplyWriter:
     def write(self, sample: RecSample, ranked_ids: Sequence[str]) -> Reply:
         item_ids = tuple(ranked_ids[: self.options.n_items])
         items = [self.catalog.get(item_id) for item_id in item_ids]
-        reason = choose_reason(items[0], sample.context_text(), self.options.prompt.noun) if items else Reason(
+        reason = choose_reason(items[0], seeker_text(sample), self.options.prompt.noun) if items else Reason(
             "none", ""
         )
         draft = template_reply(items, reason)

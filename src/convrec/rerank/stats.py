@@ -30,6 +30,7 @@ class RunStats:
     cache_hits: int = 0
     failed_calls: int = 0
     prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0
     completion_tokens: int = 0
     neutral_scores: int = 0
     fallbacks: Counter = field(default_factory=Counter)
@@ -44,6 +45,7 @@ class RunStats:
         self.cache_hits += diagnostics.cache_hits
         self.failed_calls += diagnostics.failed_calls
         self.prompt_tokens += diagnostics.prompt_tokens
+        self.cached_prompt_tokens += diagnostics.cached_prompt_tokens
         self.completion_tokens += diagnostics.completion_tokens
         self.neutral_scores += diagnostics.neutral_scores
         if diagnostics.fallback is not None:
@@ -82,6 +84,7 @@ class RunStats:
             "llm_real_calls": self.llm_calls - self.cache_hits,
             "llm_failed_calls": self.failed_calls,
             "prompt_tokens": self.prompt_tokens,
+            "prompt_tokens_from_prefix_cache": self.cached_prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "neutral_scores": self.neutral_scores,
             "fallbacks": n_fallbacks,

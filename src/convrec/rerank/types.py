@@ -26,7 +26,8 @@ class RerankDiagnostics:
     tokens count generated replies only. ``failed_calls`` are requests that raised after their retries.
     ``fallback`` is None when the LLM's answer was used, else why the retriever's order was kept.
     ``neutral_scores``: pointwise answers with neither Yes nor No among the first token's alternatives
-    (scored 0.5). Listwise only: ``generated_titles`` as parsed from the reply, ``unmatched_titles`` that
+    (scored 0.5). ``cached_prompt_tokens``: of ``prompt_tokens``, those the backend reused from its prompt-prefix
+    cache instead of reading them again. Listwise only: ``generated_titles`` as parsed from the reply, ``unmatched_titles`` that
     link to no catalogue item, ``outside_candidates`` that link to a catalogue item that is not a candidate,
     ``duplicate_titles`` that repeat a candidate already ranked. ``latency_s`` is wall time, seconds.
     """
@@ -35,6 +36,7 @@ class RerankDiagnostics:
     cache_hits: int = 0
     failed_calls: int = 0
     prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0
     completion_tokens: int = 0
     fallback: str | None = None
     neutral_scores: int = 0
@@ -55,6 +57,7 @@ class RerankDiagnostics:
                 self.cache_hits += 1
             else:
                 self.prompt_tokens += response.prompt_tokens
+                self.cached_prompt_tokens += response.cached_prompt_tokens
                 self.completion_tokens += response.completion_tokens
 
 

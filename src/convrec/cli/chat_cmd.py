@@ -1,0 +1,269 @@
+"""``convrec chat``: talk to the two-stage recommender in a terminal, or script it with ``--message``."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from convrec.cli import chat_view as view
+from convrec.cli.common import add_data_options, data_dir, mirror, parse_options
+from convrec.data.load import load_dataset
+from convrec.io import DataError, write_json
+from convrec.llm import LLMConfig, LocalOptions, ModelNotAvailableError, build_llm, resolve_local_model
+from convrec.llm.config import DEFAULT_LOCAL_MODEL, default_threads
+from convrec.rerank.pipeline import default_llm_cache
+from convrec.retrieval import RECOMMENDERS
+from convrec.serve.build import (
+    CHAT_PROMPT,
+    ITEM_ONLY,
+    QUICK_RETRIEVER,
+    TRAIN_HINT,
+    ChatConfig,
+    build_retriever,
+    build_session,
+)
+from convrec.serve.session import ChatSession, SessionOptions
+
+DEFAULT_K = 5
+K_HELP = (
+    "candidates the LLM re-ranks per turn (default 5). Pointwise asks the LLM once per candidate; the dialogue "
+    "is cached as the shared prompt prefix, so a turn costs reading the new messages (~60 prompt tokens) plus "
+    f"~14 tokens per candidate. With {DEFAULT_LOCAL_MODEL} on an idle 2-core machine (measured: 13 prompt "
+    "tokens/s with 1 thread, 24 with 2) 5 candidates take 8-10 s a turn with --threads 2, which is the 10 s "
+    "target, and 16-20 s with 1 thread; 10 candidates took 44 s with 1 thread. Beside other CPU work it is "
+    "slower still: keep 1 thread there and lower --k."
+)
+DESCRIPTION = """\
+A conversation with RAR's two stages: a retriever scores the whole catalogue for the dialogue so far, an
+LLM re-ranks its top-k, and a reply names the top items (only catalogue titles, never invented ones).
+
+  convrec chat                                   # ReDial, itemknn retriever, local qwen2.5-coder-1.5b
+  convrec chat --checkpoint runs/lrurec-text-redial   # RAR's trained retriever (lrurec-text)
+  convrec chat --model smollm2-135m              # a tiny model for a quick try (weak answers)
+  convrec chat --no-llm                          # the retriever alone
+  convrec chat -m "I loved Alien (1979), something similar?" -m "/why 1" --json turns.json
+  convrec chat --llm-backend openai --model gpt-4o-mini --api-key-env OPENAI_API_KEY --strategy listwise
+
+Inside the chat: /why N, /reset, /help, /quit (or Ctrl-D).
+"""
+
+
+def add_parser(commands) -> None:
+    chat = commands.add_parser(
+        "chat", help="talk to the recommender (retriever + LLM re-ranker) in the terminal",
+        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    chat.add_argument("--dataset", default="redial", help="catalogue and training dialogues (default redial)")
+    chat.add_argument("--retriever", default=None,
+                      help=f"stage 1 (default: lrurec-text with --checkpoint, else {QUICK_RETRIEVER}, which fits "
+                      "in a second; ease fits in ~30 s; any name of `convrec recommenders`)")
+    chat.add_argument("--checkpoint", type=Path, default=None,
+                      help="a `convrec train` run dir for the retriever (lrurec, lrurec-text)")
+    chat.add_argument("--set", dest="options", action="append", metavar="KEY=VALUE",
+                      help="a retriever option, e.g. --set neighbors=50 (repeatable)")
+    chat.add_argument("--k", type=int, default=DEFAULT_K, help=K_HELP)
+    chat.add_argument("--top", type=int, default=5, help="recommendations shown per turn (default 5)")
+    chat.add_argument("--include-mentioned", action="store_true",
+                      help="allow items already in the dialogue (yours or recommended) to be recommended again")
+    llm = chat.add_argument_group("LLM")
+    llm.add_argument("--no-llm", action="store_true", help="no LLM: the retriever's order, template replies")
+    llm.add_argument("--llm-backend", choices=["local", "openai"], default="local",
+                     help="local: llama.cpp in this process (default); openai: any OpenAI-compatible server")
+    llm.add_argument("--model", default=None,
+                     help=f"local: a model name ({DEFAULT_LOCAL_MODEL} (default), smollm2-135m) or a GGUF file; "
+                     "openai: the server's model name (required)")
+    llm.add_argument("--base-url", default=None, help="openai: the server, e.g. http://localhost:8000/v1")
+    llm.add_argument("--api-key-env", default=None, help="openai: the environment variable holding the API key")
+    llm.add_argument("--threads", type=int, default=None,
+                     help=f"local: llama.cpp threads (default {default_threads()}: half the cores; more threads "
+                     "on a busy machine make it much slower)")
+    llm.add_argument("--strategy", choices=["pointwise", "listwise"], default="pointwise",
+                     help="pointwise: P(yes) per candidate (default; works with small models); listwise: the LLM "
+                     "orders all k titles in one answer (for strong models; small ones copy the input order)")
+    llm.add_argument("--fusion-weight", type=float, default=0.5,
+                     help="w in (1-w)*retriever + w*LLM (default 0.5; `convrec eval --recommender rar` chooses it "
+                     "on validation)")
+    llm.add_argument("--people", type=int, default=CHAT_PROMPT.max_people,
+                     help=f"director and cast names the LLM reads per candidate (default {CHAT_PROMPT.max_people}; "
+                     "2 adds ~25 prompt tokens a candidate, about 2 s more per candidate with 1 thread)")
+    llm.add_argument("--plot-chars", type=int, default=CHAT_PROMPT.plot_chars,
+                     help=f"characters of plot the LLM reads per candidate (default {CHAT_PROMPT.plot_chars}: a "
+                     "100-character plot adds ~25 prompt tokens, about double the cost of a candidate on CPU)")
+    llm.add_argument("--polish", action="store_true",
+                     help="the LLM rewrites the reply (kept only if it names exactly the recommended titles); "
+                     "several seconds more per turn on CPU")
+    llm.add_argument("--llm-cache", type=Path, default=None,
+                     help=f"SQLite cache of LLM replies (default {default_llm_cache()})")
+    llm.add_argument("--no-llm-cache", action="store_true", help="do not cache LLM replies")
+    chat.add_argument("-m", "--message", action="append", default=None,
+                      help="run this message (or command, e.g. /reset) as a turn, then exit (repeatable)")
+    chat.add_argument("--json", type=Path, default=None, metavar="OUT.json",
+                      help="write every turn with its recommendations, scores and timing as JSON at the end")
+    add_data_options(chat)
+    chat.set_defaults(handler=run_chat)
+
+
+def chat_config(args: argparse.Namespace) -> ChatConfig:
+    if args.k < 1 or args.top < 1:
+        raise DataError("--k and --top must be at least 1")
+    if not 0.0 <= args.fusion_weight <= 1.0:
+        raise DataError(f"--fusion-weight must be in [0, 1], got {args.fusion_weight}")
+    llm = None
+    if not args.no_llm:
+        if args.llm_backend == "openai" and not args.model:
+            raise DataError("--llm-backend openai needs --model: the model name the server knows")
+        cache = None if args.no_llm_cache else (args.llm_cache or default_llm_cache())
+        llm = LLMConfig(backend=args.llm_backend, model=args.model, base_url=args.base_url,
+                        api_key_env=args.api_key_env, cache_path=cache, max_concurrency=1,
+                        local=LocalOptions(n_threads=args.threads))
+    if args.retriever is not None and (args.retriever not in RECOMMENDERS or args.retriever == "rar"):
+        choices = ", ".join(sorted(name for name in RECOMMENDERS if name != "rar"))
+        raise DataError(f"--retriever {args.retriever!r}: choose one of {choices}")
+    if args.plot_chars < 0 or args.people < 0:
+        raise DataError("--plot-chars and --people must be at least 0")
+    session = SessionOptions(k=args.k, top=min(args.top, args.k), include_mentioned=args.include_mentioned)
+    return ChatConfig(retriever=args.retriever, retriever_options=parse_options(args.options),
+                      checkpoint=str(args.checkpoint) if args.checkpoint else None, llm=llm,
+                      strategy=args.strategy, fusion_weight=args.fusion_weight, polish=args.polish,
+                      prompt=CHAT_PROMPT.model_copy(update={"plot_chars": args.plot_chars, "max_people": args.people}), session=session)
+
+
+def missing_model_message(model: str, error: Exception) -> str:
+    return (
+        f"convrec chat: the local model {model!r} is not available.\n  {error}\n"
+        f"Install the default model with: bash scripts/install_qwen.sh\n"
+        f"For a quick try with a tiny model: convrec chat --model smollm2-135m   (or without an LLM: --no-llm)"
+    )
+
+
+def run_chat(args: argparse.Namespace) -> int:
+    out = Console() if sys.stdout.isatty() else Console(width=120)
+    err = Console(stderr=True)
+    config = chat_config(args)
+    if config.llm is not None and config.llm.backend == "local":
+        try:  # before the data: a missing model should not cost a minute of loading first
+            resolve_local_model(config.llm.model_name, config.llm.local.models_dir)
+        except ModelNotAvailableError as exc:
+            print(missing_model_message(config.llm.model_name, exc), file=sys.stderr)
+            return 2
+    started = time.monotonic()
+    with err.status(f"loading {args.dataset} ..."):
+        dataset = load_dataset(args.dataset, data_dir(args), mirror(args))
+    with err.status(f"fitting the retriever {config.retriever_name} ..."):
+        fit_started = time.monotonic()
+        retriever = build_retriever(dataset, config)
+        fit_s = time.monotonic() - fit_started
+    llm = None
+    try:
+        if config.llm is not None:
+            with err.status(f"loading the LLM {config.llm.model_name} ..."):
+                llm = build_llm(config.llm)
+        session = build_session(dataset, config, llm, retriever)
+        view.banner(out, _banner_lines(args, config, session, fit_s, time.monotonic() - started))
+        screen = view.Screen(out, config.llm is not None, config.retriever_name in ITEM_ONLY)
+        if args.message is not None:
+            for message in args.message:
+                out.print(f"[bold]you[/bold]> {escape(message)}")
+                if not _handle(message, session, screen):
+                    break
+        else:
+            _interactive(session, screen)
+    except ModelNotAvailableError as exc:
+        print(missing_model_message(config.llm.model_name if config.llm else "?", exc), file=sys.stderr)
+        return 2
+    finally:
+        if llm is not None:
+            llm.close()
+    if args.json is not None:
+        write_json(args.json, _report(args, config, session, llm))
+        err.print(f"wrote {args.json}")
+    return 0
+
+
+def _interactive(session: ChatSession, screen: view.Screen) -> None:
+    with contextlib.suppress(ImportError):
+        import readline  # noqa: F401  (line editing and history for input())
+    while True:
+        try:
+            line = input("you> ")
+        except (EOFError, KeyboardInterrupt):
+            screen.console.print()
+            return
+        if not _handle(line, session, screen):
+            return
+
+
+def _handle(line: str, session: ChatSession, screen: view.Screen) -> bool:
+    """Run one line: a command or a message. False when the chat should end."""
+    out = screen.console
+    text = line.strip()
+    if not text:
+        return True
+    if text.startswith("/"):
+        command, _, argument = text.partition(" ")
+        command = command.lower()
+        if command in ("/quit", "/exit", "/q"):
+            return False
+        if command == "/reset":
+            session.reset()
+            out.print("[cyan](new conversation: the dialogue so far is forgotten)[/cyan]")
+        elif command == "/why":
+            view.show_why(out, session, argument.strip())
+        elif command in ("/help", "/?"):
+            view.show_help(out)
+        else:
+            out.print(f"[yellow]unknown command {escape(command)}; commands: {view.COMMANDS}[/yellow]")
+        return True
+    turn = session.turn(text)
+    screen.turn(turn, session.catalog)
+    return True
+
+
+def _banner_lines(args: argparse.Namespace, config: ChatConfig, session: ChatSession, fit_s: float,
+                  startup_s: float) -> list[tuple[str, str]]:
+    name = config.retriever_name
+    retriever = f"{name}, " + (f"loaded from {escape(config.checkpoint)}" if config.checkpoint
+                               else f"fit on the {args.dataset} train split in {fit_s:.1f} s")
+    lines = [("catalogue", f"{args.dataset}: {len(session.catalog):,} items"), ("retriever", retriever)]
+    if not config.checkpoint:
+        if name in ITEM_ONLY:
+            lines.append(("", "sees only the titles mentioned; until one is, it proposes popular items"
+                          + (" for the LLM to choose from" if config.llm else "")))
+        lines.append(("", "RAR's trained retriever: " + TRAIN_HINT.format(dataset=args.dataset)
+                      + f", then --checkpoint runs/lrurec-text-{args.dataset}"))
+    if config.llm is None:
+        lines.append(("re-ranker", "none (--no-llm): the retriever's order"))
+    else:
+        threads = config.llm.local.n_threads or default_threads()
+        hint = "" if threads > 1 or (os.cpu_count() or 1) < 2 else "; --threads 2 is ~2x faster on an idle machine"
+        where = (f"local, {threads} thread{'s' if threads > 1 else ''}{hint}" if config.llm.backend == "local"
+                 else f"openai-compatible, {config.llm.base_url or 'api.openai.com'}")
+        lines.append(("re-ranker", f"{config.strategy} with {escape(config.llm.model_name)} ({where}); "
+                      f"{config.session.k} candidates, fusion weight {config.fusion_weight}"))
+        cache = escape(str(config.llm.cache_path)) if config.llm.cache_path else "off"
+        lines.append(("LLM cache", cache))
+    reply = "LLM rewrite of the template, checked" if config.polish and config.llm else "template over catalogue facts"
+    lines.append(("replies", f"{reply}; names only recommended catalogue titles"))
+    lines.append(("commands", view.COMMANDS))
+    lines.append(("started", f"in {startup_s:.1f} s"))
+    return lines
+
+
+def _report(args: argparse.Namespace, config: ChatConfig, session: ChatSession, llm: Any) -> dict[str, Any]:
+    backend = getattr(llm, "backend", None)
+    return {
+        "dataset": args.dataset,
+        "retriever": config.retriever_name,
+        "llm": None if llm is None else {"backend": getattr(backend, "backend", None),
+                                         "model": getattr(backend, "identity", None)},
+        "settings": config.model_dump(mode="json"),
+        "turns": [turn.to_json(session.catalog) for turn in session.history],
+    }

@@ -1,0 +1,138 @@
+"""What ``convrec chat`` prints: the banner, each turn (recognised titles, the recommendations with their
+scores, the reply, a timing line), ``/why N`` and ``/help``. Rendering only; the work is in
+:mod:`convrec.serve`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+
+from convrec.catalog.items import Catalog
+from convrec.rerank.reply import choose_reason
+from convrec.serve.session import ChatSession, ChatTurn
+
+COMMANDS = "/why N, /reset, /help, /quit (or Ctrl-D)"
+HELP = """\
+Type what you are looking for, in your own words. Titles you mention are recognised when they are
+quoted ("Up"), followed by their year (It 2017), written with capitals (Get Out, The Notebook) or three
+words or longer (the dark knight); the chat shows which ones it recognised.
+
+  /why N   the catalogue's facts about the N-th recommendation, and its scores
+  /reset   start a new conversation (forget the dialogue so far)
+  /help    this text
+  /quit    leave (Ctrl-D too)
+
+Scores: "retriever" is the first stage's raw score and its rank among the k candidates, "LLM" the
+model's P(yes) that the movie fits the conversation (pointwise) or its rank score (listwise), "fused" the
+mix (1 - w) * retriever rank score + w * LLM that orders the list."""
+
+
+def banner(console: Console, lines: list[tuple[str, str]]) -> None:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold cyan", no_wrap=True)
+    grid.add_column()
+    for label, text in lines:
+        grid.add_row(label, text)
+    console.print(Panel(grid, title="convrec chat", title_align="left", border_style="cyan"))
+
+
+def show_help(console: Console) -> None:
+    console.print(escape(HELP), highlight=False)
+
+
+@dataclass(frozen=True)
+class Screen:
+    """Where and how turns are shown: ``with_llm`` adds the LLM's columns; ``item_only`` (a retriever that
+    reads no text) adds a hint while no title has been named."""
+
+    console: Console
+    with_llm: bool
+    item_only: bool = False
+
+    def turn(self, turn: ChatTurn, catalog: Catalog) -> None:
+        show_turn(self.console, turn, catalog, self.with_llm, self.item_only)
+
+
+def show_turn(console: Console, turn: ChatTurn, catalog: Catalog, with_llm: bool, item_only: bool = False) -> None:
+    if turn.mentions:
+        names = ", ".join(f"{escape(catalog.get(m.item_id).display_title)} [dim]({escape(m.text)!r})[/dim]"
+                          for m in turn.mentions)
+        console.print(f"[green]recognised[/green]: {names}")
+    else:
+        console.print("[dim]recognised: no titles (quote a title or add its year to be sure)[/dim]")
+    if not turn.context_items and item_only:
+        console.print("[dim]no title named yet: the retriever reads only titles, so the candidates are popular "
+                      "items; name a movie you liked for better ones[/dim]")
+    if turn.recommendations:
+        console.print(_table(turn, catalog, with_llm))
+    console.print(f"[bold magenta]recommender[/bold magenta]: {escape(turn.reply.text)}")
+    if turn.fallback:
+        console.print(f"[yellow]note[/yellow]: the LLM's answer was not used ({escape(turn.fallback)})")
+    console.print(f"[dim]{timing_line(turn, with_llm)}[/dim]")
+
+
+def _table(turn: ChatTurn, catalog: Catalog, with_llm: bool) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, header_style="bold", show_edge=False)
+    table.add_column("#", justify="right")
+    table.add_column("title")
+    table.add_column("genres", style="dim")
+    table.add_column("retriever", justify="right")
+    if with_llm:
+        table.add_column("LLM", justify="right")
+        table.add_column("fused", justify="right")
+    for rank, rec in enumerate(turn.recommendations, start=1):
+        genres = ", ".join(sorted(catalog.get(rec.item_id).genres())[:3])
+        row = [str(rank), escape(rec.title), escape(genres), f"{rec.retriever_score:.3f} (#{rec.retriever_rank})"]
+        if with_llm:
+            row += ["-" if rec.llm_score is None else f"{rec.llm_score:.2f}", f"{rec.score:.2f}"]
+        table.add_row(*row)
+    return table
+
+
+def timing_line(turn: ChatTurn, with_llm: bool) -> str:
+    t = turn.timing
+    parts = [f"retrieval {t.retrieval_ms:.0f} ms ({turn.n_candidates} candidates)"]
+    if with_llm:
+        parts.append(f"LLM {t.rerank_s + t.reply_s:.1f} s ({t.llm_calls} calls, {t.cache_hits} from the cache; "
+                     f"{t.prompt_tokens} prompt tokens, {t.prefix_cached_tokens} of them from the prefix cache)")
+    parts.append(f"turn {t.total_s:.1f} s")
+    return " · ".join(parts)
+
+
+def show_why(console: Console, session: ChatSession, argument: str) -> None:
+    turn = session.last
+    if turn is None or not turn.recommendations:
+        console.print("[yellow]no recommendations yet in this conversation[/yellow]")
+        return
+    try:
+        number = int(argument)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= len(turn.recommendations):
+        console.print(f"[yellow]usage: /why N, with N from 1 to {len(turn.recommendations)}[/yellow]")
+        return
+    rec = turn.recommendations[number - 1]
+    item = session.catalog.get(rec.item_id)
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+    for label, key in (("genres", "genre"), ("director", "director"), ("author", "author"), ("cast", "star"),
+                       ("writer", "writer"), ("plot", "plot")):
+        value = item.metadata.get(key)
+        if value:
+            grid.add_row(label, escape(value if isinstance(value, str) else ", ".join(map(str, value))))
+    grid.add_row("item id", escape(item.item_id))
+    scores = f"retriever {rec.retriever_score:.4g} (#{rec.retriever_rank} of {turn.n_candidates} candidates)"
+    if rec.llm_score is not None:
+        scores += f", LLM {rec.llm_score:.3f}, fused {rec.score:.3f}"
+    grid.add_row("scores", scores)
+    sample_text = "\n".join(t.text for t in session.dialogue.turns if t.role == "seeker")
+    reason = choose_reason(item, sample_text).text
+    if reason:
+        grid.add_row("reason", escape(reason))
+    console.print(Panel(grid, title=f"{number}. {escape(item.display_title)}", title_align="left"))
