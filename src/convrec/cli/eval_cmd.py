@@ -155,7 +155,8 @@ def run_results(args: argparse.Namespace) -> int:
             options = {key: value.format(dataset=dataset_name) if isinstance(value, str) else value
                        for key, value in entry.options.items()}  # e.g. run_dir = "results/runs/lrurec-{dataset}"
             for result in evaluate_recommender(dataset, entry.name, options, experiment.split,
-                                               experiment.protocols, experiment.seed, progress=not args.quiet):
+                                               experiment.protocols, experiment.seed, experiment.limit,
+                                               progress=not args.quiet):
                 result["recommender"] = entry.display
                 results.append(result)
     results.sort(key=lambda r: (experiment.datasets.index(r["dataset"]), r["protocol"] != "standard"))

@@ -36,6 +36,8 @@ class ResultsExperiment(BaseModel):
     split: str = "test"
     protocols: list[Protocol] = [Protocol.STANDARD, Protocol.DEDUP]
     seed: int = 0
+    limit: int | None = Field(None, ge=1, description="evaluate every recommender on the same seeded subset of "
+                              "this many samples (for slow LLM stages on CPU); recorded in each result")
     recommenders: list[RecommenderEntry] = [
         RecommenderEntry(name="popularity"),
         RecommenderEntry(name="repeat"),

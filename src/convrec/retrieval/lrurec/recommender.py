@@ -49,6 +49,9 @@ from convrec.text.encoder import (
 
 log = logging.getLogger(__name__)
 
+DIRECT_ENCODE_MAX = 8
+"""Up to this many dialogue texts are encoded directly, without the on-disk context cache."""
+
 
 class LRURecOptions(RecommenderConfig):
     hidden: int = Field(64, ge=8)
@@ -141,8 +144,13 @@ class LRURecRecommender(Recommender):
         return torch.from_numpy(text)
 
     def _encode_texts(self, texts: list[str]) -> np.ndarray:
-        vectors = self.encoder.encode_cached(texts, context_cache_file(self.cache_dir, self.encoder, self.catalog),
-                                             progress=len(texts) > 500)
+        if len(texts) <= DIRECT_ENCODE_MAX:
+            # Serving (a chat turn): encoding a few texts (~20 ms each) beats reading and rewriting the
+            # context cache file (35 MB for ReDial) on every call.
+            vectors = self.encoder.encode(texts)
+        else:
+            vectors = self.encoder.encode_cached(texts, context_cache_file(self.cache_dir, self.encoder,
+                                                                           self.catalog), progress=len(texts) > 500)
         if self.config.bow_dim:
             vectors = np.concatenate([vectors, hashed_bag_of_words(texts, self.config.bow_dim)], axis=1)
         return vectors
