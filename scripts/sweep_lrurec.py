@@ -18,20 +18,22 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from convrec.cli.common import parse_options
 from convrec.data.fetch import default_data_dir, default_mirror
 from convrec.data.load import load_dataset
-from convrec.evaluate.protocol import Protocol, mask_excluded, select_samples
+from convrec.evaluate.protocol import Protocol, mask_excluded
 from convrec.io import write_json
 from convrec.retrieval import build_recommender
+from convrec.retrieval.lrurec.training import recall_ndcg_at_10
 
 
-def recall_ndcg_at_10(scores: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
-    target_scores = scores[np.arange(len(targets)), targets]
-    rank = (scores > target_scores[:, None]).sum(axis=1)
-    hit = rank < 10
-    return float(hit.mean()), float((hit / np.log2(rank + 2)).mean())
+def mean_recall_ndcg_at_10(scores: np.ndarray, samples, catalog) -> tuple[float, float]:
+    """The metric early stopping uses (ties counted against the target), averaged over ``samples``."""
+    targets = torch.as_tensor(catalog.indices(s.target for s in samples))
+    hit, ndcg = recall_ndcg_at_10(torch.from_numpy(scores), targets)
+    return float(hit.mean()), float(ndcg.mean())
 
 
 def main() -> None:
@@ -46,7 +48,8 @@ def main() -> None:
     dataset = load_dataset(args.dataset, default_data_dir(), default_mirror(), progress=True)
     train, valid = dataset.split("train"), dataset.split("valid")
     samples = valid.selection_samples
-    targets = np.asarray(dataset.catalog.indices(s.target for s in samples))
+    keep = [i for i, s in enumerate(samples) if not s.target_in_context]
+    dedup_samples = [samples[i] for i in keep]  # the dedup protocol's selection
     rows = []
     for spec in args.variant:
         name, _, pairs = spec.partition("=")
@@ -56,13 +59,10 @@ def main() -> None:
         recommender = build_recommender(args.recommender, dataset.catalog, options)
         recommender.fit(train, valid)
         scores = recommender.score(samples)
-        recall, ndcg = recall_ndcg_at_10(scores, targets)
-        keep = [i for i, s in enumerate(samples) if not s.target_in_context]
-        dedup_samples = select_samples(samples, Protocol.DEDUP)
+        recall, ndcg = mean_recall_ndcg_at_10(scores, samples, dataset.catalog)
         dedup_scores = scores[keep]
         mask_excluded(dedup_scores, dedup_samples, dataset.catalog, Protocol.DEDUP)
-        dedup_targets = np.asarray(dataset.catalog.indices(s.target for s in dedup_samples))
-        dedup_recall, _ = recall_ndcg_at_10(dedup_scores, dedup_targets)
+        dedup_recall, _ = mean_recall_ndcg_at_10(dedup_scores, dedup_samples, dataset.catalog)
         row = {"variant": name, "options": pairs, "valid_recall@10": round(recall, 4),
                "valid_ndcg@10": round(ndcg, 4), "valid_dedup_recall@10": round(dedup_recall, 4),
                "best_epoch": recommender.summary.get("best_epoch"),
