@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from convrec.cli.chat_cmd import chat_threads
 from convrec.cli.main import main
 from convrec.data.load import load_dataset
 from convrec.llm import LLMClient
@@ -123,6 +124,14 @@ def test_help_explains_the_default_k(capsys):
     assert exit_info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     assert "default 5" in text and "10 s target" in text and "/why N" in text
+    assert f"(default {chat_threads()}: every core" in text  # a chat uses the whole machine by default
+
+
+def test_a_chat_uses_every_core_unless_told(monkeypatch):
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    assert chat_threads() == 2
+    monkeypatch.setattr("os.cpu_count", lambda: 64)
+    assert chat_threads() == 8
 
 
 @pytest.mark.slow

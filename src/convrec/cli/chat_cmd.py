@@ -18,7 +18,7 @@ from convrec.cli.common import add_data_options, data_dir, mirror, parse_options
 from convrec.data.load import load_dataset
 from convrec.io import DataError, write_json
 from convrec.llm import LLMConfig, LocalOptions, ModelNotAvailableError, build_llm, resolve_local_model
-from convrec.llm.config import DEFAULT_LOCAL_MODEL, default_threads
+from convrec.llm.config import DEFAULT_LOCAL_MODEL
 from convrec.rerank.pipeline import default_llm_cache
 from convrec.retrieval import RECOMMENDERS
 from convrec.serve.build import (
@@ -37,8 +37,8 @@ K_HELP = (
     "candidates the LLM re-ranks per turn (default 5). Pointwise asks the LLM once per candidate; the dialogue "
     "is cached as the shared prompt prefix, so a turn costs reading the new messages (~60 prompt tokens) plus "
     f"~14 tokens per candidate. With {DEFAULT_LOCAL_MODEL} on an idle 2-core machine (measured: 13 prompt "
-    "tokens/s with 1 thread, 24 with 2) 5 candidates take 8-10 s a turn with --threads 2, which is the 10 s "
-    "target, and 16-20 s with 1 thread; 10 candidates took 44 s with 1 thread. Beside other CPU work it is "
+    "tokens/s with 1 thread, 24 with 2) 5 candidates take 8-10 s a turn with 2 threads (the default there; "
+    "the 10 s target), and 16-20 s with 1 thread; 10 candidates took 44 s with 1 thread. Beside other CPU work it is "
     "slower still: keep 1 thread there and lower --k."
 )
 DESCRIPTION = """\
@@ -83,8 +83,9 @@ def add_parser(commands) -> None:
     llm.add_argument("--base-url", default=None, help="openai: the server, e.g. http://localhost:8000/v1")
     llm.add_argument("--api-key-env", default=None, help="openai: the environment variable holding the API key")
     llm.add_argument("--threads", type=int, default=None,
-                     help=f"local: llama.cpp threads (default {default_threads()}: half the cores; more threads "
-                     "on a busy machine make it much slower)")
+                     help=f"local: llama.cpp threads (default {chat_threads()}: every core up to 8, since a chat "
+                     "waits for its answer; on a machine busy with other work use 1, as llama.cpp threads then "
+                     "spin-wait on each other and get much slower)")
     llm.add_argument("--strategy", choices=["pointwise", "listwise"], default="pointwise",
                      help="pointwise: P(yes) per candidate (default; works with small models); listwise: the LLM "
                      "orders all k titles in one answer (for strong models; small ones copy the input order)")
@@ -111,6 +112,13 @@ def add_parser(commands) -> None:
     chat.set_defaults(handler=run_chat)
 
 
+def chat_threads() -> int:
+    """llama.cpp threads for a chat: every core (at most 8). Unlike batch jobs, which default to half the cores
+    so they can share the machine, a chat turn is the one thing the user is waiting for (measured on 2 cores:
+    ~10 s a turn with 2 threads, ~20 s with 1)."""
+    return max(1, min(8, os.cpu_count() or 1))
+
+
 def chat_config(args: argparse.Namespace) -> ChatConfig:
     if args.k < 1 or args.top < 1:
         raise DataError("--k and --top must be at least 1")
@@ -123,7 +131,7 @@ def chat_config(args: argparse.Namespace) -> ChatConfig:
         cache = None if args.no_llm_cache else (args.llm_cache or default_llm_cache())
         llm = LLMConfig(backend=args.llm_backend, model=args.model, base_url=args.base_url,
                         api_key_env=args.api_key_env, cache_path=cache, max_concurrency=1,
-                        local=LocalOptions(n_threads=args.threads))
+                        local=LocalOptions(n_threads=args.threads or chat_threads()))
     if args.retriever is not None and (args.retriever not in RECOMMENDERS or args.retriever == "rar"):
         choices = ", ".join(sorted(name for name in RECOMMENDERS if name != "rar"))
         raise DataError(f"--retriever {args.retriever!r}: choose one of {choices}")
@@ -242,7 +250,7 @@ def _banner_lines(args: argparse.Namespace, config: ChatConfig, session: ChatSes
     if config.llm is None:
         lines.append(("re-ranker", "none (--no-llm): the retriever's order"))
     else:
-        threads = config.llm.local.n_threads or default_threads()
+        threads = config.llm.local.n_threads or chat_threads()
         hint = "" if threads > 1 or (os.cpu_count() or 1) < 2 else "; --threads 2 is ~2x faster on an idle machine"
         where = (f"local, {threads} thread{'s' if threads > 1 else ''}{hint}" if config.llm.backend == "local"
                  else f"openai-compatible, {config.llm.base_url or 'api.openai.com'}")

@@ -7,7 +7,7 @@ import logging
 import sys
 
 from convrec import __version__
-from convrec.cli import chat_cmd, data_cmd, eval_cmd, train_cmd
+from convrec.cli import align_cmd, chat_cmd, data_cmd, eval_cmd, train_cmd
 from convrec.io import DataError
 
 DESCRIPTION = """\
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     data_cmd.add_parser(commands)
     eval_cmd.add_parsers(commands)
     train_cmd.add_parser(commands)
+    align_cmd.add_parser(commands)
     chat_cmd.add_parser(commands)
     return parser
 

@@ -22,6 +22,7 @@ from pydantic import Field
 from convrec.catalog.items import Catalog
 from convrec.data.dataset import Split
 from convrec.data.model import Dialogue, RecSample, render_turns
+from convrec.io import atomic_write, write_json
 from convrec.retrieval.base import Recommender, RecommenderConfig, register
 from convrec.retrieval.lrurec.model import LRURecConfig
 from convrec.retrieval.lrurec.network import ConversationalLRURec
@@ -260,14 +261,37 @@ class LRURecRecommender(Recommender):
         self.summary = {"checkpoint": str(run_dir), "best_epoch": config.get("best_epoch"),
                         "best_valid_recall@10": config.get("best_valid_recall@10")}
 
+    def inputs(self, samples: Sequence[RecSample]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What :meth:`catalogue_logits` reads: left-padded item tokens (B, L) and the dialogue-text queries
+        (B, Dq), None for ``lrurec``."""
+        return left_pad([self._tokens(s) for s in samples]), self._sample_queries(samples)
+
+    def catalogue_logits(self, tokens: torch.Tensor, queries: torch.Tensor | None) -> torch.Tensor:
+        """(B, n_catalogue) scores with their autograd graph (alignment trains through them); :meth:`score`
+        is this in eval mode without gradients."""
+        if self.network is None:
+            raise RuntimeError("call fit() (train or load a checkpoint) before scoring")
+        return self.network.catalogue_scores(tokens, queries)
+
     def score(self, samples: Sequence[RecSample]) -> np.ndarray:
         if self.network is None:
             raise RuntimeError("call fit() (train or load a checkpoint) before score()")
         self.network.eval()
         with torch.no_grad():
-            tokens = left_pad([self._tokens(s) for s in samples])
-            scores = self.network.catalogue_scores(tokens, self._sample_queries(samples))
+            scores = self.catalogue_logits(*self.inputs(samples))
         return scores.numpy().astype(np.float32)
+
+    def save_checkpoint(self, run_dir: Path, extra: dict[str, Any] | None = None) -> None:
+        """Write the current weights as a run dir that ``checkpoint=`` loads (model.safetensors, then
+        config.json, each atomically; ``extra`` goes into config.json, e.g. how the weights were aligned)."""
+        from safetensors.torch import save
+
+        if self.network is None:
+            raise RuntimeError("nothing to save: call fit() first")
+        tensors = {k: v.detach().contiguous() for k, v in self.network.state_dict().items()}
+        with atomic_write(Path(run_dir) / "model.safetensors", "wb") as handle:
+            handle.write(save(tensors))
+        write_json(Path(run_dir) / "config.json", {**self._run_config(), **(extra or {})})
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "training": self.summary}

@@ -1,0 +1,128 @@
+"""The frozen LLM's feedback on a candidate set: the reward of RAR's alignment.
+
+For one context (a dialogue so far, with its target item) and a candidate set sampled from the retriever, the
+generator stage ranks the set; the reward is NDCG@k of the target in that ranking, 0 when the set misses the
+target. With the pointwise strategy the LLM's opinion of an item depends only on (context, item), so:
+
+- a set that misses the target needs no LLM call at all (its reward is 0 whatever the LLM says);
+- each (context, item) score is asked once per run (``memo``) and once ever (the LLM client's SQLite cache),
+  so re-ranking a new set of already-scored items costs nothing.
+
+:class:`FeedbackCounts` says where every score came from, which is how a run reports the LLM calls it really
+made. The ranking of a set is by LLM score alone (``weight`` 1, RAR's "ranking of the LLM's output"), or by
+the same fusion with the retriever's scores that the two-stage recommender uses (``weight`` < 1); ties of the
+LLM score keep the retriever's order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel
+
+from convrec.data.model import RecSample
+from convrec.rerank.fusion import Normalisation, fused_order, ndcg_at
+from convrec.rerank.pointwise import PointwiseReranker
+
+
+class FeedbackCounts(BaseModel):
+    """Where the scores behind the rewards came from (cumulative over a run).
+
+    ``sets``: candidate sets rewarded; ``sets_with_target``: of those, the ones that needed the LLM.
+    ``item_scores``: (context, item) scores read to rank them; ``memo_hits``: of those, already scored in this
+    run; ``llm_requests``: the rest, sent to the LLM client, which answered ``cache_hits`` of them from its
+    response cache and ``llm_calls`` by running the model. ``failed`` requests scored neutral (0.5).
+    """
+
+    sets: int = 0
+    sets_with_target: int = 0
+    item_scores: int = 0
+    memo_hits: int = 0
+    llm_requests: int = 0
+    cache_hits: int = 0
+    llm_calls: int = 0
+    failed: int = 0
+    neutral: int = 0
+    prompt_tokens: int = 0
+    cached_prompt_tokens: int = 0
+
+    def minus(self, earlier: FeedbackCounts) -> FeedbackCounts:
+        """The counts since ``earlier`` (a copy taken before a round)."""
+        mine, theirs = self.model_dump(), earlier.model_dump()
+        return FeedbackCounts(**{key: mine[key] - theirs[key] for key in mine})
+
+
+def context_key(sample: RecSample) -> str:
+    """What a pointwise prompt depends on: the dialogue and the turn, not the target."""
+    return f"{sample.dialogue_id}:{sample.turn_index}"
+
+
+@dataclass
+class SetReward:
+    reward: float
+    target_rank: int | None  # 0-based rank of the target in the LLM's ordering of the set; None: not in the set
+
+
+class LLMFeedback:
+    """Rewards of candidate sets from a pointwise re-ranker (see the module docstring)."""
+
+    def __init__(self, reranker: PointwiseReranker, reward_k: int = 10, weight: float = 1.0,
+                 normalisation: Normalisation = "rank"):
+        if reward_k < 1:
+            raise ValueError(f"reward_k must be at least 1, got {reward_k}")
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"weight must be in [0, 1], got {weight}")
+        self.reranker = reranker
+        self.reward_k = reward_k
+        self.weight = weight
+        self.normalisation = normalisation
+        self.memo: dict[tuple[str, str], float] = {}
+        self.counts = FeedbackCounts()
+
+    def item_scores(self, sample: RecSample, items: Sequence[str]) -> np.ndarray:
+        """(len(items),) P(Yes) per item for this context, asking the LLM only for items not scored yet.
+
+        The missing items are asked in one batch, so llama.cpp reads the shared dialogue prefix once."""
+        key = context_key(sample)
+        missing = list(dict.fromkeys(item for item in items if (key, item) not in self.memo))
+        self.counts.item_scores += len(items)
+        self.counts.memo_hits += len(items) - len(missing)
+        if missing:
+            scores, diagnostics = self.reranker.llm_scores(sample, missing)
+            self.counts.llm_requests += len(missing)
+            self.counts.cache_hits += diagnostics.cache_hits
+            self.counts.llm_calls += diagnostics.llm_calls - diagnostics.cache_hits
+            self.counts.failed += diagnostics.failed_calls
+            self.counts.neutral += diagnostics.neutral_scores
+            self.counts.prompt_tokens += diagnostics.prompt_tokens
+            self.counts.cached_prompt_tokens += diagnostics.cached_prompt_tokens
+            for item, score in zip(missing, scores, strict=True):
+                self.memo[(key, item)] = float(score)
+        return np.asarray([self.memo[(key, item)] for item in items], dtype=np.float64)
+
+    def rewards(self, sample: RecSample, sets: Sequence[Sequence[str]],
+                retriever_scores: Sequence[np.ndarray]) -> list[SetReward]:
+        """The reward of each candidate set of one context. ``retriever_scores[g]`` are the retriever's scores
+        of ``sets[g]``'s items (aligned): they break ties of the LLM score, and fuse with it when weight < 1."""
+        if len(sets) != len(retriever_scores):
+            raise ValueError(f"{len(sets)} sets but {len(retriever_scores)} score vectors")
+        with_target = [g for g, items in enumerate(sets) if sample.target in items]
+        needed = [item for g in with_target for item in sets[g]]
+        if needed:  # every item that matters, in one batch: the dialogue prefix is read once
+            self.item_scores(sample, list(dict.fromkeys(needed)))
+        self.counts.sets += len(sets)
+        self.counts.sets_with_target += len(with_target)
+        out = []
+        for g, items in enumerate(sets):
+            if g not in with_target:
+                out.append(SetReward(0.0, None))
+                continue
+            key = context_key(sample)
+            llm = np.asarray([self.memo[(key, item)] for item in items], dtype=np.float64)
+            order, _ = fused_order(np.asarray(retriever_scores[g], dtype=np.float64), llm, self.weight,
+                                   self.normalisation)
+            rank = int(np.flatnonzero(np.asarray(items)[order] == sample.target)[0])
+            out.append(SetReward(ndcg_at(rank, self.reward_k), rank))
+        return out

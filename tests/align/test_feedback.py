@@ -1,0 +1,60 @@
+"""LLM feedback as reward: sets without the target cost nothing, each (context, item) is asked once, and the
+reward is NDCG of the target in the LLM's ranking. The LLM is the real SmolLM2."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from convrec.align.feedback import LLMFeedback, context_key
+from convrec.data.model import RecSample
+from convrec.llm import LLMClient, ResponseCache
+from convrec.rerank.fusion import ndcg_at
+from convrec.rerank.pointwise import PointwiseReranker
+
+
+@pytest.fixture
+def sample(movie_world) -> RecSample:
+    return movie_world.split("train").selection_samples[0]
+
+
+@pytest.fixture
+def client(smollm2, tmp_path):
+    llm = LLMClient(smollm2, ResponseCache(tmp_path / "llm.sqlite"))
+    yield llm
+    llm.cache.close()
+
+
+@pytest.mark.slow
+def test_rewards_ask_only_for_sets_with_the_target_and_each_item_once(movie_world, sample, client):
+    assert sample.target == "insidious"
+    feedback = LLMFeedback(PointwiseReranker(client, movie_world.catalog), reward_k=2)
+    sets = [["toystory", "nemo", "up"], ["insidious", "halloween", "alien"], ["alien", "insidious", "titanic"]]
+    retriever = [np.array([3.0, 2.0, 1.0])] * 3
+    rewards = feedback.rewards(sample, sets, retriever)
+
+    assert rewards[0].reward == 0.0 and rewards[0].target_rank is None  # no target: no LLM call for it
+    counts = feedback.counts
+    assert counts.sets == 3 and counts.sets_with_target == 2
+    assert counts.llm_requests == 4 and counts.llm_calls == 4 and counts.cache_hits == 0  # union of 2 sets
+    key = context_key(sample)
+    for g in (1, 2):
+        llm = np.array([feedback.memo[(key, item)] for item in sets[g]])
+        order = sorted(range(3), key=lambda i: (-llm[i], i))  # LLM score, ties by the retriever's order
+        rank = [sets[g][i] for i in order].index("insidious")
+        assert rewards[g].target_rank == rank and rewards[g].reward == pytest.approx(ndcg_at(rank, 2))
+
+    again = feedback.rewards(sample, [["titanic", "insidious", "halloween"]], [np.array([1.0, 2.0, 3.0])])
+    assert feedback.counts.llm_requests == 4 and feedback.counts.memo_hits == 3  # all scored already
+    assert again[0].target_rank is not None
+
+    fresh = LLMFeedback(PointwiseReranker(client, movie_world.catalog), reward_k=2)
+    assert [r.reward for r in fresh.rewards(sample, sets, retriever)] == [r.reward for r in rewards]
+    assert fresh.counts.llm_requests == 4 and fresh.counts.cache_hits == 4 and fresh.counts.llm_calls == 0
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match="reward_k"):
+        LLMFeedback(None, reward_k=0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="weight"):
+        LLMFeedback(None, weight=1.5)  # type: ignore[arg-type]
