@@ -57,3 +57,30 @@ def test_runner_rejects_wrong_score_shape(tiny):
     with pytest.raises(ValueError, match="shape"):
         evaluate(lambda b: np.zeros((len(b), 2)), samples, catalog, Protocol.STANDARD, np.ones(6), dataset="t",
                  split="test", recommender="x", progress=False)
+
+
+def test_accuracy_is_split_by_the_targets_popularity(tiny):
+    catalog, samples = tiny  # targets 1, 0, 2
+    counts = np.array([50.0, 1.0, 2.0, 3.0, 4.0, 5.0])  # item 0 is the only head item (top 20% of 6 items)
+
+    def ranks_zero_then_two(batch):
+        return np.tile(np.array([6.0, 1.0, 5.0, 4.0, 3.0, 2.0], dtype=np.float32), (len(batch), 1))
+
+    result = evaluate(ranks_zero_then_two, samples, catalog, Protocol.STANDARD, counts, dataset="t", split="test",
+                      recommender="x", progress=False)
+    # target 0 (head) at rank 1; targets 1 (rank 6) and 2 (rank 2) are tail items
+    assert result.metrics["head:recall@10"] == pytest.approx(1.0) and result.metrics["head:ndcg@10"] == 1.0
+    assert result.metrics["tail:ndcg@10"] == pytest.approx((1 / np.log2(7) + 1 / np.log2(3)) / 2)
+    assert result.metrics["recall@10"] == pytest.approx(1.0)
+
+
+def test_experiment_columns_are_checked(tmp_path):
+    from convrec.evaluate.experiment import load_experiment
+    from convrec.io import DataError
+
+    path = tmp_path / "x.toml"
+    path.write_text('columns = ["ndcg@5", "tail:recall@10"]\n')
+    assert load_experiment(path).columns == ["ndcg@5", "tail:recall@10"]
+    path.write_text('columns = ["ndgc@10"]\n')
+    with pytest.raises(DataError, match="ndgc@10"):
+        load_experiment(path)

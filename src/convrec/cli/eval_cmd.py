@@ -160,12 +160,13 @@ def run_results(args: argparse.Namespace) -> int:
                 result["recommender"] = entry.display
                 results.append(result)
     results.sort(key=lambda r: (experiment.datasets.index(r["dataset"]), r["protocol"] != "standard"))
-    print_table(results, title=f"{experiment.name}: {experiment.split} split, full catalogue", console=_stdout())
+    print_table(results, title=f"{experiment.name}: {experiment.split} split, full catalogue", console=_stdout(),
+                columns=experiment.columns)
     _note_subsets(results)
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / f"{experiment.name}.json", {"experiment": experiment.model_dump(mode="json"),
                                                        "results": results})
-    table = markdown_table(results)
+    table = markdown_table(results, experiment.columns)
     with atomic_write(args.out / f"{experiment.name}.md") as handle:
         handle.write(table + "\n")
     plot_results(results, args.out / f"{experiment.name}.png")

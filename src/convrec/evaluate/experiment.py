@@ -10,9 +10,11 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from convrec.evaluate.metrics import known_metric_names
 from convrec.evaluate.protocol import Protocol
+from convrec.evaluate.report import TABLE_METRICS
 from convrec.io import DataError
 
 
@@ -38,6 +40,8 @@ class ResultsExperiment(BaseModel):
     seed: int = 0
     limit: int | None = Field(None, ge=1, description="evaluate every recommender on the same seeded subset of "
                               "this many samples (for slow LLM stages on CPU); recorded in each result")
+    columns: list[str] = Field(list(TABLE_METRICS), description="metrics shown in the table (every metric is in "
+                               "the JSON); e.g. head:recall@10 / tail:recall@10 split by target popularity")
     recommenders: list[RecommenderEntry] = [
         RecommenderEntry(name="popularity"),
         RecommenderEntry(name="repeat"),
@@ -45,6 +49,14 @@ class ResultsExperiment(BaseModel):
         RecommenderEntry(name="ease"),
         RecommenderEntry(name="dense-text"),
     ]
+
+    @field_validator("columns")
+    @classmethod
+    def _known_columns(cls, columns: list[str]) -> list[str]:
+        unknown = [c for c in columns if c not in known_metric_names()]
+        if unknown:
+            raise ValueError(f"unknown metric(s) {unknown}; known: {', '.join(known_metric_names())}")
+        return columns
 
 
 def load_experiment(path: Path | None) -> ResultsExperiment:

@@ -146,6 +146,31 @@ def _registry() -> dict[str, Metric]:
 
 METRICS: dict[str, Metric] = _registry()
 
+# Accuracy reported separately for samples whose target is a head item (the 20% most popular in train) and
+# for the long tail: a recommender that only wins on popular items shows it here (RAR claims less bias).
+SPLIT_BY_TARGET_POPULARITY = ("recall@10", "ndcg@10", "recall@50")
+POPULARITY_GROUPS = ("head", "tail")
+
+
+def split_metric_names() -> list[str]:
+    """``head:recall@10``, ``tail:recall@10``, ...: every per-popularity-group metric name."""
+    return [f"{group}:{name}" for name in SPLIT_BY_TARGET_POPULARITY for group in POPULARITY_GROUPS]
+
+
+def split_by_target_popularity(values: dict[str, np.ndarray], target_percentiles: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-sample values of each metric in :data:`SPLIT_BY_TARGET_POPULARITY`, NaN outside its group (the
+    report averages the rest, so ``head:recall@10`` is Recall@10 over head-target samples only)."""
+    head = target_percentiles >= 1.0 - HEAD_SHARE
+    out = {}
+    for name in SPLIT_BY_TARGET_POPULARITY:
+        out[f"head:{name}"] = np.where(head, values[name], np.nan)
+        out[f"tail:{name}"] = np.where(head, np.nan, values[name])
+    return out
+
+
+def known_metric_names() -> list[str]:
+    return [*METRICS, *split_metric_names()]
+
 
 def ranked_targets(scores: np.ndarray, targets: np.ndarray) -> RankedTargets:
     """Where each row's target lands in that row's scores. ``scores`` (n, n_items), ``targets`` (n,) indices."""

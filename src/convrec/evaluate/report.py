@@ -13,6 +13,7 @@ from rich.table import Table
 from convrec.io import atomic_write
 
 TABLE_METRICS = ("recall@1", "recall@10", "recall@50", "ndcg@10", "mrr", "coverage@10", "long_tail@10")
+WITH_ERROR = frozenset({"recall@10", "ndcg@10", "ndcg@5"})  # columns shown with their standard error
 README_START = "<!-- results:{name}:start -->"
 README_END = "<!-- results:{name}:end -->"
 
@@ -25,24 +26,25 @@ def _cell(result: dict[str, Any], metric: str, with_error: bool) -> str:
     return f"{value:.3f} ± {error:.3f}" if with_error and error else f"{value:.3f}"
 
 
-def print_table(results: Sequence[dict[str, Any]], title: str = "", console: Console | None = None) -> None:
+def print_table(results: Sequence[dict[str, Any]], title: str = "", console: Console | None = None,
+                columns: Sequence[str] = TABLE_METRICS) -> None:
     table = Table(title=title or None, show_lines=False)
     for column in ("dataset", "protocol", "recommender", "n"):
         table.add_column(column)
-    for metric in TABLE_METRICS:
+    for metric in columns:
         table.add_column(metric, justify="right")
     for r in results:
         table.add_row(r["dataset"], r["protocol"], r["recommender"], str(r["n_samples"]),
-                      *(_cell(r, m, m in ("recall@10", "ndcg@10")) for m in TABLE_METRICS))
+                      *(_cell(r, m, m in WITH_ERROR) for m in columns))
     (console or Console()).print(table)
 
 
-def markdown_table(results: Sequence[dict[str, Any]]) -> str:
-    header = ["dataset", "protocol", "recommender", "n", *TABLE_METRICS]
+def markdown_table(results: Sequence[dict[str, Any]], columns: Sequence[str] = TABLE_METRICS) -> str:
+    header = ["dataset", "protocol", "recommender", "n", *columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in results:
         cells = [r["dataset"], r["protocol"], f"`{r['recommender']}`", str(r["n_samples"]),
-                 *(_cell(r, m, m in ("recall@10", "ndcg@10")) for m in TABLE_METRICS)]
+                 *(_cell(r, m, m in WITH_ERROR) for m in columns)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -17,8 +17,10 @@ from convrec.evaluate.metrics import (
     METRICS,
     RankedTargets,
     TopLists,
+    known_metric_names,
     popularity_percentiles,
     ranked_targets,
+    split_by_target_popularity,
     top_lists,
 )
 from convrec.evaluate.protocol import Protocol, mask_excluded, select_samples
@@ -90,7 +92,7 @@ def evaluate_scores(
     rng = np.random.default_rng(seed)
     percentiles = popularity_percentiles(train_counts)
     genres = [item.genres() for item in catalog]
-    greater, ties, lists = [], [], []
+    greater, ties, lists, targets = [], [], [], []
     bar = tqdm(total=len(kept), desc=description, unit="sample", disable=not progress, leave=False)
     for start in range(0, len(kept), batch_size):
         batch = kept[start : start + batch_size]
@@ -98,14 +100,16 @@ def evaluate_scores(
         if scores.shape != (len(batch), len(catalog)):
             raise ValueError(f"score() returned shape {scores.shape}, expected {(len(batch), len(catalog))}")
         mask_excluded(scores, batch, catalog, protocol)
-        ranked = ranked_targets(scores, np.asarray(catalog.indices(s.target for s in batch)))
+        target_indices = np.asarray(catalog.indices(s.target for s in batch))
+        ranked = ranked_targets(scores, target_indices)
+        targets.append(target_indices)
         greater.append(ranked.greater)
         ties.append(ranked.ties)
         lists.append(top_lists(scores, rng))
         bar.update(len(batch))
     bar.close()
     if not kept:
-        return {name: np.zeros(0) for name in METRICS}, 0
+        return {name: np.zeros(0) for name in known_metric_names()}, 0
     # All batches together: coverage is a property of every list at once, not of one batch.
     ranked_all = RankedTargets(np.concatenate(greater), np.concatenate(ties), len(catalog))
     lists_all = TopLists(np.concatenate(lists), percentiles, genres, len(catalog))
@@ -113,6 +117,7 @@ def evaluate_scores(
         name: metric.per_sample(ranked_all if metric.kind == "accuracy" else lists_all)
         for name, metric in METRICS.items()
     }
+    values.update(split_by_target_popularity(values, percentiles[np.concatenate(targets)]))
     return values, len(kept)
 
 
