@@ -47,6 +47,9 @@ def test_a_tiny_real_loop_runs_end_to_end(method, movie_world, sft_run, sft_opti
     assert all(0 <= h.reward <= 1 and 0 <= h.set_hit_rate <= 1 for h in history)
     assert all(h.kl_to_reference >= 0 for h in history[1:]) and history[2].kl_to_reference > 0  # it moved
     assert all(np.isfinite(h.rl_loss) and h.nll_loss > 0 for h in history[1:])
+    phases = history[1].phase_seconds
+    assert set(phases) == {"sampling", "llm_feedback", "update", "validation"}
+    assert sum(phases.values()) <= history[1].seconds + 1e-6
     counts = aligner.feedback.counts
     assert counts.sets == 2 * 4 * 3 and counts.sets_with_target <= counts.sets
     assert counts.llm_calls + counts.cache_hits == counts.llm_requests  # every request answered once

@@ -67,6 +67,7 @@ class RoundStats(BaseModel):
     valid_recall_at_50: float = 0.0
     llm: FeedbackCounts = FeedbackCounts()
     seconds: float = 0.0
+    phase_seconds: dict[str, float] = {}  # sampling, llm_feedback, update, validation
 
 
 def validation_metrics(scores: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
@@ -209,6 +210,7 @@ class Aligner:
             greedy_hits = (greedy == targets[:, None]).any(dim=1).float().mean().item()
         sets = sets.view(len(samples), groups, k)
 
+        sampled_at = time.monotonic()
         counts_before = self.feedback.counts.model_copy()
         rewards = torch.zeros(len(samples), groups)
         ids = self.catalog.ids
@@ -220,16 +222,23 @@ class Aligner:
             for g, result in enumerate(self.feedback.rewards(samples[row], item_sets, set_scores)):
                 rewards[row, g] = result.reward
 
+        feedback_done = time.monotonic()
         totals = self._update(tokens, queries, exclude, targets, sets, old_logp, reference_logp, rewards)
+        updated = time.monotonic()
         with torch.no_grad():
             logits_after = self._policy_logits(self.policy, tokens, queries, exclude)
             kl = exact_kl(logits_after, reference_logits).mean().item()
         hit = (sets == targets[:, None, None]).any(dim=2).float().mean().item()
         informative = int((rewards.max(dim=1).values > rewards.min(dim=1).values).sum())
+        validated_from = time.monotonic()
+        validation = self._validate()
+        done = time.monotonic()
+        phases = {"sampling": sampled_at - started, "llm_feedback": feedback_done - sampled_at,
+                  "update": updated - feedback_done, "validation": done - validated_from}
         return RoundStats(round=number, contexts=len(samples), reward=float(rewards.mean()), set_hit_rate=hit,
                           greedy_hit_rate=greedy_hits, informative_contexts=informative, kl_to_reference=kl,
-                          **totals, **self._validate(), llm=self.feedback.counts.minus(counts_before),
-                          seconds=time.monotonic() - started)
+                          **totals, **validation, llm=self.feedback.counts.minus(counts_before),
+                          seconds=done - started, phase_seconds=phases)
 
     def _policy_logits(self, retriever: LRURecRecommender, tokens: torch.Tensor, queries: torch.Tensor | None,
                        exclude: torch.Tensor | None) -> torch.Tensor:
