@@ -21,6 +21,10 @@ SHORT_PROMPT = PromptOptions(plot_chars=0, max_people=0)
 
 # Changing these does not change what a resumed run computes, only how long or where it runs.
 RESUMABLE_CHANGES = frozenset({"rounds", "threads", "progress"})
+# ... nor these of the LLM client: where its cache lives, how it runs (the replies are the same).
+LLM_RESUMABLE_CHANGES = frozenset({"cache_path", "max_concurrency", "timeout_s", "max_retries", "backoff_base_s",
+                                   "backoff_max_s", "max_retry_after_s", "prices", "api_key_env"})
+LOCAL_RESUMABLE_CHANGES = frozenset({"n_threads", "models_dir", "http_host", "http_port", "log_verbosity"})
 
 
 class AlignConfig(BaseModel):

@@ -33,7 +33,9 @@ class FeedbackCounts(BaseModel):
     ``sets``: candidate sets rewarded; ``sets_with_target``: of those, the ones that needed the LLM.
     ``item_scores``: (context, item) scores read to rank them; ``memo_hits``: of those, already scored in this
     run; ``llm_requests``: the rest, sent to the LLM client, which answered ``cache_hits`` of them from its
-    response cache and ``llm_calls`` by running the model. ``failed`` requests scored neutral (0.5).
+    response cache and ``llm_calls`` by running the model; ``failed`` requests raised after the client's
+    retries (``llm_requests = cache_hits + llm_calls + failed``) and score neutral (0.5) for the rest of the
+    run, like answers with neither Yes nor No (``neutral``).
     """
 
     sets: int = 0

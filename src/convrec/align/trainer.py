@@ -18,6 +18,7 @@ the same command resumes after an interruption, and the LLM's replies persist in
 
 from __future__ import annotations
 
+import copy
 import logging
 import math
 import os
@@ -32,7 +33,12 @@ import torch.nn.functional as F
 from pydantic import BaseModel
 from tqdm import tqdm
 
-from convrec.align.config import RESUMABLE_CHANGES, AlignConfig
+from convrec.align.config import (
+    LLM_RESUMABLE_CHANGES,
+    LOCAL_RESUMABLE_CHANGES,
+    RESUMABLE_CHANGES,
+    AlignConfig,
+)
 from convrec.align.feedback import FeedbackCounts, LLMFeedback
 from convrec.align.losses import dpo_loss, group_advantages, grpo_loss, preference_pairs
 from convrec.align.policy import gumbel_top_k, plackett_luce_log_prob
@@ -71,7 +77,8 @@ class RoundStats(BaseModel):
 
 
 def validation_metrics(scores: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
-    """Recall@10, NDCG@10 and Recall@50 of (B, N) scores (ties counted against the target)."""
+    """Recall@10, NDCG@10 and Recall@50 of (B, N) scores; the rank counts items scored strictly higher, so a
+    tie goes to the target (float scores of a trained network practically never tie)."""
     rank = (scores > scores.gather(1, targets[:, None])).sum(dim=1).float()
     return {"valid_recall_at_10": float((rank < 10).float().mean()),
             "valid_ndcg_at_10": float(((rank < 10).float() / torch.log2(rank + 2)).mean()),
@@ -98,13 +105,14 @@ class Aligner:
         torch.set_num_threads(config.threads or os.cpu_count() or 1)
         train, valid = dataset.split("train"), dataset.split("valid")
         self.policy = self._load_retriever(train, valid)
-        self.reference = self._load_retriever(train, valid)
-        for parameter in self._network(self.reference).parameters():
+        # The reference is a frozen copy of the network (the retriever's text encoder is shared, not copied).
+        self.reference = copy.deepcopy(self._network(self.policy))
+        for parameter in self.reference.parameters():
             parameter.requires_grad_(False)
         self.contexts = [s for s in train.selection_samples if s.target in self.catalog]
         if not self.contexts:
             raise DataError(f"{dataset.name}: the train split has no dialogue samples to align on")
-        valid_pool = valid.selection_samples
+        valid_pool = [s for s in valid.selection_samples if s.target in self.catalog]
         self.valid = (random.Random(config.seed).sample(valid_pool, config.valid_samples)
                       if len(valid_pool) > config.valid_samples else list(valid_pool))
         self._owns_llm = llm is None
@@ -191,7 +199,7 @@ class Aligner:
         started = time.monotonic()
         config = self.config
         if config.refresh_reference:
-            self._network(self.reference).load_state_dict(self._network(self.policy).state_dict())
+            self.reference.load_state_dict(self._network(self.policy).state_dict())
         samples = self._round_contexts()
         tokens, queries = self.policy.inputs(samples)
         targets = torch.as_tensor(self.catalog.indices(s.target for s in samples))
@@ -200,7 +208,7 @@ class Aligner:
 
         with torch.no_grad():
             logits = self._policy_logits(self.policy, tokens, queries, exclude)
-            reference_logits = self._policy_logits(self.reference, tokens, queries, exclude)
+            reference_logits = self._masked(self.reference.catalogue_scores(tokens, queries), exclude)
             repeated = logits.repeat_interleave(groups, dim=0)
             sets = gumbel_top_k(repeated, k, self.generator)
             old_logp = plackett_luce_log_prob(repeated, sets).view(len(samples), groups)
@@ -224,10 +232,10 @@ class Aligner:
 
         feedback_done = time.monotonic()
         totals = self._update(tokens, queries, exclude, targets, sets, old_logp, reference_logp, rewards)
-        updated = time.monotonic()
         with torch.no_grad():
             logits_after = self._policy_logits(self.policy, tokens, queries, exclude)
             kl = exact_kl(logits_after, reference_logits).mean().item()
+        updated = time.monotonic()
         hit = (sets == targets[:, None, None]).any(dim=2).float().mean().item()
         informative = int((rewards.max(dim=1).values > rewards.min(dim=1).values).sum())
         validated_from = time.monotonic()
@@ -242,8 +250,11 @@ class Aligner:
 
     def _policy_logits(self, retriever: LRURecRecommender, tokens: torch.Tensor, queries: torch.Tensor | None,
                        exclude: torch.Tensor | None) -> torch.Tensor:
-        """pi's logits: the retriever's scores / temperature, excluded items at -inf."""
-        logits = retriever.catalogue_logits(tokens, queries) / self.config.temperature
+        return self._masked(retriever.catalogue_logits(tokens, queries), exclude)
+
+    def _masked(self, scores: torch.Tensor, exclude: torch.Tensor | None) -> torch.Tensor:
+        """pi's logits: a retriever's scores / temperature, excluded items at -inf."""
+        logits = scores / self.config.temperature
         return logits if exclude is None else logits.masked_fill(exclude, float("-inf"))
 
     def _update(self, tokens, queries, exclude, targets, sets, old_logp, reference_logp,
@@ -300,6 +311,10 @@ class Aligner:
     def _identity(self) -> dict[str, Any]:
         """What a resumed run must share with the interrupted one."""
         settings = self.config.model_dump(mode="json", exclude=set(RESUMABLE_CHANGES))
+        settings["llm"] = {k: v for k, v in settings["llm"].items() if k not in LLM_RESUMABLE_CHANGES}
+        if "local" in settings["llm"]:
+            settings["llm"]["local"] = {k: v for k, v in settings["llm"]["local"].items()
+                                        if k not in LOCAL_RESUMABLE_CHANGES}
         return {"settings": settings, "dataset": self.dataset.name, "data_hash": self.dataset.fingerprint}
 
     def _save(self) -> None:
@@ -309,7 +324,7 @@ class Aligner:
         self.policy.save_checkpoint(self.run_dir, summary)
         state = {"identity": self._identity(), "round": self.round, "order": self.order,
                  "policy": self._network(self.policy).state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "reference": (self._network(self.reference).state_dict() if self.config.refresh_reference else None),
+                 "reference": self.reference.state_dict() if self.config.refresh_reference else None,
                  "generator": self.generator.get_state(), "rng": self.rng.getstate(),
                  "counts": self.feedback.counts.model_dump(), "history": [h.model_dump() for h in self.history]}
         with atomic_write(self.run_dir / "state.pt", "wb") as handle:
@@ -329,7 +344,7 @@ class Aligner:
         self._network(self.policy).load_state_dict(state["policy"])
         self.optimizer.load_state_dict(state["optimizer"])
         if state["reference"] is not None:
-            self._network(self.reference).load_state_dict(state["reference"])
+            self.reference.load_state_dict(state["reference"])
         self.generator.set_state(state["generator"])
         self.rng.setstate(state["rng"])
         self.round, self.order = state["round"], list(state["order"])

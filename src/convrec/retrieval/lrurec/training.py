@@ -134,7 +134,7 @@ def make_batch(examples: Sequence[SequenceExample], query_fn: QueryFn | None, qu
 
 
 def recall_ndcg_at_10(scores: torch.Tensor, targets: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Per-sample Recall@10 and NDCG@10 (ties counted against the target) for model selection on validation."""
+    """Per-sample Recall@10 and NDCG@10 (ties go to the target: it counts items scored strictly higher) for model selection on validation."""
     target_scores = scores.gather(1, targets[:, None])
     rank = (scores > target_scores).sum(dim=1)  # 0-based
     hit = (rank < 10).float()
