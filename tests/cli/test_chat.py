@@ -123,7 +123,7 @@ def test_help_explains_the_default_k(capsys):
         main(["chat", "--help"])
     assert exit_info.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
-    assert "default 5" in text and "10 s target" in text and "/why N" in text
+    assert "default 4" in text and "10 s target" in text and "/why N" in text
     assert f"(default {chat_threads()}: every core" in text  # a chat uses the whole machine by default
 
 

@@ -32,14 +32,14 @@ from convrec.serve.build import (
 )
 from convrec.serve.session import ChatSession, SessionOptions
 
-DEFAULT_K = 5
+DEFAULT_K = 4
 K_HELP = (
-    "candidates the LLM re-ranks per turn (default 5). Pointwise asks the LLM once per candidate; the dialogue "
-    "is cached as the shared prompt prefix, so a turn costs reading the new messages (~60 prompt tokens) plus "
-    f"~14 tokens per candidate. With {DEFAULT_LOCAL_MODEL} on an idle 2-core machine (measured: 13 prompt "
-    "tokens/s with 1 thread, 24 with 2) 5 candidates take 8-10 s a turn with 2 threads (the default there; "
-    "the 10 s target), and 16-20 s with 1 thread; 10 candidates took 44 s with 1 thread. Beside other CPU work it is "
-    "slower still: keep 1 thread there and lower --k."
+    "candidates the LLM re-ranks per turn (default 4). Pointwise asks the LLM once per candidate; the dialogue "
+    "is cached as the shared prompt prefix, so a turn costs reading the new messages (the last reply and the "
+    f"new message, ~80 prompt tokens) plus ~26 tokens per candidate. With {DEFAULT_LOCAL_MODEL} on an idle "
+    "2-core machine (~20-24 prompt tokens/s with 2 threads, the default there) a turn took 9.7-10.1 s with "
+    "4 candidates (the 10 s target) and 10.7-11.7 s with 5; with 1 thread about twice that. Beside other CPU "
+    "work it is slower still: keep 1 thread there and lower --k."
 )
 DESCRIPTION = """\
 A conversation with RAR's two stages: a retriever scores the whole catalogue for the dialogue so far, an
@@ -70,7 +70,7 @@ def add_parser(commands) -> None:
     chat.add_argument("--set", dest="options", action="append", metavar="KEY=VALUE",
                       help="a retriever option, e.g. --set neighbors=50 (repeatable)")
     chat.add_argument("--k", type=int, default=DEFAULT_K, help=K_HELP)
-    chat.add_argument("--top", type=int, default=5, help="recommendations shown per turn (default 5)")
+    chat.add_argument("--top", type=int, default=DEFAULT_K, help=f"recommendations shown per turn (default {DEFAULT_K}, at most --k)")
     chat.add_argument("--include-mentioned", action="store_true",
                       help="allow items already in the dialogue (yours or recommended) to be recommended again")
     llm = chat.add_argument_group("LLM")

@@ -34,7 +34,9 @@ TRAIN_HINT = "convrec train --dataset {dataset} --recommender lrurec-text --out 
 # Each candidate costs its own prompt tokens in every turn. Title, year and genres are ~14 tokens a candidate
 # (Qwen tokenizer, the answer cue included); two cast names and the director make it ~40, a 100-character plot
 # ~65. Measured with qwen2.5-coder-1.5b on an idle 2-core machine (prefill 13 tokens/s with 1 thread, 24 with
-# 2): 5 candidates took 8.4-10.2 s a turn with 2 threads with this description, 13-14 s with the cast.
+# 2): 5 candidates took 8.4-10.2 s a turn with 2 threads with this description, 13-14 s with the cast. A later
+# three-turn chat (longer messages, 2026-11-23) took 10.7-11.7 s a turn with 5 candidates, 9.7-10.1 s with 4,
+# hence convrec chat's default --k 4.
 CHAT_PROMPT = PromptOptions(plot_chars=0, max_people=0)
 
 
