@@ -70,7 +70,7 @@ def add_parser(commands) -> None:
     chat.add_argument("--set", dest="options", action="append", metavar="KEY=VALUE",
                       help="a retriever option, e.g. --set neighbors=50 (repeatable)")
     chat.add_argument("--k", type=int, default=DEFAULT_K, help=K_HELP)
-    chat.add_argument("--top", type=int, default=DEFAULT_K, help=f"recommendations shown per turn (default {DEFAULT_K}, at most --k)")
+    chat.add_argument("--top", type=int, default=5, help="recommendations shown per turn (default 5; at most --k when an LLM re-ranks)")
     chat.add_argument("--include-mentioned", action="store_true",
                       help="allow items already in the dialogue (yours or recommended) to be recommended again")
     llm = chat.add_argument_group("LLM")
@@ -137,7 +137,9 @@ def chat_config(args: argparse.Namespace) -> ChatConfig:
         raise DataError(f"--retriever {args.retriever!r}: choose one of {choices}")
     if args.plot_chars < 0 or args.people < 0:
         raise DataError("--plot-chars and --people must be at least 0")
-    session = SessionOptions(k=args.k, top=min(args.top, args.k), include_mentioned=args.include_mentioned)
+    # k is what the LLM re-ranks (its cost); without an LLM, candidates are free and --top decides
+    k = args.k if llm is not None else max(args.k, args.top)
+    session = SessionOptions(k=k, top=min(args.top, k), include_mentioned=args.include_mentioned)
     return ChatConfig(retriever=args.retriever, retriever_options=parse_options(args.options),
                       checkpoint=str(args.checkpoint) if args.checkpoint else None, llm=llm,
                       strategy=args.strategy, fusion_weight=args.fusion_weight, polish=args.polish,
