@@ -20,7 +20,7 @@ import torch
 from convrec.align.policy import gumbel_top_k
 from convrec.data.load import load_dataset
 from convrec.retrieval import build_recommender
-from convrec.retrieval.lrurec.training import read_run_config
+from convrec.retrieval.lrurec.recommender import run_options
 
 
 def main() -> None:
@@ -37,10 +37,8 @@ def main() -> None:
 
     dataset = load_dataset(args.dataset)
     train, valid = dataset.split("train"), dataset.split("valid")
-    run_config = read_run_config(args.checkpoint)
-    options = {k: v for k, v in run_config["options"].items() if k not in ("run_dir", "checkpoint")}
-    options["checkpoint"] = str(args.checkpoint)
-    retriever = build_recommender(run_config["recommender"], dataset.catalog, options)
+    name, options = run_options(args.checkpoint)
+    retriever = build_recommender(name, dataset.catalog, options)
     retriever.fit(train, valid)
     retriever.network.eval()
 

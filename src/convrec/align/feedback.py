@@ -110,18 +110,18 @@ class LLMFeedback:
         of ``sets[g]``'s items (aligned): they break ties of the LLM score, and fuse with it when weight < 1."""
         if len(sets) != len(retriever_scores):
             raise ValueError(f"{len(sets)} sets but {len(retriever_scores)} score vectors")
-        with_target = [g for g, items in enumerate(sets) if sample.target in items]
-        needed = [item for g in with_target for item in sets[g]]
+        with_target = {g for g, items in enumerate(sets) if sample.target in items}
+        needed = [item for g in sorted(with_target) for item in sets[g]]
         if needed:  # every item that matters, in one batch: the dialogue prefix is read once
             self.item_scores(sample, list(dict.fromkeys(needed)))
         self.counts.sets += len(sets)
         self.counts.sets_with_target += len(with_target)
+        key = context_key(sample)
         out = []
         for g, items in enumerate(sets):
             if g not in with_target:
                 out.append(SetReward(0.0, None))
                 continue
-            key = context_key(sample)
             llm = np.asarray([self.memo[(key, item)] for item in items], dtype=np.float64)
             order, _ = fused_order(np.asarray(retriever_scores[g], dtype=np.float64), llm, self.weight,
                                    self.normalisation)

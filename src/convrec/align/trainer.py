@@ -46,11 +46,11 @@ from convrec.data.dataset import CRSDataset
 from convrec.data.model import RecSample
 from convrec.io import DataError, atomic_write, write_json
 from convrec.llm import LLM, build_llm
-from convrec.rerank.pipeline import default_llm_cache
+from convrec.rerank.pipeline import with_default_cache
 from convrec.rerank.pointwise import PointwiseReranker
 from convrec.retrieval import build_recommender
-from convrec.retrieval.lrurec.recommender import LRURecRecommender
-from convrec.retrieval.lrurec.training import read_run_config
+from convrec.retrieval.lrurec.recommender import LRURecRecommender, run_options
+from convrec.retrieval.lrurec.training import recall_ndcg_at_10
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +79,9 @@ class RoundStats(BaseModel):
 def validation_metrics(scores: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
     """Recall@10, NDCG@10 and Recall@50 of (B, N) scores; the rank counts items scored strictly higher, so a
     tie goes to the target (float scores of a trained network practically never tie)."""
-    rank = (scores > scores.gather(1, targets[:, None])).sum(dim=1).float()
-    return {"valid_recall_at_10": float((rank < 10).float().mean()),
-            "valid_ndcg_at_10": float(((rank < 10).float() / torch.log2(rank + 2)).mean()),
+    recall, ndcg = recall_ndcg_at_10(scores, targets)
+    rank = (scores > scores.gather(1, targets[:, None])).sum(dim=1)
+    return {"valid_recall_at_10": float(recall.mean()), "valid_ndcg_at_10": float(ndcg.mean()),
             "valid_recall_at_50": float((rank < 50).float().mean())}
 
 
@@ -116,7 +116,7 @@ class Aligner:
         self.valid = (random.Random(config.seed).sample(valid_pool, config.valid_samples)
                       if len(valid_pool) > config.valid_samples else list(valid_pool))
         self._owns_llm = llm is None
-        self.llm = llm if llm is not None else build_llm(self._llm_config())
+        self.llm = llm if llm is not None else build_llm(with_default_cache(self.config.llm, self.config.llm_cache))
         reranker = PointwiseReranker(self.llm, self.catalog, config.pointwise)
         self.feedback = LLMFeedback(reranker, config.reward_k, config.reward_weight)
         self.optimizer = torch.optim.Adam(self._network(self.policy).parameters(), lr=config.lr)
@@ -130,11 +130,9 @@ class Aligner:
     # -- set-up ----------------------------------------------------------------------------------------------
     def _load_retriever(self, train, valid) -> LRURecRecommender:
         """The checkpoint, built with the options it was trained with (its config.json)."""
-        run_config = read_run_config(Path(self.config.checkpoint))
-        options = {k: v for k, v in run_config.get("options", {}).items() if k not in ("run_dir", "checkpoint")}
-        options["checkpoint"] = self.config.checkpoint
+        trained_as, options = run_options(self.config.checkpoint)
         options["train"] = {**options.get("train", {}), "threads": self.config.threads}
-        name = self.config.retriever or run_config.get("recommender", "lrurec-text")
+        name = self.config.retriever or trained_as
         retriever = build_recommender(name, self.catalog, options)
         if not isinstance(retriever, LRURecRecommender):
             raise DataError(f"{self.config.checkpoint}: alignment needs an lrurec or lrurec-text run, not {name!r}")
@@ -146,11 +144,6 @@ class Aligner:
     def _network(retriever: LRURecRecommender) -> torch.nn.Module:
         assert retriever.network is not None
         return retriever.network
-
-    def _llm_config(self):
-        if self.config.llm.cache_path is None and self.config.llm_cache:
-            return self.config.llm.model_copy(update={"cache_path": default_llm_cache()})
-        return self.config.llm
 
     def close(self) -> None:
         if self._owns_llm:

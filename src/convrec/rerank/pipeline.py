@@ -49,6 +49,13 @@ def default_llm_cache() -> Path:
     return root / "llm" / "responses.sqlite"
 
 
+def with_default_cache(llm: LLMConfig, enabled: bool = True) -> LLMConfig:
+    """``llm`` caching in :func:`default_llm_cache` when ``enabled`` and it names no cache of its own."""
+    if llm.cache_path is None and enabled:
+        return llm.model_copy(update={"cache_path": default_llm_cache()})
+    return llm
+
+
 class RARConfig(RecommenderConfig):
     retriever: str = Field("ease", description="stage 1: any registered recommender (RAR uses lrurec/lrurec-text)")
     retriever_options: dict[str, Any] = Field({}, description="the retriever's own options")
@@ -114,9 +121,7 @@ class RAR(Recommender):
         self.reset_stats()
 
     def _llm_config(self) -> LLMConfig:
-        if self.config.llm.cache_path is None and self.config.llm_cache:
-            return self.config.llm.model_copy(update={"cache_path": default_llm_cache()})
-        return self.config.llm
+        return with_default_cache(self.config.llm, self.config.llm_cache)
 
     def _build_reranker(self, llm: LLM) -> Reranker:
         if self.config.strategy == "pointwise":

@@ -95,6 +95,14 @@ def hashed_bag_of_words(texts: Sequence[str], dim: int) -> np.ndarray:
     return out / np.maximum(norms, 1e-12)
 
 
+def run_options(run_dir: str | os.PathLike) -> tuple[str, dict[str, Any]]:
+    """(recommender name, options) that rebuild the network a `convrec train` run was trained with, set to load
+    that run as its ``checkpoint`` (where it trained, ``run_dir``, is dropped)."""
+    run_config = read_run_config(Path(run_dir))
+    options = {k: v for k, v in run_config.get("options", {}).items() if k not in ("run_dir", "checkpoint")}
+    return run_config.get("recommender", "lrurec-text"), {**options, "checkpoint": str(run_dir)}
+
+
 def link_by_imdb(source: Catalog, target: Catalog) -> dict[str, str]:
     """source item id -> target item id, for items whose metadata share an IMDb id (e.g. MovieLens -> ReDial)."""
     by_imdb = {item.metadata.get("imdb_id"): item.item_id for item in target if item.metadata.get("imdb_id")}
