@@ -43,10 +43,11 @@ def test_rewards_ask_only_for_sets_with_the_target_and_each_item_once(movie_worl
         order = sorted(range(3), key=lambda i: (-llm[i], i))  # LLM score, ties by the retriever's order
         rank = [sets[g][i] for i in order].index("insidious")
         assert rewards[g].target_rank == rank and rewards[g].reward == pytest.approx(ndcg_at(rank, 2))
+        assert rewards[g].retriever_rank == sets[g].index("insidious")  # scores 3 > 2 > 1: the set's own order
 
     again = feedback.rewards(sample, [["titanic", "insidious", "halloween"]], [np.array([1.0, 2.0, 3.0])])
     assert feedback.counts.llm_requests == 4 and feedback.counts.memo_hits == 3  # all scored already
-    assert again[0].target_rank is not None
+    assert again[0].target_rank is not None and again[0].retriever_rank == 1  # scores 1, 2, 3: insidious 2nd
 
     fresh = LLMFeedback(PointwiseReranker(client, movie_world.catalog), reward_k=2)
     assert [r.reward for r in fresh.rewards(sample, sets, retriever)] == [r.reward for r in rewards]

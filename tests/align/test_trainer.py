@@ -47,6 +47,11 @@ def test_a_tiny_real_loop_runs_end_to_end(method, movie_world, sft_run, sft_opti
     assert all(0 <= h.reward <= 1 and 0 <= h.set_hit_rate <= 1 for h in history)
     assert all(h.kl_to_reference >= 0 for h in history[1:]) and history[2].kl_to_reference > 0  # it moved
     assert all(np.isfinite(h.rl_loss) and h.nll_loss > 0 for h in history[1:])
+    for h in history[1:]:  # the LLM-vs-retriever agreement on the sets holding the target
+        assert 0 <= h.hit_set_reward <= 1 and 0 <= h.hit_set_retriever_reward <= 1
+        assert h.llm_ranks_target_higher + h.llm_ranks_target_lower <= 1
+        if h.set_hit_rate > 0:  # reward is 0 off the hit sets, so the mean over all sets is the hit-set mean
+            assert h.reward == pytest.approx(h.hit_set_reward * h.set_hit_rate, abs=1e-6)
     phases = history[1].phase_seconds
     assert set(phases) == {"sampling", "llm_feedback", "update", "validation"}
     assert sum(phases.values()) <= history[1].seconds + 1e-6

@@ -65,6 +65,10 @@ def context_key(sample: RecSample) -> str:
 class SetReward:
     reward: float
     target_rank: int | None  # 0-based rank of the target in the LLM's ordering of the set; None: not in the set
+    # 0-based rank of the target in the retriever's own ordering of the same set: the reward a ranker that
+    # adds nothing would earn is ndcg_at(retriever_rank), so comparing the two says whether the LLM's
+    # feedback carries information beyond "the target is in the set"
+    retriever_rank: int | None = None
 
 
 class LLMFeedback:
@@ -123,8 +127,10 @@ class LLMFeedback:
                 out.append(SetReward(0.0, None))
                 continue
             llm = np.asarray([self.memo[(key, item)] for item in items], dtype=np.float64)
-            order, _ = fused_order(np.asarray(retriever_scores[g], dtype=np.float64), llm, self.weight,
-                                   self.normalisation)
+            retriever = np.asarray(retriever_scores[g], dtype=np.float64)
+            order, _ = fused_order(retriever, llm, self.weight, self.normalisation)
             rank = int(np.flatnonzero(np.asarray(items)[order] == sample.target)[0])
-            out.append(SetReward(ndcg_at(rank, self.reward_k), rank))
+            position = list(items).index(sample.target)
+            retriever_rank = int((retriever > retriever[position]).sum())
+            out.append(SetReward(ndcg_at(rank, self.reward_k), rank, retriever_rank))
         return out

@@ -28,6 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel
@@ -39,13 +40,14 @@ from convrec.align.config import (
     RESUMABLE_CHANGES,
     AlignConfig,
 )
-from convrec.align.feedback import FeedbackCounts, LLMFeedback
+from convrec.align.feedback import FeedbackCounts, LLMFeedback, SetReward
 from convrec.align.losses import dpo_loss, group_advantages, grpo_loss, preference_pairs
 from convrec.align.policy import gumbel_top_k, plackett_luce_log_prob
 from convrec.data.dataset import CRSDataset
 from convrec.data.model import RecSample
 from convrec.io import DataError, atomic_write, write_json
 from convrec.llm import LLM, build_llm
+from convrec.rerank.fusion import ndcg_at
 from convrec.rerank.pipeline import with_default_cache
 from convrec.rerank.pointwise import PointwiseReranker
 from convrec.retrieval import build_recommender
@@ -64,6 +66,14 @@ class RoundStats(BaseModel):
     set_hit_rate: float = 0.0  # share of sampled sets that contain the target
     greedy_hit_rate: float = 0.0  # share of contexts whose greedy top-k contains the target
     informative_contexts: int = 0  # groups whose rewards are not all equal (the only ones with an RL signal)
+    # On the sets holding the target: mean reward from the LLM's ranking vs the NDCG@reward_k the retriever's
+    # own order of the same set would earn, and how often the LLM puts the target above / below the
+    # retriever's place for it. An LLM that ranks worse than the retriever gives feedback whose only reliable
+    # part is whether the set holds the target.
+    hit_set_reward: float = 0.0
+    hit_set_retriever_reward: float = 0.0
+    llm_ranks_target_higher: float = 0.0
+    llm_ranks_target_lower: float = 0.0
     rl_loss: float = 0.0
     nll_loss: float = 0.0
     kl_to_reference: float = 0.0  # exact KL(pi || pi_ref) over the catalogue, mean over the round's contexts
@@ -161,9 +171,11 @@ class Aligner:
             stats = self._round(self.round + 1)
             self.round += 1
             self.history.append(stats)
-            log.info("round %d: reward %.4f, sets with target %.3f, informative %d/%d, rl %.4f, nll %.4f, KL %.4f, "
+            log.info("round %d: reward %.4f, sets with target %.3f (reward there: LLM %.3f vs retriever order %.3f), "
+                     "informative %d/%d, rl %.4f, nll %.4f, KL %.4f, "
                      "valid R@10 %.4f N@10 %.4f R@50 %.4f, LLM calls %d (cache %d, memo %d), %.0f s", stats.round,
-                     stats.reward, stats.set_hit_rate, stats.informative_contexts, stats.contexts, stats.rl_loss,
+                     stats.reward, stats.set_hit_rate, stats.hit_set_reward, stats.hit_set_retriever_reward,
+                     stats.informative_contexts, stats.contexts, stats.rl_loss,
                      stats.nll_loss, stats.kl_to_reference, stats.valid_recall_at_10, stats.valid_ndcg_at_10,
                      stats.valid_recall_at_50, stats.llm.llm_calls, stats.llm.cache_hits, stats.llm.memo_hits,
                      stats.seconds)
@@ -214,6 +226,7 @@ class Aligner:
         sampled_at = time.monotonic()
         counts_before = self.feedback.counts.model_copy()
         rewards = torch.zeros(len(samples), groups)
+        hit_sets: list[SetReward] = []
         ids = self.catalog.ids
         progress = tqdm(range(len(samples)), desc=f"round {number}/{config.rounds}: LLM feedback", unit="context",
                         leave=False, disable=None if config.progress else True)
@@ -222,6 +235,8 @@ class Aligner:
             set_scores = [logits[row, sets[row, g]].numpy() for g in range(groups)]
             for g, result in enumerate(self.feedback.rewards(samples[row], item_sets, set_scores)):
                 rewards[row, g] = result.reward
+                if result.target_rank is not None:
+                    hit_sets.append(result)
 
         feedback_done = time.monotonic()
         totals = self._update(tokens, queries, exclude, targets, sets, old_logp, reference_logp, rewards)
@@ -237,9 +252,22 @@ class Aligner:
         phases = {"sampling": sampled_at - started, "llm_feedback": feedback_done - sampled_at,
                   "update": updated - feedback_done, "validation": done - validated_from}
         return RoundStats(round=number, contexts=len(samples), reward=float(rewards.mean()), set_hit_rate=hit,
-                          greedy_hit_rate=greedy_hits, informative_contexts=informative, kl_to_reference=kl,
+                          greedy_hit_rate=greedy_hits, informative_contexts=informative,
+                          **self._agreement(hit_sets), kl_to_reference=kl,
                           **totals, **validation, llm=self.feedback.counts.minus(counts_before),
                           seconds=done - started, phase_seconds=phases)
+
+    def _agreement(self, hit_sets: Sequence[SetReward]) -> dict[str, float]:
+        """The LLM's ranking of the sets holding the target against the retriever's own order of them."""
+        if not hit_sets:
+            return {}
+        k = self.config.reward_k
+        llm_ranks = np.array([s.target_rank for s in hit_sets])
+        retriever_ranks = np.array([s.retriever_rank for s in hit_sets])
+        return {"hit_set_reward": float(np.mean([s.reward for s in hit_sets])),
+                "hit_set_retriever_reward": float(np.mean([ndcg_at(int(r), k) for r in retriever_ranks])),
+                "llm_ranks_target_higher": float(np.mean(llm_ranks < retriever_ranks)),
+                "llm_ranks_target_lower": float(np.mean(llm_ranks > retriever_ranks))}
 
     def _policy_logits(self, retriever: LRURecRecommender, tokens: torch.Tensor, queries: torch.Tensor | None,
                        exclude: torch.Tensor | None) -> torch.Tensor:
@@ -360,6 +388,10 @@ def plot_alignment(history: Sequence[RoundStats], path: Path, method: str) -> No
     axes[0].plot([h.round for h in trained], [h.reward for h in trained], marker=".", label="mean reward (NDCG)")
     axes[0].plot([h.round for h in trained], [h.set_hit_rate for h in trained], marker=".",
                  label="sets with the target")
+    axes[0].plot([h.round for h in trained], [h.hit_set_reward for h in trained], marker=".",
+                 label="reward on those (LLM's order)")
+    axes[0].plot([h.round for h in trained], [h.hit_set_retriever_reward for h in trained], marker=".",
+                 linestyle="--", label="same sets, retriever's order")
     axes[0].set_title(f"{method}: LLM feedback")
     axes[1].plot([h.round for h in trained], [h.rl_loss for h in trained], marker=".", label="L_rl")
     axes[1].plot([h.round for h in trained], [h.nll_loss for h in trained], marker=".", label="L_nll")
