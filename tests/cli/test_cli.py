@@ -69,18 +69,31 @@ def test_eval_subset_is_labelled(tmp_path):
 @needs_mirror
 def test_results_reproduces_a_table_and_updates_readme(tmp_path):
     config = tmp_path / "exp.toml"
-    config.write_text('name = "mini"\ndatasets = ["inspired"]\n[[recommenders]]\nname = "popularity"\n'
+    config.write_text('name = "mini"\ndatasets = ["redial", "inspired"]\n[[recommenders]]\nname = "popularity"\n'
                       '[[recommenders]]\nname = "repeat"\n')
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- results:mini:start -->\nold\n<!-- results:mini:end -->\nafter\n")
-    code = main(["results", "--config", str(config), "--out", str(tmp_path / "res"), "--update-readme", str(readme),
-                 "--quiet", "--data-dir", str(tmp_path / "data"), "--mirror", str(MIRROR)])
+    code = main(["results", "--config", str(config), "--datasets", "inspired", "--out", str(tmp_path / "res"),
+                 "--update-readme", str(readme), "--quiet", "--data-dir", str(tmp_path / "data"), "--mirror", str(MIRROR)])
     assert code == 0
     payload = json.loads((tmp_path / "res" / "mini.json").read_text())
-    assert len(payload["results"]) == 4  # 2 recommenders x 2 protocols
+    assert len(payload["results"]) == 4  # 2 recommenders x 2 protocols, on inspired only
+    assert {r["dataset"] for r in payload["results"]} == {"inspired"}
+    assert payload["experiment"]["datasets"] == ["inspired"]
     assert (tmp_path / "res" / "mini.png").read_bytes()[:4] == b"\x89PNG"
     text = readme.read_text()
     assert "old" not in text and "`repeat`" in text and text.endswith("after\n")
+
+
+def test_results_datasets_must_be_the_experiments(tmp_path, capsys):
+    config = tmp_path / "exp.toml"
+    config.write_text('name = "mini"\ndatasets = ["inspired"]\n[[recommenders]]\nname = "popularity"\n')
+    code = main(["results", "--config", str(config), "--datasets", "redial", "--out", str(tmp_path / "res"),
+                 "--quiet", "--data-dir", str(tmp_path / "data"), "--mirror", str(tmp_path / "no-mirror")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "exp.toml" in err and "--datasets redial" in err and "(inspired)" in err
+    assert not (tmp_path / "res").exists()  # refused before any work
 
 
 def test_bad_mirror_is_a_one_line_error(tmp_path, capsys):

@@ -19,7 +19,7 @@ from convrec.evaluate.experiment import load_experiment
 from convrec.evaluate.protocol import Protocol
 from convrec.evaluate.report import markdown_table, plot_results, print_table, update_readme
 from convrec.evaluate.runner import evaluate
-from convrec.io import atomic_write, write_json
+from convrec.io import DataError, atomic_write, write_json
 from convrec.rerank import pipeline as _rar  # noqa: F401  (registers the two-stage recommender `rar`)
 from convrec.retrieval import RECOMMENDERS, build_recommender
 from convrec.retrieval.base import item_counts
@@ -61,6 +61,9 @@ def add_parsers(commands) -> None:
     res.add_argument("--config", type=Path, default=None,
                      help="experiment TOML (default: the embedded defaults, same as configs/baselines.toml)")
     res.add_argument("--out", type=Path, default=Path("results"), help="output folder (default ./results)")
+    res.add_argument("--datasets", nargs="+", default=None, metavar="NAME",
+                     help="run only these of the experiment's datasets (e.g. while another dataset's runs are not "
+                     "ready); the JSON, Markdown and README table then hold only them")
     res.add_argument("--update-readme", type=Path, default=None, metavar="README.md",
                      help="replace the table between this file's results markers")
     res.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -147,6 +150,12 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def run_results(args: argparse.Namespace) -> int:
     experiment = load_experiment(args.config)
+    if args.datasets:
+        unknown = [name for name in args.datasets if name not in experiment.datasets]
+        if unknown:
+            raise DataError(f"--datasets {' '.join(unknown)}: not in the experiment's datasets "
+                            f"({', '.join(experiment.datasets)})", args.config)
+        experiment = experiment.model_copy(update={"datasets": list(dict.fromkeys(args.datasets))})
     results: list[dict[str, Any]] = []
     for dataset_name in experiment.datasets:
         dataset = load_dataset(dataset_name, data_dir(args), mirror(args), progress=not args.quiet)
