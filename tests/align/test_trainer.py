@@ -96,6 +96,18 @@ def test_an_interrupted_run_resumes_to_the_same_weights(movie_world, sft_run, cl
         Aligner(movie_world, settings(sft_run, rounds=2, k=2), tmp_path / "resumed", llm=client).run()
 
 
+def test_the_nll_control_moves_the_retriever_without_an_llm(movie_world, sft_run, tmp_path):
+    aligner = Aligner(movie_world, settings(sft_run, method="nll"), tmp_path / "nll")  # no client given
+    assert aligner.llm is None  # the control loads no model
+    history = aligner.run()
+    assert [h.round for h in history] == [0, 1, 2]
+    assert all(h.reward == 0 and h.rl_loss == 0 and h.informative_contexts == 0 for h in history[1:])
+    assert all(h.nll_loss > 0 for h in history[1:]) and history[2].kl_to_reference > 0  # L_nll alone moved it
+    assert aligner.feedback.counts.sets == 0 and aligner.feedback.counts.llm_requests == 0
+    moved = weights(tmp_path / "nll")
+    assert any(not torch.equal(moved[name], tensor) for name, tensor in weights(sft_run).items())
+
+
 def test_exact_kl_and_validation_metrics():
     logits = torch.tensor([[2.0, 1.0, 0.0], [0.0, 0.0, float("-inf")]])
     assert torch.allclose(exact_kl(logits, logits), torch.zeros(2), atol=1e-6)

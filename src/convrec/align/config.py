@@ -30,8 +30,11 @@ LOCAL_RESUMABLE_CHANGES = frozenset({"n_threads", "models_dir", "http_host", "ht
 class AlignConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    method: Literal["dpo", "grpo"] = Field("grpo", description="dpo: best vs worst set of each group against "
-                                           "the reference; grpo: group-relative advantages, clipped ratios, KL")
+    method: Literal["dpo", "grpo", "nll"] = Field("grpo", description="dpo: best vs worst set of each group "
+                                                  "against the reference; grpo: group-relative advantages, "
+                                                  "clipped ratios, KL; nll: the control, the same loop with "
+                                                  "L_nll alone and no LLM (what more supervised steps on "
+                                                  "train contexts do by themselves)")
     retriever: Literal["lrurec", "lrurec-text"] | None = Field(None, description="the policy's architecture "
                                                                  "(default: the checkpoint's)")
     checkpoint: str = Field(..., description="the supervised (SFT) run dir the policy and reference start from")

@@ -125,8 +125,10 @@ class Aligner:
         valid_pool = [s for s in valid.selection_samples if s.target in self.catalog]
         self.valid = (random.Random(config.seed).sample(valid_pool, config.valid_samples)
                       if len(valid_pool) > config.valid_samples else list(valid_pool))
-        self._owns_llm = llm is None
-        self.llm = llm if llm is not None else build_llm(with_default_cache(self.config.llm, self.config.llm_cache))
+        # The nll control asks the LLM nothing, so it does not load one.
+        self._owns_llm = llm is None and config.method != "nll"
+        self.llm = (llm if llm is not None or config.method == "nll"
+                    else build_llm(with_default_cache(self.config.llm, self.config.llm_cache)))
         reranker = PointwiseReranker(self.llm, self.catalog, config.pointwise)
         self.feedback = LLMFeedback(reranker, config.reward_k, config.reward_weight)
         self.optimizer = torch.optim.Adam(self._network(self.policy).parameters(), lr=config.lr)
@@ -156,7 +158,7 @@ class Aligner:
         return retriever.network
 
     def close(self) -> None:
-        if self._owns_llm:
+        if self._owns_llm and self.llm is not None:
             self.llm.close()
 
     # -- the loop --------------------------------------------------------------------------------------------
@@ -228,8 +230,9 @@ class Aligner:
         rewards = torch.zeros(len(samples), groups)
         hit_sets: list[SetReward] = []
         ids = self.catalog.ids
-        progress = tqdm(range(len(samples)), desc=f"round {number}/{config.rounds}: LLM feedback", unit="context",
-                        leave=False, disable=None if config.progress else True)
+        asked = 0 if config.method == "nll" else len(samples)  # the control asks nothing; rewards stay 0
+        progress = tqdm(range(asked), desc=f"round {number}/{config.rounds}: LLM feedback", unit="context",
+                        leave=False, disable=None if config.progress and asked else True)
         for row in progress:
             item_sets = [[ids[j] for j in sets[row, g].tolist()] for g in range(groups)]
             set_scores = [logits[row, sets[row, g]].numpy() for g in range(groups)]
@@ -296,7 +299,9 @@ class Aligner:
                     logits = logits.masked_fill(exclude[rows], float("-inf"))
                 logp = plackett_luce_log_prob(logits.repeat_interleave(groups, dim=0),
                                               sets[rows].reshape(-1, k)).view(len(rows), groups)
-                if config.method == "dpo":
+                if config.method == "nll":
+                    rl, stats = torch.zeros(()), {}
+                elif config.method == "dpo":
                     chosen, rejected, valid = preference_pairs(rewards[rows])
                     rl, stats = dpo_loss(logp.gather(1, chosen[:, None]).squeeze(1),
                                          logp.gather(1, rejected[:, None]).squeeze(1),

@@ -39,7 +39,9 @@ def add_parser(commands) -> None:
     align.add_argument("--dataset", required=True, help="redial, inspired, or an imported dataset")
     align.add_argument("--checkpoint", type=Path, required=True,
                        help="the supervised retriever's run dir (convrec train --out ...)")
-    align.add_argument("--method", choices=["dpo", "grpo"], default=None, help="default grpo")
+    align.add_argument("--method", choices=["dpo", "grpo", "nll"], default=None,
+                       help="default grpo; nll: the control run (L_nll alone, no LLM) that tells what the RL "
+                       "term adds")
     align.add_argument("--retriever", choices=["lrurec", "lrurec-text"], default=None,
                        help="the checkpoint's architecture (default: read from its config.json)")
     align.add_argument("--out", type=Path, required=True, help="run directory (created; resumed if it exists)")
