@@ -173,11 +173,14 @@ class Aligner:
             stats = self._round(self.round + 1)
             self.round += 1
             self.history.append(stats)
-            log.info("round %d: reward %.4f, sets with target %.3f (reward there: LLM %.3f vs retriever order %.3f), "
+            feedback = ("no LLM (control)" if self.config.method == "nll" else
+                        f"reward there: LLM {stats.hit_set_reward:.3f} vs retriever order "
+                        f"{stats.hit_set_retriever_reward:.3f}")
+            log.info("round %d: reward %.4f, sets with target %.3f (%s), "
                      "informative %d/%d, rl %.4f, nll %.4f, KL %.4f, "
                      "valid R@10 %.4f N@10 %.4f R@50 %.4f, LLM calls %d (cache %d, memo %d), %.0f s", stats.round,
-                     stats.reward, stats.set_hit_rate, stats.hit_set_reward, stats.hit_set_retriever_reward,
-                     stats.informative_contexts, stats.contexts, stats.rl_loss,
+                     stats.reward, stats.set_hit_rate, feedback, stats.informative_contexts, stats.contexts,
+                     stats.rl_loss,
                      stats.nll_loss, stats.kl_to_reference, stats.valid_recall_at_10, stats.valid_ndcg_at_10,
                      stats.valid_recall_at_50, stats.llm.llm_calls, stats.llm.cache_hits, stats.llm.memo_hits,
                      stats.seconds)
