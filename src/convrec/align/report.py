@@ -54,7 +54,7 @@ def plot_runs(histories: Mapping[str, Sequence[dict]], path: Path, title: str = 
                           marker=".", linestyle="--", color=line.get_color(), label=f"{label}: retriever's order")
     for ax, (_, name) in zip(axes, VALIDATION, strict=False):
         ax.set_title(name)
-    axes[-1].set_title("NDCG@10 of the target in the sets holding it")
+    axes[-1].set_title("target NDCG@10 in sets holding it")
     for ax in axes:
         ax.set_xlabel("round (0 = SFT)")
         if ax.lines:
