@@ -27,6 +27,7 @@ loss (L = L_rl + lambda * L_nll). Only sets that contain the target cost LLM cal
       --out results/runs/lrurec-text-redial-grpo
   convrec align ... --set rounds=4 --set contexts_per_round=32 --set llm.model=smollm2-135m   # a quick try
   convrec align ... --config configs/align.toml       # settings from a TOML table (--set wins)
+  convrec align ... --method nll --out results/runs/lrurec-text-redial-nll   # the control: L_nll alone, no LLM
 
 The run dir is a checkpoint like any other (convrec eval --recommender lrurec-text --checkpoint OUT; rar's
 checkpoint= option), with history.json and curves.png; the same command resumes an interrupted run.
