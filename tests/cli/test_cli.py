@@ -69,8 +69,9 @@ def test_eval_subset_is_labelled(tmp_path):
 @needs_mirror
 def test_results_reproduces_a_table_and_updates_readme(tmp_path):
     config = tmp_path / "exp.toml"
-    config.write_text('name = "mini"\ndatasets = ["redial", "inspired"]\n[[recommenders]]\nname = "popularity"\n'
-                      '[[recommenders]]\nname = "repeat"\n')
+    config.write_text('name = "mini"\ndatasets = ["redial", "inspired"]\nbaseline = "popularity"\n'
+                      'columns = ["recall@10", "ndcg@10", "coverage@10"]\n'
+                      '[[recommenders]]\nname = "popularity"\n[[recommenders]]\nname = "repeat"\n')
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- results:mini:start -->\nold\n<!-- results:mini:end -->\nafter\n")
     code = main(["results", "--config", str(config), "--datasets", "inspired", "--out", str(tmp_path / "res"),
@@ -80,9 +81,19 @@ def test_results_reproduces_a_table_and_updates_readme(tmp_path):
     assert len(payload["results"]) == 4  # 2 recommenders x 2 protocols, on inspired only
     assert {r["dataset"] for r in payload["results"]} == {"inspired"}
     assert payload["experiment"]["datasets"] == ["inspired"]
+    rows = {(r["recommender"], r["protocol"]): r for r in payload["results"]}
+    assert "paired" not in rows[("popularity", "standard")]  # the baseline itself
+    for protocol in ("standard", "dedup"):
+        paired = rows[("repeat", protocol)]["paired"]
+        assert paired["baseline"] == "popularity" and set(paired["metrics"]) == {"recall@10", "ndcg@10"}
+        for metric in ("recall@10", "ndcg@10"):  # same samples: the mean difference is the difference of means
+            means = [rows[(name, protocol)]["metrics"][metric] for name in ("repeat", "popularity")]
+            assert paired["metrics"][metric]["diff"] == pytest.approx(means[0] - means[1], abs=1e-9)
+            assert paired["metrics"][metric]["n"] == rows[("repeat", protocol)]["n_samples"]
     assert (tmp_path / "res" / "mini.png").read_bytes()[:4] == b"\x89PNG"
     text = readme.read_text()
     assert "old" not in text and "`repeat`" in text and text.endswith("after\n")
+    assert "Paired differences from `popularity`" in text
 
 
 def test_results_datasets_must_be_the_experiments(tmp_path, capsys):

@@ -16,8 +16,16 @@ from rich.console import Console
 from convrec.cli.common import add_data_options, data_dir, mirror, parse_options
 from convrec.data.load import load_dataset
 from convrec.evaluate.experiment import load_experiment
+from convrec.evaluate.paired import paired_differences
 from convrec.evaluate.protocol import Protocol
-from convrec.evaluate.report import markdown_table, plot_results, print_table, update_readme
+from convrec.evaluate.report import (
+    markdown_table,
+    paired_markdown_table,
+    plot_results,
+    print_paired_table,
+    print_table,
+    update_readme,
+)
 from convrec.evaluate.runner import evaluate
 from convrec.io import DataError, atomic_write, write_json
 from convrec.rerank import pipeline as _rar  # noqa: F401  (registers the two-stage recommender `rar`)
@@ -84,8 +92,10 @@ def _protocols(value: str) -> list[Protocol]:
 
 
 def evaluate_recommender(dataset, name: str, options: dict[str, Any], split: str, protocols: list[Protocol],
-                         seed: int = 0, limit: int | None = None, progress: bool = True) -> list[dict[str, Any]]:
-    """Fit once, evaluate under each protocol; returns result dicts (the JSON written to disk).
+                         seed: int = 0, limit: int | None = None, progress: bool = True,
+                         per_sample_out: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Fit once, evaluate under each protocol; returns result dicts (the JSON written to disk), and appends
+    each protocol's per-sample metric values to ``per_sample_out`` when given (for paired differences).
 
     A recommender too slow for a whole split (an LLM on CPU) may ask for a seeded subset through an
     ``evaluation_subset() -> (max_samples, seed) | None`` method; ``limit`` (``--limit``) overrides it.
@@ -117,7 +127,21 @@ def evaluate_recommender(dataset, name: str, options: dict[str, Any], split: str
         result.config = recommender.describe()  # after scoring: includes what the run measured
         result.extra = {"fit_seconds": round(fit_seconds, 2), **({"subset": subset} if subset else {})}
         results.append(result.to_json())
+        if per_sample_out is not None:
+            per_sample_out.append(result.per_sample)
     return results
+
+
+def add_paired_differences(results: list[dict[str, Any]], per_sample: list[dict[str, Any]], baseline: str,
+                           columns: list[str]) -> None:
+    """Each non-baseline result gains ``paired``: its per-sample difference from the baseline row of the same
+    dataset and protocol (same samples), mean ± SE, for the table's columns."""
+    base = {(r["dataset"], r["protocol"]): values for r, values in zip(results, per_sample, strict=True)
+            if r["recommender"] == baseline}
+    for result, values in zip(results, per_sample, strict=True):
+        key = (result["dataset"], result["protocol"])
+        if result["recommender"] != baseline and key in base:
+            result["paired"] = {"baseline": baseline, "metrics": paired_differences(base[key], values, columns)}
 
 
 def _note_subsets(results: list[dict[str, Any]]) -> None:
@@ -157,6 +181,7 @@ def run_results(args: argparse.Namespace) -> int:
                             f"({', '.join(experiment.datasets)})", args.config)
         experiment = experiment.model_copy(update={"datasets": list(dict.fromkeys(args.datasets))})
     results: list[dict[str, Any]] = []
+    per_sample: list[dict[str, Any]] = []  # aligned with results
     for dataset_name in experiment.datasets:
         dataset = load_dataset(dataset_name, data_dir(args), mirror(args), progress=not args.quiet)
         for entry in experiment.recommenders:
@@ -165,17 +190,23 @@ def run_results(args: argparse.Namespace) -> int:
                        for key, value in entry.options.items()}  # e.g. run_dir = "results/runs/lrurec-{dataset}"
             for result in evaluate_recommender(dataset, entry.name, options, experiment.split,
                                                experiment.protocols, experiment.seed, experiment.limit,
-                                               progress=not args.quiet):
+                                               progress=not args.quiet, per_sample_out=per_sample):
                 result["recommender"] = entry.display
                 results.append(result)
+    if experiment.baseline:
+        add_paired_differences(results, per_sample, experiment.baseline, experiment.columns)
     results.sort(key=lambda r: (experiment.datasets.index(r["dataset"]), r["protocol"] != "standard"))
     print_table(results, title=f"{experiment.name}: {experiment.split} split, full catalogue", console=_stdout(),
                 columns=experiment.columns)
+    if experiment.baseline:
+        print_paired_table(results, experiment.baseline, experiment.columns, console=_stdout())
     _note_subsets(results)
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / f"{experiment.name}.json", {"experiment": experiment.model_dump(mode="json"),
                                                        "results": results})
     table = markdown_table(results, experiment.columns)
+    if experiment.baseline:
+        table += "\n\n" + paired_markdown_table(results, experiment.baseline, experiment.columns)
     with atomic_write(args.out / f"{experiment.name}.md") as handle:
         handle.write(table + "\n")
     plot_results(results, args.out / f"{experiment.name}.png")

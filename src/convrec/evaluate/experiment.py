@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from convrec.evaluate.metrics import known_metric_names
 from convrec.evaluate.protocol import Protocol
@@ -42,6 +42,9 @@ class ResultsExperiment(BaseModel):
                               "this many samples (for slow LLM stages on CPU); recorded in each result")
     columns: list[str] = Field(list(TABLE_METRICS), description="metrics shown in the table (every metric is in "
                                "the JSON); e.g. head:recall@10 / tail:recall@10 split by target popularity")
+    baseline: str | None = Field(None, description="label (or name) of one recommender: every other row also "
+                                 "gets its paired per-sample difference from it on the same samples, mean ± SE "
+                                 "(a second table), which resolves differences the unpaired errors cannot")
     recommenders: list[RecommenderEntry] = [
         RecommenderEntry(name="popularity"),
         RecommenderEntry(name="repeat"),
@@ -49,6 +52,16 @@ class ResultsExperiment(BaseModel):
         RecommenderEntry(name="ease"),
         RecommenderEntry(name="dense-text"),
     ]
+
+    @model_validator(mode="after")
+    def _known_baseline(self) -> ResultsExperiment:
+        labels = [entry.display for entry in self.recommenders]
+        if self.baseline is not None and self.baseline not in labels:
+            raise ValueError(f"baseline {self.baseline!r} is none of the recommenders ({', '.join(labels)})")
+        if self.baseline is not None and labels.count(self.baseline) > 1:
+            raise ValueError(f"baseline {self.baseline!r} names {labels.count(self.baseline)} recommenders; give "
+                             "them distinct labels")
+        return self
 
     @field_validator("columns")
     @classmethod

@@ -49,6 +49,40 @@ def markdown_table(results: Sequence[dict[str, Any]], columns: Sequence[str] = T
     return "\n".join(lines)
 
 
+def _paired_rows(results: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[list[str]]:
+    rows = []
+    for r in results:
+        paired = r.get("paired", {}).get("metrics")
+        if paired is None:
+            continue
+        cells = [f"{paired[m]['diff']:+.4f} ± {paired[m]['stderr']:.4f}" if m in paired else "-" for m in columns]
+        rows.append([r["dataset"], r["protocol"], r["recommender"], str(r["n_samples"]), *cells])
+    return rows
+
+
+def paired_markdown_table(results: Sequence[dict[str, Any]], baseline: str, columns: Sequence[str]) -> str:
+    """Each row's per-sample difference from ``baseline`` on the same samples (mean ± SE of the difference)."""
+    header = ["dataset", "protocol", f"minus `{baseline}`", "n", *columns]
+    lines = [f"Paired differences from `{baseline}` on the same samples (mean ± standard error of the per-sample "
+             "difference):", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in _paired_rows(results, columns):
+        row[2] = f"`{row[2]}`"
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def print_paired_table(results: Sequence[dict[str, Any]], baseline: str, columns: Sequence[str],
+                       console: Console | None = None) -> None:
+    table = Table(title=f"paired differences from {baseline} (same samples; mean ± SE)", show_lines=False)
+    for column in ("dataset", "protocol", "recommender", "n"):
+        table.add_column(column)
+    for metric in columns:
+        table.add_column(metric, justify="right")
+    for row in _paired_rows(results, columns):
+        table.add_row(*row)
+    (console or Console()).print(table)
+
+
 def update_readme(readme: Path, name: str, body: str) -> bool:
     """Replace the text between the result markers for ``name``; False if the markers are absent."""
     text = readme.read_text(encoding="utf-8")

@@ -42,6 +42,8 @@ class EvalResult:
     data_hash: str = ""
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    # every metric's per-sample values (for paired comparisons); not written to JSON
+    per_sample: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -143,4 +145,4 @@ def evaluate(
     corpus = {name for name, m in METRICS.items() if getattr(m, "corpus_level", False)}
     means, errors = summarise(values, corpus)
     return EvalResult(dataset, split, str(protocol), recommender, n, len(catalog), means, errors,
-                      config or {}, data_hash, time.perf_counter() - started)
+                      config or {}, data_hash, time.perf_counter() - started, per_sample=values)

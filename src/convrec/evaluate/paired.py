@@ -1,0 +1,36 @@
+"""Paired differences: two recommenders scored on the same samples, compared sample by sample.
+
+Two retrievers that share most of their top lists are strongly correlated per sample, so the standard error
+of the mean per-sample difference is far smaller than the two unpaired errors a table shows side by side; it is
+what says whether a small difference between two rows is real.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+from convrec.evaluate.metrics import METRICS
+
+
+def paired_differences(baseline: Mapping[str, np.ndarray], other: Mapping[str, np.ndarray],
+                       metrics: Iterable[str]) -> dict[str, dict[str, float]]:
+    """{metric: {"diff": mean(other - baseline), "stderr": SE of that mean, "n": samples used}} over the samples
+    where both values are defined (head:/tail: metrics are NaN off their group). Corpus-level metrics (one
+    value for the whole list set, e.g. coverage) have no per-sample difference and are left out."""
+    out: dict[str, dict[str, float]] = {}
+    for metric in metrics:
+        base_metric = metric.split(":", 1)[-1]
+        if getattr(METRICS.get(base_metric), "corpus_level", False) or metric not in baseline or metric not in other:
+            continue
+        a, b = np.asarray(baseline[metric], dtype=np.float64), np.asarray(other[metric], dtype=np.float64)
+        if a.shape != b.shape:
+            raise ValueError(f"{metric}: {a.shape[0]} vs {b.shape[0]} samples; a paired difference needs the same "
+                             "samples under the same protocol")
+        keep = ~np.isnan(a) & ~np.isnan(b)
+        diff = b[keep] - a[keep]
+        stderr = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")
+        out[metric] = {"diff": float(diff.mean()) if len(diff) else float("nan"), "stderr": stderr,
+                       "n": int(len(diff))}
+    return out
