@@ -1,6 +1,7 @@
-"""Paired differences of retrievers on the same test samples: mean(metric_B - metric_A) per sample, with its
-standard error. Two retrievers scored on the same samples are strongly correlated, so the paired SE is far
-smaller than the two unpaired SEs a results table shows, and says whether a small difference is real.
+"""Paired differences of retrievers on the same test samples (convrec.evaluate.paired, as `convrec results`
+computes for an experiment's baseline row), for any set of run dirs, e.g. the aligned runs against the control.
+Two retrievers scored on the same samples are strongly correlated, so the paired SE is far smaller than the
+two unpaired SEs a results table shows, and says whether a small difference is real.
 
   python scripts/paired_difference.py --dataset redial --baseline results/runs/lrurec-text-redial \
       results/runs/lrurec-text-redial-{dpo,grpo,nll}
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from convrec.data.load import load_dataset
+from convrec.evaluate.paired import paired_differences
 from convrec.evaluate.protocol import Protocol
 from convrec.evaluate.runner import evaluate_scores
 from convrec.retrieval import build_recommender
@@ -47,12 +49,11 @@ def main() -> None:
           f"paired difference vs {args.baseline.name} (mean ± SE; baseline mean in brackets)")
     for run in args.runs:
         other = per_sample(dataset, run, protocol)
+        paired = paired_differences(base, other, METRICS)
         cells = []
-        for metric in METRICS:
-            keep = ~np.isnan(base[metric]) & ~np.isnan(other[metric])  # head/tail: NaN off the group
-            diff = other[metric][keep] - base[metric][keep]
-            se = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else float("nan")
-            cells.append(f"{metric} {diff.mean():+.4f} ± {se:.4f} [{base[metric][keep].mean():.4f}]")
+        for metric, d in paired.items():
+            defined = ~np.isnan(base[metric]) & ~np.isnan(other[metric])  # head/tail: NaN off the group
+            cells.append(f"{metric} {d['diff']:+.4f} ± {d['stderr']:.4f} [{base[metric][defined].mean():.4f}]")
         print(f"{run.name}: " + ", ".join(cells))
 
 

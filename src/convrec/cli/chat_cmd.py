@@ -70,7 +70,8 @@ def add_parser(commands) -> None:
     chat.add_argument("--set", dest="options", action="append", metavar="KEY=VALUE",
                       help="a retriever option, e.g. --set neighbors=50 (repeatable)")
     chat.add_argument("--k", type=int, default=DEFAULT_K, help=K_HELP)
-    chat.add_argument("--top", type=int, default=5, help="recommendations shown per turn (default 5; at most --k when an LLM re-ranks)")
+    chat.add_argument("--top", type=int, default=5,
+                      help="recommendations shown per turn (default 5; at most --k when an LLM re-ranks)")
     chat.add_argument("--include-mentioned", action="store_true",
                       help="allow items already in the dialogue (yours or recommended) to be recommended again")
     llm = chat.add_argument_group("LLM")
