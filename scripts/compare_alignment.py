@@ -1,9 +1,9 @@
 """Plot several alignment runs' per-round curves side by side (validation metrics of the retriever alone, and
-the LLM's ranking of the target vs the retriever's own order on the sets that hold it) and print the last round
-of each.
+the LLM's ranking of the target vs the retriever's own order on the sets that hold it), print the last round
+of each and, with --cost, the per-round cost table (LLM requests, cache hits, model calls, seconds).
 
   python scripts/compare_alignment.py results/runs/lrurec-text-redial-{dpo,grpo,nll} \
-      --out results/rar-align-redial-curves.png --title "ReDial"
+      --out results/rar-align-redial-curves.png --title "ReDial" --cost
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from convrec.align.report import load_history, plot_runs
+from convrec.align.report import cost_markdown, load_history, plot_runs
 
 
 def main() -> None:
@@ -19,6 +19,7 @@ def main() -> None:
     parser.add_argument("runs", nargs="+", type=Path, help="alignment run dirs (convrec align --out)")
     parser.add_argument("--out", type=Path, required=True, help="the PNG to write")
     parser.add_argument("--title", default="")
+    parser.add_argument("--cost", action="store_true", help="also print the per-round cost table (Markdown)")
     args = parser.parse_args()
     histories = {}
     for run in args.runs:
@@ -32,6 +33,8 @@ def main() -> None:
               f"{last['valid_recall_at_50']:.4f}")
     plot_runs(histories, args.out, args.title)
     print(f"wrote {args.out}")
+    if args.cost:
+        print(cost_markdown(histories), end="")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from convrec.align.report import load_history, plot_runs
+from convrec.align.report import cost_markdown, load_history, plot_runs
 from convrec.io import DataError
 
 
@@ -38,3 +38,17 @@ def test_a_dir_without_history_or_with_a_bad_one_is_named(tmp_path):
     (tmp_path / "history.json").write_text('{"round": 1}')
     with pytest.raises(DataError, match="history.json.*list of rounds"):
         load_history(tmp_path)
+
+
+def test_cost_table_has_a_row_per_trained_round_with_seconds_per_model_call():
+    cold = {"round": 1, "contexts": 32, "seconds": 150.0, "phase_seconds": {"llm_feedback": 148.0},
+            "llm": {"sets": 128, "sets_with_target": 23, "item_scores": 188, "llm_requests": 188,
+                    "cache_hits": 117, "llm_calls": 71}}
+    cached = {"round": 2, "contexts": 32, "seconds": 1.5, "phase_seconds": {"llm_feedback": 0.5},
+              "llm": {"sets": 128, "sets_with_target": 24, "item_scores": 202, "llm_requests": 202,
+                      "cache_hits": 202, "llm_calls": 0}}
+    table = cost_markdown({"dpo": [{"round": 0}, cold, cached]}).splitlines()
+    assert len(table) == 4  # header, rule, rounds 1 and 2 (round 0 costs nothing)
+    assert table[0].split(" | ")[-1] == "s / model call |"
+    assert table[2] == "| dpo | 1 | 32 | 128 | 23 | 188 | 188 | 117 | 71 | 150 | 148 | 2.0 | 2.08 |"
+    assert table[3].endswith("| 202 | 0 | 2 | 0 | 1.0 | - |")

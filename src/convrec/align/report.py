@@ -65,3 +65,34 @@ def plot_runs(histories: Mapping[str, Sequence[dict]], path: Path, title: str = 
     with atomic_write(path, "wb") as handle:
         fig.savefig(handle, format="png", dpi=100)
     plt.close(fig)
+
+
+COST_COLUMNS = ("run", "round", "contexts", "sets", "sets with target", "item scores", "LLM requests",
+                "cache hits", "model calls", "round s", "LLM feedback s", "rest s", "s / model call")
+
+
+def cost_rows(label: str, rounds: Sequence[dict]) -> list[list[str]]:
+    """One row per trained round (round 0, the SFT retriever, costs nothing): what the round asked the LLM
+    (``RoundStats.llm``) and where its seconds went (``phase_seconds``). A round with no model call has no
+    seconds per call ("-")."""
+    rows = []
+    for r in rounds:
+        if r["round"] == 0:
+            continue
+        llm = r.get("llm") or {}
+        feedback_s = (r.get("phase_seconds") or {}).get("llm_feedback", 0.0)
+        calls = llm.get("llm_calls", 0)
+        rows.append([label, str(r["round"]), str(r.get("contexts", "")), str(llm.get("sets", 0)),
+                     str(llm.get("sets_with_target", 0)), str(llm.get("item_scores", 0)),
+                     str(llm.get("llm_requests", 0)), str(llm.get("cache_hits", 0)), str(calls),
+                     f"{r.get('seconds', 0.0):.0f}", f"{feedback_s:.0f}", f"{r.get('seconds', 0.0) - feedback_s:.1f}",
+                     f"{feedback_s / calls:.2f}" if calls else "-"])
+    return rows
+
+
+def cost_markdown(histories: Mapping[str, Sequence[dict]]) -> str:
+    """The per-round cost of several runs as one Markdown table (bench/README.md's alignment table)."""
+    lines = ["| " + " | ".join(COST_COLUMNS) + " |", "|" + "---|" * len(COST_COLUMNS)]
+    for label, rounds in histories.items():
+        lines += ["| " + " | ".join(row) + " |" for row in cost_rows(label, rounds)]
+    return "\n".join(lines) + "\n"
