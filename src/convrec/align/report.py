@@ -80,12 +80,13 @@ def cost_rows(label: str, rounds: Sequence[dict]) -> list[list[str]]:
         if r["round"] == 0:
             continue
         llm = r.get("llm") or {}
+        counts = [llm.get(key, 0) for key in ("sets", "sets_with_target", "item_scores", "llm_requests",
+                                              "cache_hits", "llm_calls")]
+        calls = counts[-1]
+        seconds = r.get("seconds", 0.0)
         feedback_s = (r.get("phase_seconds") or {}).get("llm_feedback", 0.0)
-        calls = llm.get("llm_calls", 0)
-        rows.append([label, str(r["round"]), str(r.get("contexts", "")), str(llm.get("sets", 0)),
-                     str(llm.get("sets_with_target", 0)), str(llm.get("item_scores", 0)),
-                     str(llm.get("llm_requests", 0)), str(llm.get("cache_hits", 0)), str(calls),
-                     f"{r.get('seconds', 0.0):.0f}", f"{feedback_s:.0f}", f"{r.get('seconds', 0.0) - feedback_s:.1f}",
+        rows.append([label, str(r["round"]), str(r.get("contexts", "")), *map(str, counts), f"{seconds:.0f}",
+                     f"{feedback_s:.0f}", f"{seconds - feedback_s:.1f}",
                      f"{feedback_s / calls:.2f}" if calls else "-"])
     return rows
 
