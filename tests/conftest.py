@@ -10,13 +10,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
+from convrec.cli.main import RAISE_BUGS_ENV, main
 from convrec.data.dataset import CRSDataset
 from convrec.data.load import load_dataset
+
+# In the tests a bug propagates out of `convrec.cli.main.main` instead of becoming a one-line report, so an
+# unexpected exception type fails the test that caused it (subprocess tests that check the report unset it).
+os.environ[RAISE_BUGS_ENV] = "1"
 
 if TYPE_CHECKING:
     from convrec.llm.local import LocalLLM
@@ -33,6 +39,32 @@ def find_mirror() -> Path | None:
     if env and (Path(env) / "MANIFEST.tsv").is_file():
         return Path(env)
     return None
+
+
+@dataclass
+class CliRun:
+    """What one ``convrec`` command did: its exit code and what it printed."""
+
+    rc: int
+    out: str
+    err: str
+
+    def failed_with(self, *fragments: str) -> bool:
+        """Exit code 2, every fragment in stderr, and no Python stack anywhere in the output."""
+        return (self.rc == 2 and all(f in self.err for f in fragments)
+                and "Traceback" not in self.err + self.out)
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]):
+    """``run_cli("eval", "--dataset", ...)`` runs the CLI in-process; an unexpected exception propagates."""
+
+    def run(*argv: str) -> CliRun:
+        rc = main([str(a) for a in argv])
+        captured = capsys.readouterr()
+        return CliRun(rc, captured.out, captured.err)
+
+    return run
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,7 @@ from convrec.data import dataset as dataset_module
 from convrec.data.dataset import Conversion, Converter, build_dataset, load_processed
 from convrec.data.load import available_datasets, import_dataset, load_dataset
 from convrec.data.model import Dialogue, Turn, samples_from_dialogue
+from convrec.errors import ConfigError
 from convrec.io import DataError
 
 INPUT_KEY = "toy/input.json"
@@ -312,7 +313,7 @@ def test_import_invalid_dialogue_is_located(tmp_path):
 def test_import_refuses_bundled_names_and_unknown_names_fail_clearly(tmp_path):
     catalog = write_jsonl(tmp_path / "catalog.jsonl", BOOKS)
     dialogues = write_jsonl(tmp_path / "dialogues.jsonl", [book_dialogue("x1", "test", "b2")])
-    with pytest.raises(DataError, match="'redial' is a bundled dataset name"):
+    with pytest.raises(ConfigError, match="'redial' is a bundled dataset name"):
         import_dataset("redial", catalog, dialogues, tmp_path / "data")
     with pytest.raises(DataError, match=r"unknown dataset 'nobooks'.*convrec data import"):
         load_dataset("nobooks", tmp_path / "data")
@@ -326,6 +327,6 @@ def test_reimport_replaces_the_dataset(tmp_path):
     second = write_jsonl(
         tmp_path / "second.jsonl", [book_dialogue("y1", "test", "b3"), book_dialogue("y2", "test", "b2")]
     )
-    import_dataset("mybooks", catalog, second, data_dir)
+    import_dataset("mybooks", catalog, second, data_dir, force=True)
     assert [d.dialogue_id for d in load_dataset("mybooks", data_dir).dialogues] == ["y1", "y2"]
     assert sorted(p.name for p in (data_dir / "processed").iterdir()) == ["mybooks"]

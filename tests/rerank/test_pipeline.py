@@ -52,8 +52,11 @@ def test_place_above_lifts_candidates_in_order_whatever_the_scale():
 
 
 def test_a_failing_llm_gives_the_retriever_order_and_counts_fallbacks(world, splits, failing_llm):
+    # Every call fails: past the default transport-failure threshold the run would stop, so it is lifted
+    # here to see what a sample does when its LLM calls fail.
     train, valid, test = splits
-    rar = RAR(world.catalog, RARConfig(retriever="popularity", k=4, fusion_weight=0.7), llm=failing_llm)
+    config = RARConfig(retriever="popularity", k=4, fusion_weight=0.7, max_transport_failure_share=1.0)
+    rar = RAR(world.catalog, config, llm=failing_llm)
     rar.fit(train, valid)
     scores = rar.score(test.samples)
     assert check_candidates_on_top(scores, world.catalog, 4) == [POPULAR_TOP4, POPULAR_TOP4]

@@ -9,6 +9,7 @@ import torch
 from convrec.catalog.items import Catalog, Item
 from convrec.data.dataset import Split
 from convrec.data.model import Dialogue, Turn
+from convrec.errors import CheckpointError
 from convrec.retrieval import build_recommender
 from convrec.retrieval.lrurec.recommender import link_by_imdb, relabel_dialogues
 from convrec.retrieval.lrurec.sequences import TokenMap, dialogue_examples, left_pad
@@ -89,8 +90,8 @@ def test_checkpoint_loads_identically_and_rejects_other_catalogue(tmp_path):
     loaded.fit(train, valid)
     np.testing.assert_allclose(loaded.score(valid.samples), trained.score(valid.samples), rtol=1e-5, atol=1e-6)
     other = Catalog([Item(c, f"Other {c}") for c in "abcdef"])
-    with pytest.raises(ValueError, match="another catalogue"):
-        build_recommender("lrurec", other, {**FAST, "checkpoint": str(tmp_path / "run")}).fit(train, valid)
+    with pytest.raises(CheckpointError, match="another catalogue"):
+        build_recommender("lrurec", other, {**FAST, "checkpoint": str(tmp_path / "run")})
 
 
 def test_interrupted_training_resumes_from_the_last_epoch(tmp_path):

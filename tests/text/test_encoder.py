@@ -1,5 +1,9 @@
 import numpy as np
+import pytest
 
+from convrec.catalog.items import Catalog, Item
+from convrec.errors import ConfigError
+from convrec.retrieval import build_recommender
 from convrec.text.encoder import TextEncoder
 
 
@@ -16,3 +20,9 @@ def test_encoder_normalises_and_caches(tmp_path):
         assert len(stored["keys"]) == 3  # one entry per distinct text
     again = TextEncoder().encode_cached(texts[:1], cache, progress=False)
     np.testing.assert_allclose(again[0], vectors[0])
+
+
+def test_an_unknown_embedding_model_is_refused_when_the_options_are_read():
+    catalog = Catalog([Item(str(i), f"Title {i}") for i in range(20)])
+    with pytest.raises(ConfigError, match=r"option 'encoder.model': .*unknown embedding model 'nosuch'"):
+        build_recommender("dense-text", catalog, {"encoder": {"model": "nosuch"}})

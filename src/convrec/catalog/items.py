@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import reprlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +13,10 @@ from convrec.io import DataError, atomic_write, iter_jsonl, sha256_text
 
 # Metadata fields that go into an item's text form, in this order; anything else stays out of the text.
 TEXT_FIELDS = ("genre", "director", "star", "writer", "plot", "author", "keywords")
+# Metadata fields convrec reads (text form, prompts, replies, genre matching, linking items across catalogues
+# by IMDb id), and what each may hold besides null. Any other field is kept as it is and never read.
+SINGLE_STRING_FIELDS = ("plot", "imdb_id")
+STRING_OR_LIST_FIELDS = tuple(key for key in TEXT_FIELDS if key not in SINGLE_STRING_FIELDS)
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,12 @@ class Item:
         return record
 
 
+def is_id(value: Any) -> bool:
+    """An id in the generic format: a non-empty string or an integer (read as a string). A bool is an int to
+    Python and null would become "None": both are refused, as are floats, whose text form is not stable."""
+    return (isinstance(value, str) and value != "") or (isinstance(value, int) and not isinstance(value, bool))
+
+
 def item_from_json(record: Any, path: str | os.PathLike | None = None, line: int | None = None) -> Item:
     """Validate one catalogue JSONL record (see docs/data-format.md)."""
     if not isinstance(record, dict):
@@ -66,21 +77,39 @@ def item_from_json(record: Any, path: str | os.PathLike | None = None, line: int
         if key not in record:
             raise DataError(f"missing field '{key}'", path, line)
     item_id = record["item_id"]
-    if not isinstance(item_id, str | int) or str(item_id) == "":
-        raise DataError("field 'item_id' must be a non-empty string", path, line)
+    if not is_id(item_id):
+        raise DataError(f"field 'item_id' must be a non-empty string (or an integer), got {reprlib.repr(item_id)}",
+                        path, line)
     title = record["title"]
     if not isinstance(title, str) or not title.strip():
         raise DataError("field 'title' must be a non-empty string", path, line)
     year = record.get("year")
     if year is not None and (isinstance(year, bool) or not isinstance(year, int)):
         raise DataError(f"field 'year' must be an integer or null, got {year!r}", path, line)
-    metadata = record.get("metadata") or {}
+    metadata = {} if record.get("metadata") is None else record["metadata"]
     if not isinstance(metadata, dict):
         raise DataError("field 'metadata' must be an object", path, line)
-    aliases = record.get("aliases") or []
+    check_metadata(metadata, path, line)
+    aliases = [] if record.get("aliases") is None else record["aliases"]
     if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
         raise DataError("field 'aliases' must be a list of strings", path, line)
     return Item(str(item_id), title.strip(), year, metadata, tuple(aliases))
+
+
+def check_metadata(metadata: dict[str, Any], path: str | os.PathLike | None = None, line: int | None = None) -> None:
+    """The fields convrec reads must have the types it reads them as (docs/data-format.md), checked at import
+    rather than found by ``Item.genres()`` in the middle of every later evaluation."""
+    for key in SINGLE_STRING_FIELDS:
+        value = metadata.get(key)
+        if value is not None and not isinstance(value, str):
+            raise DataError(f"field 'metadata.{key}' must be a string or null, got {reprlib.repr(value)}", path, line)
+    for key in STRING_OR_LIST_FIELDS:
+        value = metadata.get(key)
+        if value is None or isinstance(value, str):
+            continue
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise DataError(f"field 'metadata.{key}' must be a string, a list of strings or null, "
+                            f"got {reprlib.repr(value)}", path, line)
 
 
 class Catalog(Sequence[Item]):

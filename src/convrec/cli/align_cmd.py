@@ -11,9 +11,9 @@ from typing import Any
 from pydantic import ValidationError
 from rich.console import Console
 
-from convrec.cli.common import add_data_options, data_dir, mirror, parse_options
+from convrec.cli.common import add_data_options, check_output_dir, data_dir, mirror, parse_options
 from convrec.data.load import load_dataset
-from convrec.io import DataError
+from convrec.errors import ConfigError
 
 console = Console(stderr=True)
 
@@ -60,9 +60,11 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     settings: dict[str, Any] = {}
     if args.config is not None:
         try:
-            settings = tomllib.loads(args.config.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise DataError(f"{args.config}: {exc}") from exc
+            settings = tomllib.loads(args.config.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"--config {args.config}: cannot be read ({exc.strerror or exc})") from None
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"--config {args.config}: not valid TOML ({exc})") from None
     _merge(settings, parse_options(args.options))
     settings["checkpoint"] = str(args.checkpoint)
     for key in ("method", "retriever"):
@@ -95,16 +97,19 @@ def run_align(args: argparse.Namespace) -> int:
         return 0
     from convrec.align.config import AlignConfig
     from convrec.align.trainer import Aligner
+    from convrec.retrieval.lrurec.recommender import run_options
 
     if not args.quiet:
         logging.getLogger("convrec").setLevel(logging.INFO)
     try:
         config = AlignConfig(**_settings(args))
     except ValidationError as exc:
-        raise DataError(f"align settings{' in ' + str(args.config) if args.config else ''}: {exc}") from exc
-    if not (args.checkpoint / "model.safetensors").exists():
-        raise DataError(f"{args.checkpoint}: no model.safetensors; train one with convrec train --dataset "
-                        f"{args.dataset} --out {args.checkpoint}")
+        problem = exc.errors()[0]
+        field = ".".join(str(part) for part in problem["loc"])
+        raise ConfigError(f"align setting '{field}'{' in ' + str(args.config) if args.config else ''}: "
+                          f"{problem['msg']} (all settings: convrec align --list-settings)") from None
+    run_options(args.checkpoint)  # a CheckpointError now, not after the dataset is loaded, if it is no run
+    check_output_dir(args.out, "--out")
     dataset = load_dataset(args.dataset, data_dir(args), mirror(args), progress=True)
     aligner = Aligner(dataset, config, args.out)
     try:

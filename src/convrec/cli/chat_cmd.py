@@ -10,13 +10,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
 from convrec.cli import chat_view as view
-from convrec.cli.common import add_data_options, data_dir, mirror, parse_options
+from convrec.cli.common import add_data_options, check_output_file, data_dir, mirror, parse_options
 from convrec.data.load import load_dataset
-from convrec.io import DataError, write_json
+from convrec.errors import ConfigError
+from convrec.io import write_json
 from convrec.llm import LLMConfig, LocalOptions, ModelNotAvailableError, build_llm, resolve_local_model
 from convrec.llm.config import DEFAULT_LOCAL_MODEL
 from convrec.rerank.pipeline import default_llm_cache
@@ -120,24 +122,35 @@ def chat_threads() -> int:
     return max(1, min(8, os.cpu_count() or 1))
 
 
+# The option of `convrec chat` that sets each field of LLMConfig / LocalOptions, to name it in an error.
+_LLM_OPTIONS = {"base_url": "--base-url", "n_threads": "--threads", "model": "--model",
+                "api_key_env": "--api-key-env", "cache_path": "--llm-cache"}
+
+
 def chat_config(args: argparse.Namespace) -> ChatConfig:
     if args.k < 1 or args.top < 1:
-        raise DataError("--k and --top must be at least 1")
+        raise ConfigError(f"--k and --top must be at least 1, got --k {args.k} --top {args.top}")
     if not 0.0 <= args.fusion_weight <= 1.0:
-        raise DataError(f"--fusion-weight must be in [0, 1], got {args.fusion_weight}")
+        raise ConfigError(f"--fusion-weight must be in [0, 1], got {args.fusion_weight}")
     llm = None
     if not args.no_llm:
         if args.llm_backend == "openai" and not args.model:
-            raise DataError("--llm-backend openai needs --model: the model name the server knows")
+            raise ConfigError("--llm-backend openai needs --model: the model name the server knows")
         cache = None if args.no_llm_cache else (args.llm_cache or default_llm_cache())
-        llm = LLMConfig(backend=args.llm_backend, model=args.model, base_url=args.base_url,
-                        api_key_env=args.api_key_env, cache_path=cache, max_concurrency=1,
-                        local=LocalOptions(n_threads=args.threads or chat_threads()))
+        try:
+            llm = LLMConfig(backend=args.llm_backend, model=args.model, base_url=args.base_url,
+                            api_key_env=args.api_key_env, cache_path=cache, max_concurrency=1,
+                            local=LocalOptions(n_threads=args.threads or chat_threads()))
+        except ValidationError as err:
+            problem = err.errors()[0]
+            field = str(problem["loc"][-1]) if problem["loc"] else ""
+            raise ConfigError(f"{_LLM_OPTIONS.get(field, field)}: {problem['msg']}") from None
     if args.retriever is not None and (args.retriever not in RECOMMENDERS or args.retriever == "rar"):
         choices = ", ".join(sorted(name for name in RECOMMENDERS if name != "rar"))
-        raise DataError(f"--retriever {args.retriever!r}: choose one of {choices}")
+        raise ConfigError(f"--retriever {args.retriever!r}: choose one of {choices}")
     if args.plot_chars < 0 or args.people < 0:
-        raise DataError("--plot-chars and --people must be at least 0")
+        raise ConfigError(f"--plot-chars and --people must be at least 0, got --plot-chars {args.plot_chars} "
+                          f"--people {args.people}")
     # k is what the LLM re-ranks (its cost); without an LLM, candidates are free and --top decides
     k = args.k if llm is not None else max(args.k, args.top)
     session = SessionOptions(k=k, top=min(args.top, k), include_mentioned=args.include_mentioned)
@@ -159,6 +172,8 @@ def run_chat(args: argparse.Namespace) -> int:
     out = Console() if sys.stdout.isatty() else Console(width=120)
     err = Console(stderr=True)
     config = chat_config(args)
+    if args.json is not None:  # the turns are written at the end: an unwritable path must fail before them
+        check_output_file(args.json, "--json")
     if config.llm is not None and config.llm.backend == "local":
         try:  # before the data: a missing model should not cost a minute of loading first
             resolve_local_model(config.llm.model_name, config.llm.local.models_dir)
@@ -166,17 +181,17 @@ def run_chat(args: argparse.Namespace) -> int:
             print(missing_model_message(config.llm.model_name, exc), file=sys.stderr)
             return 2
     started = time.monotonic()
-    with err.status(f"loading {args.dataset} ..."):
-        dataset = load_dataset(args.dataset, data_dir(args), mirror(args))
-    with err.status(f"fitting the retriever {config.retriever_name} ..."):
-        fit_started = time.monotonic()
-        retriever = build_retriever(dataset, config)
-        fit_s = time.monotonic() - fit_started
     llm = None
     try:
-        if config.llm is not None:
+        if config.llm is not None:  # first: a missing model or API key fails before the data are loaded
             with err.status(f"loading the LLM {config.llm.model_name} ..."):
                 llm = build_llm(config.llm)
+        with err.status(f"loading {args.dataset} ..."):
+            dataset = load_dataset(args.dataset, data_dir(args), mirror(args))
+        with err.status(f"fitting the retriever {config.retriever_name} ..."):
+            fit_started = time.monotonic()
+            retriever = build_retriever(dataset, config)
+            fit_s = time.monotonic() - fit_started
         session = build_session(dataset, config, llm, retriever)
         view.banner(out, _banner_lines(args, config, session, fit_s, time.monotonic() - started))
         screen = view.Screen(out, config.llm is not None, config.retriever_name in ITEM_ONLY)

@@ -73,6 +73,9 @@ def show_turn(console: Console, turn: ChatTurn, catalog: Catalog, with_llm: bool
     console.print(f"[bold magenta]recommender[/bold magenta]: {escape(turn.reply.text)}")
     if turn.fallback:
         console.print(f"[yellow]note[/yellow]: the LLM's answer was not used ({escape(turn.fallback)})")
+    if turn.reply_rejection:
+        console.print(f"[yellow]note[/yellow]: the LLM's rewrite of the reply was not used "
+                      f"({escape(turn.reply_rejection)}); the template reply is shown")
     console.print(f"[dim]{timing_line(turn, with_llm)}[/dim]")
 
 

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from convrec.cli.common import add_data_options, data_dir, mirror
 from convrec.data.fetch import fetch_dataset, resolve, verify_dataset
-from convrec.data.load import available_datasets, import_dataset, load_dataset
+from convrec.data.load import DATASET_NAME_RULE, available_datasets, import_dataset, load_dataset
 from convrec.data.registry import DATASETS
 
 console = Console()
@@ -49,9 +49,13 @@ def add_parser(commands) -> None:
     imp = sub.add_parser("import", help="bring your own catalogue and dialogues (docs/data-format.md)",
                          description="Validate a catalogue JSONL and a dialogues JSONL in the generic format "
                          "and install them as a dataset every convrec command can use.")
-    imp.add_argument("--name", required=True, help="the new dataset's name")
+    imp.add_argument("--name", required=True,
+                     help=f"the new dataset's name: {DATASET_NAME_RULE}; not a bundled dataset's name")
     imp.add_argument("--catalog", type=Path, required=True, help="catalogue JSONL")
     imp.add_argument("--dialogues", type=Path, required=True, help="dialogues JSONL")
+    imp.add_argument("--force", action="store_true",
+                     help="replace the dataset you imported earlier under this name (without it, an existing "
+                     "name is refused)")
     add_data_options(imp)
     imp.set_defaults(handler=run_import)
 
@@ -99,7 +103,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    dataset = import_dataset(args.name, args.catalog, args.dialogues, data_dir(args))
+    dataset = import_dataset(args.name, args.catalog, args.dialogues, data_dir(args), force=args.force)
     _print_stats(dataset)
     console.print(f"[green]imported[/green] as '{args.name}': try `convrec eval --dataset {args.name} "
                   f"--recommender popularity`")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import random
 import sys
 import time
@@ -13,12 +14,23 @@ from typing import Any
 from pydantic import BaseModel
 from rich.console import Console
 
-from convrec.cli.common import add_data_options, data_dir, mirror, parse_options
-from convrec.data.load import load_dataset
-from convrec.evaluate.experiment import load_experiment
+from convrec.cli.common import (
+    add_data_options,
+    check_output_dir,
+    check_output_file,
+    check_positive,
+    data_dir,
+    mirror,
+    parse_options,
+)
+from convrec.data.load import available_datasets, load_dataset
+from convrec.errors import ConfigError, DataError, OutputPathError
+from convrec.evaluate.experiment import ResultsExperiment, load_experiment
 from convrec.evaluate.paired import paired_differences
 from convrec.evaluate.protocol import Protocol
 from convrec.evaluate.report import (
+    README_END,
+    README_START,
     markdown_table,
     paired_markdown_table,
     plot_results,
@@ -27,10 +39,10 @@ from convrec.evaluate.report import (
     update_readme,
 )
 from convrec.evaluate.runner import evaluate
-from convrec.io import DataError, atomic_write, write_json
+from convrec.io import atomic_write, write_json
 from convrec.rerank import pipeline as _rar  # noqa: F401  (registers the two-stage recommender `rar`)
 from convrec.retrieval import RECOMMENDERS, build_recommender
-from convrec.retrieval.base import item_counts
+from convrec.retrieval.base import item_counts, recommender_class
 
 console = Console(stderr=True)
 
@@ -103,6 +115,9 @@ def evaluate_recommender(dataset, name: str, options: dict[str, Any], split: str
     """
     train, valid = dataset.split("train"), dataset.split("valid")
     samples = dataset.split(split).samples
+    if not samples:
+        raise DataError(f"dataset {dataset.name!r} has no {split} samples to evaluate (no dialogue of split "
+                        f"{split!r} recommends an item)")
     recommender = build_recommender(name, dataset.catalog, options)
     subset_seed, chosen_by = seed, "--limit"
     requested = getattr(recommender, "evaluation_subset", lambda: None)()
@@ -157,7 +172,36 @@ def _note_subsets(results: list[dict[str, Any]]) -> None:
                       f"{subset['chosen_by']}), not the whole split")
 
 
+def without_nan(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None, so that the JSON written is valid JSON: a
+    metric can be undefined legitimately (head/tail metrics when no target falls in that group, a standard
+    error of one sample), and JSON has no NaN (Python's json would write a bare ``NaN`` that strict parsers
+    refuse). None reads as "undefined" (null)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: without_nan(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [without_nan(item) for item in value]
+    return value
+
+
+def _check_eval_arguments(args: argparse.Namespace) -> None:
+    """Everything about the arguments that can be known before loading data and fitting: checked first."""
+    check_positive(args.limit, "--limit")
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be a non-negative integer, got {args.seed}")
+    if args.json is not None:
+        check_output_file(args.json, "--json")
+    recommender = recommender_class(args.recommender)  # a typo fails before the dataset loads
+    if args.checkpoint is not None and "checkpoint" not in recommender.config_class.model_fields:
+        loaders = sorted(n for n, cls in RECOMMENDERS.items() if "checkpoint" in cls.config_class.model_fields)
+        raise ConfigError(f"--checkpoint: recommender {args.recommender!r} does not load checkpoints; "
+                          f"{', '.join(loaders)} do")
+
+
 def run_eval(args: argparse.Namespace) -> int:
+    _check_eval_arguments(args)
     dataset = load_dataset(args.dataset, data_dir(args), mirror(args), progress=not args.quiet)
     options = parse_options(args.options)
     if args.checkpoint is not None:
@@ -167,19 +211,52 @@ def run_eval(args: argparse.Namespace) -> int:
     print_table(results, title=f"{args.recommender} on {args.dataset}/{args.split} (full catalogue)", console=_stdout())
     _note_subsets(results)
     if args.json:
-        write_json(args.json, results[0] if len(results) == 1 else {"results": results})
+        write_json(args.json, without_nan(results[0] if len(results) == 1 else {"results": results}))
         console.print(f"wrote {args.json}")
     return 0
 
 
-def run_results(args: argparse.Namespace) -> int:
-    experiment = load_experiment(args.config)
+def _check_results_arguments(args: argparse.Namespace, experiment: ResultsExperiment) -> ResultsExperiment:
+    """The experiment (restricted to ``--datasets``) once every argument and entry it names is known to be usable:
+    a typo must not surface after hours of runs, nor a result be lost for want of a writable place."""
+    where = f"{args.config}" if args.config else "the default experiment"
     if args.datasets:
         unknown = [name for name in args.datasets if name not in experiment.datasets]
         if unknown:
-            raise DataError(f"--datasets {' '.join(unknown)}: not in the experiment's datasets "
-                            f"({', '.join(experiment.datasets)})", args.config)
+            raise ConfigError(f"--datasets {' '.join(unknown)}: not among the datasets of {where} "
+                              f"({', '.join(experiment.datasets)})")
         experiment = experiment.model_copy(update={"datasets": list(dict.fromkeys(args.datasets))})
+    known = available_datasets(data_dir(args))
+    for name in experiment.datasets:
+        if name not in known:
+            raise ConfigError(f"{where}: dataset {name!r} is neither bundled nor imported in {data_dir(args)} "
+                              f"(known: {', '.join(known)})")
+    for number, entry in enumerate(experiment.recommenders, start=1):
+        if entry.name not in RECOMMENDERS:
+            raise ConfigError(f"{where}: recommenders entry {number} ({entry.display}): unknown recommender "
+                              f"{entry.name!r}; choose one of {', '.join(sorted(RECOMMENDERS))}")
+    check_output_dir(args.out, "--out")
+    if args.update_readme is not None:
+        _check_readme(args.update_readme, experiment.name)
+    return experiment
+
+
+def _check_readme(readme: Path, name: str) -> None:
+    """``--update-readme``: an existing, writable text file that holds the markers of this experiment's table."""
+    try:
+        text = readme.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else err
+        raise OutputPathError(f"--update-readme {readme}: cannot be read ({reason})") from None
+    check_output_file(readme, "--update-readme")
+    start, end = README_START.format(name=name), README_END.format(name=name)
+    if start not in text or end not in text:
+        raise ConfigError(f"--update-readme {readme}: no markers for the table '{name}'; put the lines "
+                          f"{start} and {end} where the table goes")
+
+
+def run_results(args: argparse.Namespace) -> int:
+    experiment = _check_results_arguments(args, load_experiment(args.config))
     results: list[dict[str, Any]] = []
     per_sample: list[dict[str, Any]] = []  # aligned with results
     for dataset_name in experiment.datasets:
@@ -202,8 +279,8 @@ def run_results(args: argparse.Namespace) -> int:
         print_paired_table(results, experiment.baseline, experiment.columns, console=_stdout())
     _note_subsets(results)
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / f"{experiment.name}.json", {"experiment": experiment.model_dump(mode="json"),
-                                                       "results": results})
+    write_json(args.out / f"{experiment.name}.json", without_nan({"experiment": experiment.model_dump(mode="json"),
+                                                                   "results": results}))
     table = markdown_table(results, experiment.columns)
     if experiment.baseline:
         table += "\n\n" + paired_markdown_table(results, experiment.baseline, experiment.columns)
@@ -214,8 +291,9 @@ def run_results(args: argparse.Namespace) -> int:
     if args.update_readme:
         if update_readme(args.update_readme, experiment.name, table):
             console.print(f"updated the '{experiment.name}' table in {args.update_readme}")
-        else:
-            console.print(f"[yellow]no results markers for '{experiment.name}' in {args.update_readme}[/yellow]")
+        else:  # checked before the runs: the file was edited meanwhile
+            raise OutputPathError(f"--update-readme {args.update_readme}: its markers for '{experiment.name}' "
+                                  f"went away during the run; the table is in {args.out / experiment.name}.md")
     return 0
 
 

@@ -8,14 +8,13 @@ from pathlib import Path
 
 from rich.console import Console
 
-from convrec.cli.common import add_data_options, data_dir, mirror, parse_options
+from convrec.cli.common import add_data_options, check_output_dir, data_dir, mirror, parse_options
 from convrec.data.load import load_dataset
 from convrec.io import write_json
 from convrec.retrieval import build_recommender
-from convrec.retrieval.lrurec.recommender import LRURecRecommender
+from convrec.retrieval.lrurec.recommender import TRAINABLE, LRURecRecommender
 
 console = Console(stderr=True)
-TRAINABLE = ("lrurec", "lrurec-text")
 
 
 def add_parser(commands) -> None:
@@ -41,6 +40,7 @@ def add_parser(commands) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
+    check_output_dir(args.out, "--out")
     if not args.quiet:
         logging.getLogger("convrec").setLevel(logging.INFO)
     dataset = load_dataset(args.dataset, data_dir(args), mirror(args), progress=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import gc
 import json
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from convrec.catalog.items import Catalog
+from convrec.data.fetch import make_staging_dir, remove_stale_staging
 from convrec.data.generic import read_dialogues_jsonl, write_dialogues_jsonl
 from convrec.data.model import ROLES, SPLITS, Dialogue, RecSample, samples_from_dialogue
 from convrec.io import DataError, atomic_write, sha256_file, sha256_text, write_json
@@ -86,7 +86,10 @@ class Converter:
 
 
 # Bump when what save_processed writes changes shape (e.g. a new samples.parquet column): every cache rebuilds.
-CACHE_FORMAT = "2"
+# 3: build.json records each file's size and sha256, checked by load_processed.
+CACHE_FORMAT = "3"
+# What save_processed writes, besides build.json (written last, with each of these files' size and sha256).
+PROCESSED_FILES = ("catalog.jsonl", "dialogues.jsonl", "samples.parquet")
 
 
 def _fingerprint(converter: Converter, files: dict[str, Path]) -> str:
@@ -144,12 +147,20 @@ def check_conversion(conversion: Conversion, name: str) -> None:
                 raise DataError(f"{where}: feedback item id {item!r} is not in the catalogue")
 
 
+def _staging_prefixes(name: str) -> tuple[str, str]:
+    """The names of a build's staging folders beside ``processed/NAME``: the new files, and the old folder."""
+    return f".{name}.building-", f".{name}.old-"
+
+
 def save_processed(out_dir: Path, conversion: Conversion, info: dict[str, Any]) -> dict[str, Any]:
-    """Write a processed dataset into a staging folder, then swap it in: a crash leaves the old cache intact."""
+    """Write a processed dataset into a staging folder, then swap it in: a crash leaves the old cache intact.
+
+    ``build.json`` is written last and records each file's size and sha256, which ``load_processed`` checks."""
     check_conversion(conversion, str(info.get("name", out_dir.name)))
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    building, replaced = _staging_prefixes(out_dir.name)
+    remove_stale_staging(out_dir.parent, (building, replaced))
     # A private staging folder per build: two builds at once never write into each other's files.
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
+    staging = make_staging_dir(out_dir.parent, building)
     try:
         conversion.catalog.write_jsonl(staging / "catalog.jsonl")
         write_dialogues_jsonl(staging / "dialogues.jsonl", conversion.dialogues)
@@ -160,9 +171,11 @@ def save_processed(out_dir: Path, conversion: Conversion, info: dict[str, Any]) 
             "n_dialogues": {s: sum(d.split == s for d in conversion.dialogues) for s in SPLITS},
             "n_samples_total": n_samples,
             "report": conversion.report,
+            "files": {name: {"bytes": (staging / name).stat().st_size, "sha256": sha256_file(staging / name)}
+                      for name in PROCESSED_FILES},
         }
         write_json(staging / "build.json", info)
-        old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+        old = make_staging_dir(out_dir.parent, replaced)
         if out_dir.exists():
             out_dir.replace(old / "previous")
         staging.replace(out_dir)
@@ -172,8 +185,81 @@ def save_processed(out_dir: Path, conversion: Conversion, info: dict[str, Any]) 
     return info
 
 
+def _repair_hint(name: str, info: dict[str, Any] | None) -> str:
+    """What rebuilds a damaged processed dataset: the converter for a bundled one, the import for the user's."""
+    imported_from = (info or {}).get("imported_from")
+    if isinstance(imported_from, list) and len(imported_from) == 2:
+        catalog, dialogues = imported_from
+        return (f"import it again: convrec data import --name {name} --catalog {catalog} --dialogues {dialogues} "
+                "--force")
+    if info is None:
+        return (f"rebuild it: convrec data build {name} --rebuild (or, for a dataset you imported, import it "
+                "again with --force)")
+    return f"rebuild it: convrec data build {name} --rebuild"
+
+
+def _read_build_info(out_dir: Path, name: str) -> dict[str, Any]:
+    path = out_dir / "build.json"
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError("missing: not a processed dataset folder", path, hint=_repair_hint(name, None)) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"damaged, not valid JSON ({err})", path, hint=_repair_hint(name, None)) from None
+    if not isinstance(info, dict):
+        raise DataError("damaged: expected a JSON object", path, hint=_repair_hint(name, None))
+    return info
+
+
+def _check_files(out_dir: Path, name: str, info: dict[str, Any]) -> None:
+    """Each processed file as build.json recorded it: a file cut short (lines lost, a line truncated) or changed
+    is refused before it is read, instead of being read as a smaller dataset."""
+    records = info.get("files")
+    if records is None:  # a cache from before CACHE_FORMAT 3; the counts are still checked after reading
+        return
+    hint = _repair_hint(name, info)
+    for file_name in PROCESSED_FILES:
+        record = records.get(file_name) if isinstance(records, dict) else None
+        if not (isinstance(record, dict) and isinstance(record.get("bytes"), int)
+                and isinstance(record.get("sha256"), str)):
+            raise DataError(f"damaged: no size and sha256 recorded for {file_name}", out_dir / "build.json",
+                            hint=hint)
+        path = out_dir / file_name
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise DataError("missing from the processed dataset", path, hint=hint) from None
+        if size != record["bytes"]:
+            raise DataError(f"{size} bytes, but {record['bytes']} were written when the dataset was built: the "
+                            "processed file was cut short or changed since (lines lost or truncated)", path,
+                            hint=hint)
+        if sha256_file(path) != record["sha256"]:
+            raise DataError("its content changed since the dataset was built (sha256 differs from build.json)",
+                            path, hint=hint)
+
+
+def _check_counts(out_dir: Path, name: str, info: dict[str, Any], catalog: Catalog,
+                  dialogues: list[Dialogue]) -> None:
+    """The item and dialogue counts build.json recorded (they catch lost lines in caches without sizes)."""
+    hint = _repair_hint(name, info)
+    n_items = info.get("n_items")
+    if isinstance(n_items, int) and len(catalog) != n_items:
+        raise DataError(f"{len(catalog)} items, but {n_items} were written when the dataset was built",
+                        out_dir / "catalog.jsonl", hint=hint)
+    n_dialogues = info.get("n_dialogues")
+    if isinstance(n_dialogues, dict) and all(isinstance(n, int) for n in n_dialogues.values()):
+        expected = sum(n_dialogues.values())
+        if len(dialogues) != expected:
+            raise DataError(f"{len(dialogues)} dialogues, but {expected} were written when the dataset was built",
+                            out_dir / "dialogues.jsonl", hint=hint)
+
+
 def load_processed(out_dir: Path, name: str) -> CRSDataset:
-    info = json.loads((out_dir / "build.json").read_text())
+    """Read a processed dataset, checked against what ``build.json`` recorded when it was written: a damaged
+    cache is a :class:`DataError` that says how to rebuild it, never a smaller dataset evaluated with rc 0."""
+    remove_stale_staging(out_dir.parent, _staging_prefixes(out_dir.name))
+    info = _read_build_info(out_dir, name)
+    _check_files(out_dir, name, info)
     # Loading creates hundreds of thousands of small objects and no cycles: the cyclic GC only costs time
     # here (about 40% of a warm ReDial load, measured by bench/bench_datasets.py).
     gc_was_enabled = gc.isenabled()
@@ -181,9 +267,12 @@ def load_processed(out_dir: Path, name: str) -> CRSDataset:
     try:
         catalog = Catalog.read_jsonl(out_dir / "catalog.jsonl", name=f"{name}/catalog.jsonl")
         dialogues = read_dialogues_jsonl(out_dir / "dialogues.jsonl", catalog)
+    except DataError as err:  # in files convrec wrote itself: the cache is damaged, whatever the line says
+        raise DataError(err.reason, err.path, err.line, hint=_repair_hint(name, info)) from None
     finally:
         if gc_was_enabled:
             gc.enable()
+    _check_counts(out_dir, name, info, catalog, dialogues)
     return CRSDataset(name, catalog, dialogues, info)
 
 
@@ -194,10 +283,10 @@ def build_dataset(converter: Converter, files: dict[str, Path], processed_root: 
     build_file = out_dir / "build.json"
     if not force and build_file.exists():
         try:
-            cached = json.loads(build_file.read_text())
-        except json.JSONDecodeError:
-            cached = {}
-        if cached.get("fingerprint") == fingerprint:
+            cached = json.loads(build_file.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            cached = None  # damaged: rebuilt below
+        if isinstance(cached, dict) and cached.get("fingerprint") == fingerprint:
             return load_processed(out_dir, converter.name)
     started = time.perf_counter()
     conversion = converter.convert(files)

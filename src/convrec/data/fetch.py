@@ -14,19 +14,24 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO
 
 from tqdm import tqdm
 
 from convrec.data.registry import DATASETS, DatasetSpec, RemoteFile, get_spec
-from convrec.io import DataError, sha256_file
+from convrec.errors import OutputPathError
+from convrec.io import _UMASK, DataError, sha256_file
 
 MIRROR_ENV = "CONVREC_DATA_MIRROR"
 DATA_DIR_ENV = "CONVREC_DATA_DIR"
@@ -109,6 +114,10 @@ def fetch_spec(
     Files already present with the right size and sha256 are left untouched unless ``force``.
     """
     data_dir = Path(data_dir)
+    partial_root = data_dir / PARTIAL_DIR
+    if remove_stale_staging(partial_root, [f"{name}-" for name in DATASETS]):
+        with contextlib.suppress(OSError):
+            partial_root.rmdir()  # only if empty: a concurrent fetch may be staging there
     targets = [(f, data_dir / f.path) for f in spec.files]
     todo = [(f, dest) for f, dest in targets if force or not _is_valid(dest, f)]
     if not todo:
@@ -123,9 +132,7 @@ def fetch_spec(
                     path=f.path,
                 )
 
-    partial_root = data_dir / PARTIAL_DIR
-    partial_root.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f"{spec.name}-", dir=partial_root))
+    staging = make_staging_dir(partial_root, f"{spec.name}-")
     try:
         archives: dict[str, Path] = {}
         staged: list[tuple[Path, Path]] = []
@@ -141,6 +148,73 @@ def fetch_spec(
         with contextlib.suppress(OSError):
             partial_root.rmdir()  # only if empty: a concurrent fetch may still be staging there
     return [dest for _, dest in targets]
+
+
+# A staging folder is named PREFIX + "HOST-PID-RANDOM" (see make_staging_dir): which process made it, so that a
+# later run can tell the leftovers of a killed process from the staging of a live one, even in a data dir that
+# several machines share. mkdtemp's random part never holds a "-".
+_STAGING_OWNER = re.compile(r"(?P<host>.+)-(?P<pid>[0-9]+)-[^-]+")
+# A staging folder without an owner in its name (made by a convrec that did not write one) is stale after this.
+UNOWNED_STAGING_MAX_AGE_S = 24 * 3600
+
+
+def make_staging_dir(parent: Path, prefix: str) -> Path:
+    """A new private folder ``parent/PREFIX+HOST-PID-RANDOM`` (``parent`` created if need be) to stage files in
+    before they move into place; an OutputPathError when the data dir cannot take it.
+
+    Its mode follows the umask like a file's: mkdtemp makes it owner-only, and a processed dataset's folder is
+    its staging folder renamed."""
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f"{prefix}{socket.gethostname()}-{os.getpid()}-", dir=parent))
+    except OSError as err:
+        raise OutputPathError(f"cannot write in {parent} ({err.strerror or err})",
+                              hint=f"the data dir (--data-dir or ${DATA_DIR_ENV}) must be a writable folder") from None
+    os.chmod(staging, 0o777 & ~_UMASK)
+    return staging
+
+
+def remove_stale_staging(parent: Path, prefixes: Iterable[str]) -> int:
+    """Delete the staging folders in ``parent`` (named ``PREFIX...`` for one of ``prefixes``) that a killed
+    process left behind: made on this host by a process that no longer runs, or, for a name without an owner,
+    untouched for ``UNOWNED_STAGING_MAX_AGE_S``. The staging of a live process, or of another host, stays.
+    Returns how many were deleted."""
+    try:
+        entries = list(parent.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    host = socket.gethostname()
+    # The longest prefix that fits: "opendialkg-" also starts "opendialkg-books-..." but is not its prefix.
+    ordered = sorted(prefixes, key=len, reverse=True)
+    removed = 0
+    for entry in entries:
+        prefix = next((p for p in ordered if entry.name.startswith(p)), None)
+        if prefix is None or entry.is_symlink() or not entry.is_dir():
+            continue
+        owner = _STAGING_OWNER.fullmatch(entry.name[len(prefix):])
+        if owner is not None:
+            stale = owner["host"] == host and not _process_runs(int(owner["pid"]))
+        else:
+            try:
+                stale = time.time() - entry.stat().st_mtime > UNOWNED_STAGING_MAX_AGE_S
+            except FileNotFoundError:  # removed meanwhile by another run's clean-up
+                continue
+        if stale:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+def _process_runs(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    except OverflowError:  # not a pid this system could have given out
+        return False
+    return True
 
 
 def verify_dataset(name: str, data_dir: Path) -> list[str]:

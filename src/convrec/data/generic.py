@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import reprlib
 from collections.abc import Iterable
 from typing import Any
 
-from convrec.catalog.items import Catalog
+from convrec.catalog.items import Catalog, is_id
 from convrec.data.model import ROLES, SPLITS, Dialogue, ItemFeedback, Turn
 from convrec.io import DataError, atomic_write, iter_jsonl
 
@@ -55,6 +56,9 @@ def _turn_from_json(raw: Any, number: int, catalog: Catalog, path, line) -> Turn
         raise DataError(f"{where}: 'items' must be a list of item ids", path, line)
     ids = []
     for item in items:
+        if not is_id(item):
+            raise DataError(f"{where}: 'items' must be a list of item ids (strings or integers), "
+                            f"got {reprlib.repr(item)} in it", path, line)
         item = str(item)
         if item not in catalog:
             raise DataError(f"{where}: item id {item!r} is not in the catalogue '{catalog.name}'", path, line)
@@ -69,6 +73,9 @@ def dialogue_from_json(record: Any, catalog: Catalog, path=None, line=None, defa
         raise DataError(f"expected a JSON object, got {type(record).__name__}", path, line)
     if "dialogue_id" not in record:
         raise DataError("missing field 'dialogue_id'", path, line)
+    if not is_id(record["dialogue_id"]):
+        raise DataError(f"field 'dialogue_id' must be a non-empty string or an integer, "
+                        f"got {reprlib.repr(record['dialogue_id'])}", path, line)
     split = record.get("split", default_split)
     if split not in SPLITS:
         raise DataError(f"field 'split' must be one of {', '.join(SPLITS)}, got {split!r}", path, line)
@@ -77,7 +84,7 @@ def dialogue_from_json(record: Any, catalog: Catalog, path=None, line=None, defa
         raise DataError("field 'turns' must be a non-empty list", path, line)
     turns = [_turn_from_json(raw, n, catalog, path, line) for n, raw in enumerate(raw_turns, start=1)]
     feedback: dict[str, ItemFeedback] = {}
-    raw_feedback = record.get("feedback") or {}
+    raw_feedback = {} if record.get("feedback") is None else record["feedback"]
     if not isinstance(raw_feedback, dict):
         raise DataError("field 'feedback' must be an object mapping item ids to {liked, seen, accepted}", path, line)
     for item, values in raw_feedback.items():
@@ -89,7 +96,7 @@ def dialogue_from_json(record: Any, catalog: Catalog, path=None, line=None, defa
             if value is not None and not isinstance(value, bool):
                 raise DataError(f"feedback for {item!r}: '{key}' must be true, false or null, got {value!r}", path, line)
         feedback[item] = ItemFeedback(**values)
-    metadata = record.get("metadata") or {}
+    metadata = {} if record.get("metadata") is None else record["metadata"]
     if not isinstance(metadata, dict):
         raise DataError("field 'metadata' must be an object", path, line)
     return Dialogue(str(record["dialogue_id"]), split, turns, feedback, metadata)

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from convrec.evaluate.metrics import known_metric_names
 from convrec.evaluate.protocol import Protocol
 from convrec.evaluate.report import TABLE_METRICS
-from convrec.io import DataError
+from convrec.io import DataError, open_input
 
 
 class RecommenderEntry(BaseModel):
@@ -33,11 +33,12 @@ class RecommenderEntry(BaseModel):
 class ResultsExperiment(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = "baselines"
-    datasets: list[str] = ["redial", "inspired"]
-    split: str = "test"
-    protocols: list[Protocol] = [Protocol.STANDARD, Protocol.DEDUP]
-    seed: int = 0
+    # The name of the files written (NAME.json, .md, .png in --out): a plain file name, never a path.
+    name: str = Field("baselines", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
+    datasets: list[str] = Field(["redial", "inspired"], min_length=1)
+    split: Literal["valid", "test"] = "test"
+    protocols: list[Protocol] = Field([Protocol.STANDARD, Protocol.DEDUP], min_length=1)
+    seed: int = Field(0, ge=0)
     limit: int | None = Field(None, ge=1, description="evaluate every recommender on the same seeded subset of "
                               "this many samples (for slow LLM stages on CPU); recorded in each result")
     columns: list[str] = Field(list(TABLE_METRICS), description="metrics shown in the table (every metric is in "
@@ -45,13 +46,13 @@ class ResultsExperiment(BaseModel):
     baseline: str | None = Field(None, description="label (or name) of one recommender: every other row also "
                                  "gets its paired per-sample difference from it on the same samples, mean ± SE "
                                  "(a second table), which resolves differences the unpaired errors cannot")
-    recommenders: list[RecommenderEntry] = [
+    recommenders: list[RecommenderEntry] = Field([
         RecommenderEntry(name="popularity"),
         RecommenderEntry(name="repeat"),
         RecommenderEntry(name="itemknn"),
         RecommenderEntry(name="ease"),
         RecommenderEntry(name="dense-text"),
-    ]
+    ], min_length=1)
 
     @model_validator(mode="after")
     def _known_baseline(self) -> ResultsExperiment:
@@ -75,8 +76,13 @@ class ResultsExperiment(BaseModel):
 def load_experiment(path: Path | None) -> ResultsExperiment:
     if path is None:
         return ResultsExperiment()
+    with open_input(path, "an experiment TOML file") as handle:
+        content = handle.read()
     try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        raw = tomllib.loads(content.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise DataError(f"byte 0x{err.object[err.start]:02x} at byte {err.start} is not UTF-8; TOML files are "
+                        "UTF-8", path) from None
     except tomllib.TOMLDecodeError as err:
         raise DataError(f"not valid TOML ({err})", path) from None
     try:

@@ -14,6 +14,10 @@ from convrec.io import atomic_write
 
 TABLE_METRICS = ("recall@1", "recall@10", "recall@50", "ndcg@10", "mrr", "coverage@10", "long_tail@10")
 WITH_ERROR = frozenset({"recall@10", "ndcg@10", "ndcg@5"})  # columns shown with their standard error
+# Shares of a run's LLM calls (rerank.stats.RunStats): no reply at all (transport), a reply that was unusable
+# (quality); shown beside the metrics because either turns an LLM row into the retriever's order.
+LLM_FAILURE_SHARES = ("llm_transport_failure_share", "llm_quality_failure_share")
+LLM_FAILURE_COLUMNS = ("llm transport fail", "llm quality fail")
 README_START = "<!-- results:{name}:start -->"
 README_END = "<!-- results:{name}:end -->"
 
@@ -26,16 +30,27 @@ def _cell(result: dict[str, Any], metric: str, with_error: bool) -> str:
     return f"{value:.3f} ± {error:.3f}" if with_error and error else f"{value:.3f}"
 
 
+def _llm_failure_cells(result: dict[str, Any]) -> list[str]:
+    """The shares of LLM calls that got no reply and that got an unusable one; "-" for a row without an LLM."""
+    run = (result.get("config") or {}).get("run") or {}
+    return ["-" if run.get(key) is None else f"{run[key]:.1%}" for key in LLM_FAILURE_SHARES]
+
+
 def print_table(results: Sequence[dict[str, Any]], title: str = "", console: Console | None = None,
                 columns: Sequence[str] = TABLE_METRICS) -> None:
+    """One row per result; rows that used an LLM (``rar``) add their transport and quality failure shares."""
+    with_llm = any(any(cell != "-" for cell in _llm_failure_cells(r)) for r in results)
     table = Table(title=title or None, show_lines=False)
     for column in ("dataset", "protocol", "recommender", "n"):
         table.add_column(column)
     for metric in columns:
         table.add_column(metric, justify="right")
+    for column in LLM_FAILURE_COLUMNS if with_llm else ():
+        table.add_column(column, justify="right")
     for r in results:
         table.add_row(r["dataset"], r["protocol"], r["recommender"], str(r["n_samples"]),
-                      *(_cell(r, m, m in WITH_ERROR) for m in columns))
+                      *(_cell(r, m, m in WITH_ERROR) for m in columns),
+                      *(_llm_failure_cells(r) if with_llm else ()))
     (console or Console()).print(table)
 
 

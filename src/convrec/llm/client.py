@@ -4,6 +4,17 @@ Backends make one attempt per call; everything about running many calls well liv
 local model and a remote API behave the same: a repeated question is answered from the cache, a rate
 limit or a flaky server costs a bounded number of retries, failures are never cached, at most
 ``max_concurrency`` requests are in flight, and identical requests in flight at once are sent only once.
+
+With ``check_endpoint`` (what :func:`~convrec.llm.factory.build_llm` builds), a backend with an endpoint
+(``base_url``: the ``openai`` backend) is checked by the first request the cache cannot answer, the probe
+being that request itself: no extra call that a server might not implement (not every OpenAI-compatible
+server has ``GET /models``), and nothing at all when the cache answers everything, so a rerun works offline.
+Until one reply has come back, requests go one at a time; if that first one fails because of the endpoint
+(unreachable or failing after its retries, HTTP 401/403/404), it and every later request raise
+:class:`LLMUnavailableError` at once, which the re-rankers do not turn into a fallback: a dead endpoint stops
+the run with one clear error instead of producing the retriever's order under the LLM's name. Without it
+(the default for a client built by hand), every request stands alone: its failure is its own, and the next
+request tries the endpoint again.
 """
 
 from __future__ import annotations
@@ -17,7 +28,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from convrec.llm.cache import ResponseCache, request_key
 from convrec.llm.config import Prices
-from convrec.llm.errors import CacheError, TransientLLMError
+from convrec.llm.errors import (
+    CacheError,
+    LLMConnectionError,
+    LLMError,
+    LLMRequestError,
+    LLMTimeoutError,
+    LLMUnavailableError,
+    RetriesExhaustedError,
+    TransientLLMError,
+)
 from convrec.llm.retry import RetryPolicy, call_with_retries
 from convrec.llm.types import Backend, ChatRequest, ChatResponse
 from convrec.llm.usage import Usage, UsageMeter
@@ -28,7 +48,8 @@ log = logging.getLogger(__name__)
 class LLMClient:
     """Implements :class:`~convrec.llm.types.LLM` on top of a :class:`~convrec.llm.types.Backend`. Thread-safe.
 
-    ``sleep`` and ``rng`` drive the waits between retries (tests pass fast or seeded ones).
+    ``sleep`` and ``rng`` drive the waits between retries (tests pass fast or seeded ones);
+    ``check_endpoint``: see the module docstring.
     """
 
     def __init__(
@@ -40,6 +61,7 @@ class LLMClient:
         prices: Prices | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        check_endpoint: bool = False,
     ):
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
@@ -53,6 +75,10 @@ class LLMClient:
         self._rng = rng or random.Random()
         self._in_flight: dict[str, Future[ChatResponse]] = {}
         self._in_flight_lock = threading.Lock()
+        self.check_endpoint = check_endpoint
+        # The endpoint check (module docstring): None until decided, then True, or the error that ended it.
+        self._endpoint_verdict: bool | LLMUnavailableError | None = None
+        self._endpoint_lock = threading.Lock()
 
     @property
     def usage(self) -> Usage:
@@ -129,7 +155,7 @@ class LLMClient:
         if pending is not None:
             return pending.result(), True
         try:
-            response = self._generate(request)
+            response = self._generate_checked(request)
             self._store(key, request, response)
             future.set_result(response)
             return response, False
@@ -139,6 +165,28 @@ class LLMClient:
         finally:
             with self._in_flight_lock:
                 del self._in_flight[key]
+
+    def _generate_checked(self, request: ChatRequest) -> ChatResponse:
+        """:meth:`_generate`, the first time as the check of the endpoint (see the module docstring)."""
+        endpoint = getattr(self.backend, "base_url", None)
+        if not self.check_endpoint or endpoint is None or self._endpoint_verdict is True:
+            return self._generate(request)
+        with self._endpoint_lock:  # one request checks; those arriving meanwhile wait for its verdict
+            verdict = self._endpoint_verdict
+            if isinstance(verdict, LLMUnavailableError):
+                raise LLMUnavailableError(str(verdict), hint=verdict.hint)
+            if verdict is None:
+                try:
+                    response = self._generate(request)
+                except LLMError as exc:
+                    unavailable = endpoint_failure(exc, endpoint)
+                    if unavailable is None:  # this request's own fault (HTTP 400, say): the next one checks
+                        raise
+                    self._endpoint_verdict = unavailable
+                    raise LLMUnavailableError(str(unavailable), hint=unavailable.hint) from exc
+                self._endpoint_verdict = True
+                return response
+        return self._generate(request)
 
     def _generate(self, request: ChatRequest) -> ChatResponse:
         def attempt() -> ChatResponse:
@@ -162,3 +210,27 @@ class LLMClient:
 
     def _describe(self) -> str:
         return f"{self.backend.backend} backend, {self.backend.identity}"
+
+
+ENDPOINT_HINT = ("check --set llm.base_url (convrec chat: --base-url) and that the server is running; a rerun "
+                 "that the LLM response cache answers wholly needs no server")
+
+
+def endpoint_failure(error: LLMError, endpoint: str) -> LLMUnavailableError | None:
+    """What ``error``, the failure of the first request to ``endpoint``, says about the endpoint: an
+    :class:`LLMUnavailableError` when no request can succeed there, None when only this request was at fault."""
+    if isinstance(error, RetriesExhaustedError):
+        last = error.last_error
+        state = "is unreachable" if isinstance(last, LLMConnectionError | LLMTimeoutError) else "keeps failing"
+        return LLMUnavailableError(
+            f"LLM endpoint {endpoint} {state}: its first request failed, {error.attempts} "
+            f"attempt{'s' if error.attempts > 1 else ''}; the last one: {last}", hint=ENDPOINT_HINT)
+    if isinstance(error, LLMRequestError) and error.status_code in (401, 403):
+        return LLMUnavailableError(
+            f"LLM endpoint {endpoint} refused the API key: {error}",
+            hint="check llm.api_key_env (convrec chat: --api-key-env), the variable that holds the key")
+    if isinstance(error, LLMRequestError) and error.status_code == 404:
+        return LLMUnavailableError(
+            f"LLM endpoint {endpoint} has no such model or path: {error}",
+            hint="check --set llm.model (the name the server knows) and llm.base_url (it usually ends in /v1)")
+    return None

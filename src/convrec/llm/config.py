@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DEFAULT_LOCAL_MODEL = "qwen2.5-coder-1.5b"
 
@@ -82,6 +83,25 @@ class LLMConfig(BaseModel):
     max_concurrency: int = Field(default=4, ge=1)
     prices: Prices | None = None
     local: LocalOptions = Field(default_factory=LocalOptions)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_is_an_http_url(cls, value: str | None) -> str | None:
+        """Checked here so that a typo fails when the config is read, not as a run of failed calls."""
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        try:
+            _ = parts.port  # raises ValueError for a port that is no number in 0-65535 ("http://host:abc")
+            valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        except ValueError:
+            valid = False
+        if not valid:
+            raise ValueError(
+                f"base_url must be an http:// or https:// URL with a host, e.g. http://localhost:8000/v1; "
+                f"got {value!r}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _model_for_backend(self) -> LLMConfig:

@@ -8,9 +8,11 @@ retrying it only wastes money and time.
 
 from __future__ import annotations
 
+from convrec.errors import ConvrecError
 
-class LLMError(RuntimeError):
-    """Base class: anything that went wrong while asking an LLM."""
+
+class LLMError(ConvrecError, RuntimeError):
+    """Base class: anything that went wrong while asking an LLM (an expected failure: the CLI prints it)."""
 
 
 class LLMRequestError(LLMError):
@@ -19,8 +21,8 @@ class LLMRequestError(LLMError):
     Not retried: the same request would be rejected again.
     """
 
-    def __init__(self, message: str, status_code: int | None = None):
-        super().__init__(message)
+    def __init__(self, message: str, status_code: int | None = None, hint: str | None = None):
+        super().__init__(message, hint)
         self.status_code = status_code
 
 
@@ -40,6 +42,10 @@ class LLMTimeoutError(TransientLLMError):
     """One call took longer than its ``timeout_s``."""
 
 
+class LLMConnectionError(TransientLLMError):
+    """The server could not be reached: connection refused, unknown host, connection dropped."""
+
+
 class LLMResponseError(TransientLLMError):
     """The backend answered, but not with a usable chat completion (malformed JSON, no choices)."""
 
@@ -51,6 +57,15 @@ class RetriesExhaustedError(LLMError):
         super().__init__(message)
         self.attempts = attempts
         self.last_error = last_error
+
+
+class LLMUnavailableError(LLMError):
+    """The LLM cannot serve this run, so the run stops instead of quietly keeping the retriever's order.
+
+    Raised when the endpoint fails the first request the response cache cannot answer (unreachable, refuses
+    the key, does not know the model), or when more of a run's calls got no reply than its threshold allows
+    (``rar``'s ``max_transport_failure_share``). Re-rankers never fall back on it: they let it through.
+    """
 
 
 class ModelNotAvailableError(LLMError):

@@ -21,7 +21,8 @@ def build_backend(config: LLMConfig) -> Backend:
 
 
 def build_llm(config: LLMConfig) -> LLMClient:
-    """A ready client: backend, response cache (if ``cache_path``), retries, concurrency limit, prices."""
+    """A ready client: backend, response cache (if ``cache_path``), retries, concurrency limit, prices, and
+    the endpoint checked by its first request the cache cannot answer (:mod:`convrec.llm.client`)."""
     cache = ResponseCache(config.cache_path) if config.cache_path is not None else None
     retry = RetryPolicy(
         max_retries=config.max_retries,
@@ -35,4 +36,4 @@ def build_llm(config: LLMConfig) -> LLMClient:
         if cache is not None:
             cache.close()
         raise
-    return LLMClient(backend, cache, retry, config.max_concurrency, config.prices)
+    return LLMClient(backend, cache, retry, config.max_concurrency, config.prices, check_endpoint=True)

@@ -16,7 +16,13 @@ from typing import Any
 import openai
 
 from convrec.llm.config import LLMConfig
-from convrec.llm.errors import LLMRequestError, LLMResponseError, LLMTimeoutError, TransientLLMError
+from convrec.llm.errors import (
+    LLMConnectionError,
+    LLMRequestError,
+    LLMResponseError,
+    LLMTimeoutError,
+    TransientLLMError,
+)
 from convrec.llm.retry import parse_retry_after
 from convrec.llm.types import ChatRequest, ChatResponse, top_logprobs_from_openai
 
@@ -46,14 +52,25 @@ class OpenAICompatibleLLM:
 
     @classmethod
     def from_config(cls, config: LLMConfig) -> OpenAICompatibleLLM:
+        """The backend, after checking that its API key is there: a missing key fails now, before any work."""
         api_key = None
         if config.api_key_env:
             api_key = os.environ.get(config.api_key_env)
             if not api_key:
                 raise LLMRequestError(
                     f"backend 'openai' ({config.base_url or OPENAI_BASE_URL}) reads its API key from the "
-                    f"environment variable {config.api_key_env}, which is not set"
+                    f"environment variable {config.api_key_env}, which is not set",
+                    hint=f"set it (export {config.api_key_env}=...), or name the variable that holds the key "
+                    f"with --set llm.api_key_env=NAME (convrec chat: --api-key-env NAME); a server that needs "
+                    f"no key: leave llm.api_key_env unset",
                 )
+        elif config.base_url is None:  # api.openai.com answers every request without a key with HTTP 401
+            raise LLMRequestError(
+                f"backend 'openai' without llm.base_url talks to {OPENAI_BASE_URL}, which needs an API key, "
+                f"and llm.api_key_env names no variable holding one",
+                hint="--set llm.api_key_env=OPENAI_API_KEY (convrec chat: --api-key-env OPENAI_API_KEY) after "
+                "export OPENAI_API_KEY=...; or --set llm.base_url=URL for a server of your own",
+            )
         assert config.model is not None  # LLMConfig requires it for this backend
         return cls(config.model, config.base_url, api_key, config.timeout_s)
 
@@ -70,7 +87,9 @@ class OpenAICompatibleLLM:
         except openai.APITimeoutError as exc:
             raise LLMTimeoutError(f"{where}: no reply within timeout_s={self.timeout_s:g} s") from exc
         except openai.APIConnectionError as exc:
-            raise TransientLLMError(f"{where}: connection failed: {exc}") from exc
+            cause = exc.__cause__  # the SDK says only "Connection error."; httpx says why (refused, DNS)
+            reason = f"{exc} ({type(cause).__name__}: {cause})" if cause is not None else str(exc)
+            raise LLMConnectionError(f"{where}: connection failed: {reason}") from exc
         except openai.APIStatusError as exc:
             raise _status_error(where, exc) from exc
         except (openai.APIResponseValidationError, ValueError) as exc:  # ValueError: the body is not JSON

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from convrec.catalog.items import Catalog
 from convrec.catalog.titles import TitleLinker
 from convrec.data.model import RecSample
+from convrec.llm.errors import LLMError, LLMUnavailableError
 from convrec.llm.types import LLM, ChatRequest
 from convrec.rerank.fusion import Normalisation, fused_order
 from convrec.rerank.grounding import CandidateGrounder, Grounding, candidate_labels, parse_titles
@@ -105,7 +106,9 @@ class ListwiseReranker(Reranker):
         if candidates:
             try:
                 response = self.llm.complete(self.request(sample, candidates))
-            except Exception as exc:  # noqa: BLE001 - any failure after retries keeps the retriever's order
+            except LLMUnavailableError:
+                raise  # the endpoint cannot serve at all: stop rather than fall back on every sample
+            except LLMError as exc:  # a call that failed after its retries keeps the retriever's order
                 diagnostics.count_responses([exc])
                 diagnostics.fallback = f"LLM call failed ({type(exc).__name__}: {exc})"[:300]
             else:
@@ -142,6 +145,7 @@ class ListwiseReranker(Reranker):
                 llm[ranked] = rank_scores(len(ranked), len(candidates))
             elif candidates:
                 what = "no title could be parsed" if not grounding.titles else "no title names a candidate"
+                diagnostics.unusable_replies += 1
                 diagnostics.fallback = f"unusable reply: {what} ({reply[:80]!r})"
         order, fused = fused_order(retriever_scores, llm, self.fusion_weight, self.normalisation)
         return Ranking(tuple(candidates[i] for i in order), fused[order], llm[order], diagnostics)

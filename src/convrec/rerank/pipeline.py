@@ -12,6 +12,11 @@ with training), so ``max_samples`` asks the evaluation to use a seeded subset of
 then says so. The same subset is drawn by ``convrec eval --limit N --seed S`` for any other recommender
 (the retriever alone, say), and ``fusion_weight = 0`` reproduces the retriever's order from cached calls.
 
+An LLM that cannot serve stops the run with exit code 2 rather than leaving a row of the retriever's order
+under RAR's name: a dead endpoint at its first request the cache cannot answer (:mod:`convrec.llm.client`),
+or more calls without a reply than ``max_transport_failure_share`` allows. Replies that came back unusable
+(quality failures) only cost that sample its re-ranking; both shares are in the result and its table.
+
 The default retriever is ``ease`` because it needs no training run; RAR's own is ``lrurec`` /
 ``lrurec-text`` (``--set retriever=lrurec-text --checkpoint runs/lrurec-text-redial``).
 """
@@ -32,15 +37,24 @@ from tqdm import tqdm
 from convrec.catalog.items import Catalog
 from convrec.data.dataset import Split
 from convrec.data.model import RecSample
+from convrec.errors import ConfigError
 from convrec.llm import LLM, LLMConfig, build_llm
+from convrec.llm.errors import LLMUnavailableError
 from convrec.rerank.fusion import DEFAULT_GRID, FusionChoice, Normalisation, choose_weight
 from convrec.rerank.listwise import ListwiseOptions, ListwiseReranker
 from convrec.rerank.pointwise import PointwiseOptions, PointwiseReranker
 from convrec.rerank.stats import RunStats
 from convrec.rerank.types import Ranking, Reranker
-from convrec.retrieval.base import Recommender, RecommenderConfig, build_recommender, register
+from convrec.retrieval.base import (
+    Recommender,
+    RecommenderConfig,
+    build_recommender,
+    recommender_class,
+    register,
+)
 
 Weight = Annotated[float, Field(ge=0.0, le=1.0)]
+MIN_CALLS_JUDGED = 100  # mid-run, transport failures are judged as a share of at least this many calls
 
 
 def default_llm_cache() -> Path:
@@ -77,6 +91,11 @@ class RARConfig(RecommenderConfig):
                            "llm.model=smollm2-135m, or llm.backend=openai llm.model=... llm.base_url=...)")
     llm_cache: bool = Field(True, description="cache replies in $CONVREC_CACHE_DIR/llm/responses.sqlite "
                             "when llm.cache_path is not set")
+    max_transport_failure_share: Weight = Field(
+        0.05, description="fail the run (exit 2) when more than this share of its LLM calls got no reply "
+        "(transport failures: endpoint unreachable, time-outs, HTTP errors, retries exhausted; checked after "
+        "each batch, and during it once failures pass this share of 100 calls); unusable replies (quality "
+        "failures) never fail it; the results table shows both shares")
     pointwise: PointwiseOptions = PointwiseOptions()
     listwise: ListwiseOptions = ListwiseOptions()
     max_samples: int | None = Field(None, ge=1, description="evaluate a seeded subset of this many samples "
@@ -106,12 +125,16 @@ class RAR(Recommender):
     def fit(self, train: Split, valid: Split | None = None) -> None:
         options = dict(self.config.retriever_options)
         if self.config.checkpoint is not None:
+            if "checkpoint" not in recommender_class(self.config.retriever).config_class.model_fields:
+                raise ConfigError(f"rar: checkpoint {self.config.checkpoint} needs a retriever that loads one "
+                                  f"(--set retriever=lrurec-text or lrurec), not {self.config.retriever!r}")
             options["checkpoint"] = self.config.checkpoint
         if self.config.retriever == self.name:
-            raise ValueError("rar cannot use itself as its retriever")
+            raise ConfigError("rar cannot use itself as its retriever: --set retriever=NAME of another one")
         self.retriever_ = build_recommender(self.config.retriever, self.catalog, options)
-        self.retriever_.fit(train, valid)
+        # The LLM before the retriever's fit: a missing model or API key fails before any work.
         self.llm_ = self._given_llm or build_llm(self._llm_config())
+        self.retriever_.fit(train, valid)
         self.reranker_ = self._build_reranker(self.llm_)
         if self.config.fusion_weight == "valid":
             self._choose_weight_on(valid)
@@ -186,7 +209,25 @@ class RAR(Recommender):
             _check_grounded(ranking, ids, self.catalog)
             stats.add(ranking, retrieval_s, listwise=isinstance(reranker, ListwiseReranker))
             rankings.append(ranking)
+            self._check_transport(stats, min_calls=MIN_CALLS_JUDGED)
+        self._check_transport(stats)
         return retrieved, candidates, rankings
+
+    def _check_transport(self, stats: RunStats, min_calls: int = 0) -> None:
+        """Stop the run when too many LLM calls got no reply: its numbers would be the retriever's order
+        passed off as RAR's. ``min_calls``: judge as if at least this many calls had been made, so that
+        mid-run a few early failures do not end a long run that would stay under the threshold."""
+        limit = self.config.max_transport_failure_share
+        if stats.failed_calls <= limit * max(stats.calls, min_calls):
+            return
+        first = stats.call_error_examples[0] if stats.call_error_examples else "no message"
+        raise LLMUnavailableError(
+            f"rar: {stats.failed_calls} of {stats.calls} LLM calls got no reply "
+            f"({stats.failed_calls / stats.calls:.1%}, more than max_transport_failure_share={limit:g}); "
+            f"the ranking would mostly be the retriever's own. First error: {first}",
+            hint="check the LLM server (llm.base_url, llm.timeout_s, llm.max_retries); to accept more failed "
+            "calls: --set max_transport_failure_share=0.2",
+        )
 
     def score(self, samples: Sequence[RecSample]) -> np.ndarray:
         """(len(samples), len(catalog)) float32: retriever scores, candidates lifted above the rest in the

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from convrec.catalog.items import Catalog
 from convrec.data.model import RecSample
+from convrec.llm.errors import LLMError, LLMUnavailableError
 from convrec.llm.types import LLM, ChatRequest, ChatResponse
 from convrec.rerank.fusion import Normalisation, fused_order
 from convrec.rerank.prompts import PromptOptions, pointwise_messages, pointwise_prefix
@@ -67,10 +68,12 @@ def yes_probability(response: ChatResponse) -> float | None:
 
 def complete_all(
     llm: LLM, requests: Sequence[ChatRequest], max_workers: int | None = None
-) -> list[ChatResponse | Exception]:
-    """Every reply in request order, a failed request as its exception (after the client's retries).
+) -> list[ChatResponse | LLMError]:
+    """Every reply in request order, a failed request as its :class:`LLMError` (after the client's retries).
 
-    Uses the client's thread pool when it has one (:class:`convrec.llm.LLMClient`), else asks in turn.
+    Uses the client's thread pool when it has one (:class:`convrec.llm.LLMClient`), else asks in turn. An
+    :class:`LLMUnavailableError` (the endpoint cannot serve at all) is raised, and so is any exception that
+    is no LLM failure (a bug, Ctrl-C): only a failed call is reported per candidate.
     """
     many = getattr(llm, "complete_many", None)
     if many is not None:
@@ -80,11 +83,15 @@ def complete_all(
         for request in requests:
             try:
                 results.append(llm.complete(request))
-            except Exception as exc:  # noqa: BLE001 - reported per candidate, never fatal
+            except LLMUnavailableError:
+                raise
+            except LLMError as exc:
                 results.append(exc)
     for result in results:
-        if isinstance(result, BaseException) and not isinstance(result, Exception):
-            raise result  # KeyboardInterrupt and friends stop the run
+        if isinstance(result, LLMUnavailableError) or (
+            isinstance(result, BaseException) and not isinstance(result, LLMError)
+        ):
+            raise result
     return results
 
 
@@ -131,12 +138,13 @@ class PointwiseReranker(Reranker):
         scores = np.full(len(candidates), NEUTRAL)
         errors = []
         for position, response in enumerate(responses):
-            if isinstance(response, Exception):
+            if isinstance(response, LLMError):
                 errors.append(response)
                 continue
             probability = yes_probability(response)
             if probability is None:
                 diagnostics.neutral_scores += 1
+                diagnostics.unusable_replies += 1
             else:
                 scores[position] = probability
         if len(errors) == len(candidates):

@@ -11,6 +11,7 @@ prefix and each further candidate costs only its own tokens.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -134,6 +135,13 @@ def listwise_messages(
         ChatMessage(role="system", content=LISTWISE_SYSTEM.format(**_words(options))),
         ChatMessage(role="user", content=user),
     )
+
+
+def reply_prompt_parts(options: PromptOptions) -> list[str]:
+    """The fixed text of the polish prompt (system message, labels, instruction), without the dialogue and
+    the draft: a polished reply that repeats any of it is the model echoing its prompt, not a reply."""
+    user_parts = re.split(r"\{dialogue\}|\{draft\}", REPLY_USER)
+    return [REPLY_SYSTEM.format(**_words(options)), *(part.strip() for part in user_parts if part.strip())]
 
 
 def reply_messages(sample: RecSample, draft: str, options: PromptOptions) -> tuple[ChatMessage, ...]:

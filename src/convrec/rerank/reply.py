@@ -5,10 +5,13 @@ title and every reason is a fact the catalogue states (a genre, the director, a 
 reason prefers a fact the seeker mentioned ("the horror you mentioned"; the recommender's own earlier
 replies do not count), else the first genre.
 
-An LLM may polish the wording. Its text is kept only if it still names every recommended title exactly
-and names no other title: no "(year)" other than theirs, and no other catalogue title, whether quoted,
-emphasised or plain (found with the title linker and a scan of multi-word catalogue titles). Otherwise,
-or if the call fails, the template reply stands, and the refusal is recorded.
+An LLM may polish the wording. Its text is kept only if it is a reply and nothing else: not empty, not
+cut off at its token limit, not much longer than the draft, repeating none of its prompt's own text (a
+label such as "Draft reply:" or "Seeker:", or five words in a row of the system message or instruction:
+small models echo their prompt: SmolLM2-135M did in 8 of 14 one-message chats on INSPIRED), naming every
+recommended title exactly and no other title: no "(year)" other than theirs, and no other catalogue title,
+whether quoted, emphasised or plain (found with the title linker and a scan of multi-word catalogue
+titles). Otherwise, or if the call fails, the template reply stands, and the refusal is recorded.
 """
 
 from __future__ import annotations
@@ -16,15 +19,16 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from convrec.catalog.items import Catalog, Item
 from convrec.catalog.titles import TitleLinker, normalize_title
-from convrec.data.model import RecSample, render_turns
+from convrec.data.model import RecSample, Role, render_turns
+from convrec.llm.errors import LLMError, LLMUnavailableError
 from convrec.llm.types import LLM, ChatRequest
-from convrec.rerank.prompts import PromptOptions, reply_messages
+from convrec.rerank.prompts import PromptOptions, reply_messages, reply_prompt_parts
 
 _WORD = re.compile(r"[a-z][a-z'-]+")
 _YEAR_PAREN = re.compile(r"\((\d{4})\)")
@@ -37,6 +41,15 @@ _COMMON_WORDS = (
     "something watch watched seen"
 )
 _STOPWORDS = frozenset(_COMMON_WORDS.split())
+_TOKEN = re.compile(r"[a-z0-9]+")
+PROMPT_NGRAM = 5  # words in a row shared with the polish prompt's own text that make a reply an echo of it
+# A polish may be longer than its draft, but not by more than this: 2 x the draft + LENGTH_SLACK characters.
+LENGTH_SLACK = 80
+
+
+def _ngrams(text: str, n: int) -> list[tuple[str, ...]]:
+    words = _TOKEN.findall(text.lower())
+    return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
 
 
 class ReplyOptions(BaseModel):
@@ -160,6 +173,11 @@ class ReplyWriter:
             for item in catalog
             if len(key := normalize_title(item.title)) >= 8 and " " in key
         ]
+        prompt_parts = reply_prompt_parts(self.options.prompt)
+        labels = [part[:-1] for part in prompt_parts if part.endswith(":")]
+        labels += [role.capitalize() for role in get_args(Role)]  # how the dialogue's turns are labelled
+        self._prompt_label = re.compile(rf"\b(?:{'|'.join(map(re.escape, labels))})\s*:", re.IGNORECASE)
+        self._prompt_ngrams = {gram for part in prompt_parts for gram in _ngrams(part, PROMPT_NGRAM)}
 
     def write(self, sample: RecSample, ranked_ids: Sequence[str]) -> Reply:
         item_ids = tuple(ranked_ids[: self.options.n_items])
@@ -170,24 +188,47 @@ class ReplyWriter:
         draft = template_reply(items, reason)
         if not (self.options.polish and self.llm is not None and items):
             return Reply(draft, item_ids, reason)
+        request = ChatRequest(
+            messages=reply_messages(sample, draft, self.options.prompt),
+            max_tokens=self.options.max_tokens,
+            temperature=0.0,
+        )
         try:
-            request = ChatRequest(
-                messages=reply_messages(sample, draft, self.options.prompt),
-                max_tokens=self.options.max_tokens,
-                temperature=0.0,
-            )
-            polished = self.llm.complete(request).text.strip()
-        except Exception as exc:  # noqa: BLE001 - the template reply is always available
+            response = self.llm.complete(request)
+        except LLMUnavailableError:
+            raise  # the endpoint cannot serve at all: the caller stops, as the re-rankers do
+        except LLMError as exc:  # the template reply is always available
             return Reply(draft, item_ids, reason, rejection=f"LLM call failed ({type(exc).__name__}: {exc})"[:300])
-        problem = self.check(polished, item_ids)
+        polished = response.text.strip()
+        problem = self.check(polished, item_ids, draft)
+        if problem is None and response.finish_reason == "length":
+            problem = f"cut off at max_tokens={self.options.max_tokens}"
         if problem is not None:
             return Reply(draft, item_ids, reason, rejected=polished, rejection=problem)
         return Reply(polished, item_ids, reason, source="llm")
 
-    def check(self, text: str, item_ids: Sequence[str]) -> str | None:
-        """Why ``text`` may not be shown for these recommended items, or None if it is grounded."""
+    def prompt_echo(self, text: str) -> str | None:
+        """What of the polish prompt's own text ``text`` repeats (a label, or five words in a row), or None."""
+        label = self._prompt_label.search(text)
+        if label is not None:
+            return f"the label {label.group(0)!r}"
+        for gram in _ngrams(text, PROMPT_NGRAM):
+            if gram in self._prompt_ngrams:
+                return f"the words {' '.join(gram)!r}"
+        return None
+
+    def check(self, text: str, item_ids: Sequence[str], draft: str | None = None) -> str | None:
+        """Why ``text`` may not be shown for these recommended items, or None if it is a grounded reply.
+
+        ``draft`` (the template reply it rewrites) bounds its length; without one the length is not judged.
+        """
         if not text:
             return "empty text"
+        echo = self.prompt_echo(text)
+        if echo is not None:
+            return f"repeats its prompt: {echo}"
+        if draft is not None and len(text) > 2 * len(draft) + LENGTH_SLACK:
+            return f"too long: {len(text)} characters for a draft of {len(draft)}"
         allowed = [self.catalog.get(item_id) for item_id in item_ids]
         missing = [item.display_title for item in allowed if item.display_title not in text]
         if missing:

@@ -2,6 +2,11 @@
 
 One :class:`RunStats` per evaluated protocol (the pipeline resets it), so each result JSON describes the
 run that produced its numbers.
+
+LLM calls that went wrong are counted by kind, as shares of all calls (answered + failed): *transport*
+failures got no reply at all (unreachable endpoint, time-outs, HTTP errors, retries exhausted) and say the
+LLM was not really asked; *quality* failures got a reply that could not be used (pointwise: no Yes or No
+among the first token's alternatives; listwise: no title naming a candidate) and say the model is weak.
 """
 
 from __future__ import annotations
@@ -14,6 +19,12 @@ import numpy as np
 
 from convrec.rerank.grounding import GroundingStats
 from convrec.rerank.types import Ranking
+
+MAX_ERROR_EXAMPLES = 5
+
+
+def _rounded(share: float | None) -> float | None:
+    return None if share is None else round(share, 5)
 
 
 def _reason_kind(reason: str) -> str:
@@ -29,6 +40,8 @@ class RunStats:
     llm_calls: int = 0
     cache_hits: int = 0
     failed_calls: int = 0
+    unusable_replies: int = 0
+    call_error_examples: list[str] = field(default_factory=list)
     prompt_tokens: int = 0
     cached_prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -44,6 +57,10 @@ class RunStats:
         self.llm_calls += diagnostics.llm_calls
         self.cache_hits += diagnostics.cache_hits
         self.failed_calls += diagnostics.failed_calls
+        self.unusable_replies += diagnostics.unusable_replies
+        for error in diagnostics.call_errors:
+            if len(self.call_error_examples) < MAX_ERROR_EXAMPLES and error not in self.call_error_examples:
+                self.call_error_examples.append(error)
         self.prompt_tokens += diagnostics.prompt_tokens
         self.cached_prompt_tokens += diagnostics.cached_prompt_tokens
         self.completion_tokens += diagnostics.completion_tokens
@@ -59,6 +76,19 @@ class RunStats:
                 diagnostics.outside_candidates,
                 diagnostics.duplicate_titles,
             )
+
+    @property
+    def calls(self) -> int:
+        """Every LLM call of the run: answered (cache hits included) or failed."""
+        return self.llm_calls + self.failed_calls
+
+    def transport_failure_share(self) -> float | None:
+        """Failed calls (no reply) over all calls; None before the first call."""
+        return self.failed_calls / self.calls if self.calls else None
+
+    def quality_failure_share(self) -> float | None:
+        """Unusable replies over all calls; None before the first call."""
+        return self.unusable_replies / self.calls if self.calls else None
 
     def to_json(self) -> dict[str, Any]:
         rerank = np.asarray(self.rerank_latency_s)
@@ -83,6 +113,10 @@ class RunStats:
             "llm_cache_hits": self.cache_hits,
             "llm_real_calls": self.llm_calls - self.cache_hits,
             "llm_failed_calls": self.failed_calls,
+            "llm_transport_failure_share": _rounded(self.transport_failure_share()),
+            "llm_unusable_replies": self.unusable_replies,
+            "llm_quality_failure_share": _rounded(self.quality_failure_share()),
+            "llm_call_error_examples": self.call_error_examples,
             "prompt_tokens": self.prompt_tokens,
             "prompt_tokens_from_prefix_cache": self.cached_prompt_tokens,
             "completion_tokens": self.completion_tokens,

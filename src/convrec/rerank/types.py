@@ -23,7 +23,10 @@ class RerankDiagnostics:
     """What one re-ranking cost and where it went wrong.
 
     ``llm_calls`` counts answered requests, ``cache_hits`` those answered by the response cache (free);
-    tokens count generated replies only. ``failed_calls`` are requests that raised after their retries.
+    tokens count generated replies only. ``failed_calls`` are requests that got no reply (transport
+    failures: unreachable, time-outs, HTTP errors, retries exhausted), ``call_errors`` their messages.
+    ``unusable_replies`` are quality failures: replies that came back but could not be used (pointwise: no
+    Yes or No among the first token's alternatives; listwise: no title that names a candidate).
     ``fallback`` is None when the LLM's answer was used, else why the retriever's order was kept.
     ``neutral_scores``: pointwise answers with neither Yes nor No among the first token's alternatives
     (scored 0.5). ``cached_prompt_tokens``: of ``prompt_tokens``, those the backend reused from its prompt-prefix
@@ -35,6 +38,8 @@ class RerankDiagnostics:
     llm_calls: int = 0
     cache_hits: int = 0
     failed_calls: int = 0
+    call_errors: list[str] = field(default_factory=list)
+    unusable_replies: int = 0
     prompt_tokens: int = 0
     cached_prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -51,6 +56,7 @@ class RerankDiagnostics:
         for response in responses:
             if isinstance(response, BaseException):
                 self.failed_calls += 1
+                self.call_errors.append(f"{type(response).__name__}: {response}"[:300])
                 continue
             self.llm_calls += 1
             if response.cached:
@@ -106,8 +112,11 @@ class Reranker(ABC):
     def rerank(self, sample: RecSample, candidates: Sequence[str], retriever_scores: np.ndarray) -> Ranking:
         """Re-order ``candidates`` (catalogue item ids, the retriever's best first) for ``sample``.
 
-        ``retriever_scores`` is (len(candidates),), aligned with ``candidates``. Never raises because the
-        LLM failed: the retriever's order is returned instead, with ``diagnostics.fallback`` saying why.
+        ``retriever_scores`` is (len(candidates),), aligned with ``candidates``. A failed LLM call or an
+        unusable reply does not raise: the retriever's order is returned instead, with
+        ``diagnostics.fallback`` saying why. Only :class:`~convrec.llm.errors.LLMUnavailableError` (the
+        endpoint cannot serve at all) is raised, since falling back on every sample would pass off the
+        retriever's order as the LLM's.
         """
 
     def rerank_many(

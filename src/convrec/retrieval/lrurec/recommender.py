@@ -22,6 +22,7 @@ from pydantic import Field
 from convrec.catalog.items import Catalog
 from convrec.data.dataset import Split
 from convrec.data.model import Dialogue, RecSample, render_turns
+from convrec.errors import CheckpointError, ConfigError
 from convrec.io import atomic_write, write_json
 from convrec.retrieval.base import Recommender, RecommenderConfig, register
 from convrec.retrieval.lrurec.model import LRURecConfig
@@ -38,6 +39,7 @@ from convrec.retrieval.lrurec.training import (
     TrainOptions,
     evaluate_samples,
     read_run_config,
+    read_weights,
     seed_everything,
 )
 from convrec.text.encoder import (
@@ -49,6 +51,9 @@ from convrec.text.encoder import (
 )
 
 log = logging.getLogger(__name__)
+
+TRAINABLE = ("lrurec", "lrurec-text")
+"""The recommenders whose runs are checkpoints (the names a run's config.json may hold)."""
 
 DIRECT_ENCODE_MAX = 8
 """Up to this many dialogue texts are encoded directly, without the on-disk context cache."""
@@ -97,10 +102,33 @@ def hashed_bag_of_words(texts: Sequence[str], dim: int) -> np.ndarray:
 
 def run_options(run_dir: str | os.PathLike) -> tuple[str, dict[str, Any]]:
     """(recommender name, options) that rebuild the network a `convrec train` run was trained with, set to load
-    that run as its ``checkpoint`` (where it trained, ``run_dir``, is dropped)."""
+    that run as its ``checkpoint`` (where it trained, ``run_dir``, is dropped). A path that is not such a run is
+    a CheckpointError that says why."""
     run_config = read_run_config(Path(run_dir))
-    options = {k: v for k, v in run_config.get("options", {}).items() if k not in ("run_dir", "checkpoint")}
-    return run_config.get("recommender", "lrurec-text"), {**options, "checkpoint": str(run_dir)}
+    trained_as = _trained_as(Path(run_dir), run_config)
+    options = {k: v for k, v in run_config["options"].items() if k not in ("run_dir", "checkpoint")}
+    return trained_as, {**options, "checkpoint": str(run_dir)}
+
+
+# The options that decide the network's parameters (names and shapes); the others (dropout, training, where
+# caches live) may differ between training and loading.
+NETWORK_OPTIONS = ("hidden", "n_blocks", "text_init", "dialogue_text", "bow_dim", "text_match", "copy_bonus",
+                   "fusion", "encoder.model")
+
+
+def _option(options: dict[str, Any], dotted: str) -> Any:
+    value: Any = options
+    for key in dotted.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _trained_as(run_dir: Path, run_config: dict[str, Any]) -> str:
+    name = run_config["recommender"]
+    if name not in TRAINABLE:
+        raise CheckpointError(f"{run_dir / 'config.json'}: recommender {name!r} is not one convrec trains "
+                              f"({', '.join(TRAINABLE)})")
+    return name
 
 
 def link_by_imdb(source: Catalog, target: Catalog) -> dict[str, str]:
@@ -142,6 +170,14 @@ class LRURecRecommender(Recommender):
         self.pretrain_dialogues: list[Dialogue] = []
         self.summary: dict[str, Any] = {}
         self.network: ConversationalLRURec | None = None
+        # A checkpoint is checked here, before any work: it must be a run of this recommender on this catalogue.
+        self.checkpoint_config = (self._check_checkpoint(Path(self.config.checkpoint))
+                                  if self.config.checkpoint else None)
+        if self.config.text_match and not (self.config.dialogue_text and self.config.text_init):
+            # Checked here, with the variant's defaults applied, not when the network is built after the data.
+            raise ConfigError(f"recommender '{self.name}', option 'text_match': needs the dialogue text "
+                              "(dialogue_text, lrurec-text) and text-initialised items (text_init=true); set "
+                              "text_match=false or text_init=true")
 
     # -- text ------------------------------------------------------------------------------------------------
 
@@ -250,24 +286,68 @@ class LRURecRecommender(Recommender):
             source = load_dataset(name)
             mapping = link_by_imdb(source.catalog, self.catalog)
             if not mapping:
-                raise ValueError(f"pretrain dataset {name!r} shares no IMDb id with {self.catalog.name}")
+                raise ConfigError(f"pretrain dataset {name!r} shares no IMDb id with {self.catalog.name}: its "
+                                  "sequences cannot be linked to this catalogue (option pretrain_datasets)")
             linked = relabel_dialogues(source.split("train").dialogues, mapping)
             log.info("pre-training on %d %s sequences (%d of %d items linked by IMDb id)", len(linked), name,
                      len(mapping), len(source.catalog))
             dialogues += linked
         return dialogues
 
-    def _load(self, run_dir: Path) -> None:
-        from safetensors.torch import load_file
-
+    def _check_checkpoint(self, run_dir: Path) -> dict[str, Any]:
         config = read_run_config(run_dir)
+        trained_as = _trained_as(run_dir, config)
+        if trained_as != self.name:
+            raise CheckpointError(f"{run_dir} was trained as {trained_as!r} (its config.json), so it loads as "
+                                  f"{trained_as!r}, not as {self.name!r}",
+                                  hint=f"load it as {trained_as} (convrec eval --recommender {trained_as}; rar: "
+                                  f"--set retriever={trained_as})")
         if config["catalog_hash"] != self.catalog.content_hash():
-            raise ValueError(f"{run_dir} was trained on another catalogue ({config['catalog']}, "
-                             f"hash {config['catalog_hash']}), not {self.catalog.name}")
+            raise CheckpointError(f"{run_dir} was trained on another catalogue ({config['catalog']}, "
+                                  f"{config.get('n_items', '?')} items, hash {config['catalog_hash']}), not on "
+                                  f"{self.catalog.name} ({len(self.catalog)} items, hash "
+                                  f"{self.catalog.content_hash()})",
+                                  hint="load a run trained on this dataset (convrec train --dataset NAME --out "
+                                  "RUN_DIR)")
+        return config
+
+    def _load(self, run_dir: Path) -> None:
+        assert self.network is not None and self.checkpoint_config is not None
+        weights = read_weights(run_dir)
+        try:
+            self.network.load_state_dict(weights)
+        except RuntimeError:  # torch's way of saying missing or unexpected parameters, or other shapes
+            raise CheckpointError(f"{run_dir}: its weights do not fit the {self.name} network built from these "
+                                  f"options ({self._weight_differences(weights)}); "
+                                  f"{self._network_differences()}",
+                                  hint="load it with the network options it was trained with") from None
+        self.summary = {"checkpoint": str(run_dir), "best_epoch": self.checkpoint_config.get("best_epoch"),
+                        "best_valid_recall@10": self.checkpoint_config.get("best_valid_recall@10")}
+
+    def _weight_differences(self, weights: dict[str, torch.Tensor]) -> str:
         assert self.network is not None
-        self.network.load_state_dict(load_file(run_dir / "model.safetensors"))
-        self.summary = {"checkpoint": str(run_dir), "best_epoch": config.get("best_epoch"),
-                        "best_valid_recall@10": config.get("best_valid_recall@10")}
+        expected = {name: tuple(tensor.shape) for name, tensor in self.network.state_dict().items()}
+        found = {name: tuple(tensor.shape) for name, tensor in weights.items()}
+        parts = []
+        for label, names in (("missing from the checkpoint", sorted(expected.keys() - found.keys())),
+                             ("not in this network", sorted(found.keys() - expected.keys()))):
+            if names:
+                parts.append(f"{len(names)} {label} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})")
+        reshaped = sorted(name for name in expected.keys() & found.keys() if expected[name] != found[name])
+        if reshaped:
+            first = reshaped[0]
+            parts.append(f"{len(reshaped)} of another shape (e.g. {first}: {list(found[first])} in the "
+                         f"checkpoint, {list(expected[first])} here)")
+        return ", ".join(parts) or "parameters that do not load"
+
+    def _network_differences(self) -> str:
+        assert self.checkpoint_config is not None
+        trained, here = self.checkpoint_config["options"], self.config.model_dump(mode="json")
+        differences = [f"{name}={_option(trained, name)!r} in its config.json, {_option(here, name)!r} here"
+                       for name in NETWORK_OPTIONS if _option(trained, name) != _option(here, name)]
+        if not differences:
+            return "its config.json has the same network options"
+        return "options that differ: " + "; ".join(differences)
 
     def inputs(self, samples: Sequence[RecSample]) -> tuple[torch.Tensor, torch.Tensor | None]:
         """What :meth:`catalogue_logits` reads: left-padded item tokens (B, L) and the dialogue-text queries

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -21,12 +22,14 @@ from typing import Any
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 from torch.nn import functional as F
 from tqdm import tqdm
 
 from convrec.catalog.items import Catalog
 from convrec.data.model import RecSample
+from convrec.errors import CheckpointError
 from convrec.io import DataError, atomic_write, write_json
 from convrec.retrieval.lrurec.network import ConversationalLRURec, mentioned_so_far
 from convrec.retrieval.lrurec.sequences import PAD, SequenceExample, left_pad
@@ -191,7 +194,12 @@ class Trainer:
     def try_resume(self) -> bool:
         if self.run_dir is None or not (self.run_dir / "state.pt").exists():
             return False
-        state = torch.load(self.run_dir / "state.pt", weights_only=False)
+        path = self.run_dir / "state.pt"
+        try:
+            state = torch.load(path, weights_only=False)
+        except (RuntimeError, EOFError, pickle.UnpicklingError) as err:  # torch's and pickle's "not a whole file"
+            raise CheckpointError(f"{path}: the saved training state cannot be read ({err}); it is damaged",
+                                  hint=f"delete {path} to train this run from the start") from None
         if _resume_key(state.get("run_config")) != _resume_key(self.run_config):
             raise RunMismatchError(
                 f"{self.run_dir} holds a run with other options or data; resume it with the same options, "
@@ -335,9 +343,61 @@ def plot_curves(history: Sequence[EpochStats], path: Path) -> None:
     plt.close(fig)
 
 
-def read_run_config(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "config.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} not found: is {run_dir} a finished `convrec train` run?")
-    return json.loads(path.read_text())
+RUN_CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+# What a run's config.json must hold to rebuild and check its network (written by Trainer and save_checkpoint).
+_RUN_CONFIG_FIELDS = {"recommender": str, "options": dict, "catalog": str, "catalog_hash": str}
+_WHAT_A_RUN_IS = "a checkpoint is the --out folder of `convrec train` or `convrec align`"
 
+
+def read_run_config(run_dir: Path) -> dict[str, Any]:
+    """The config.json of a finished run dir, checked: a path that is not a loadable run (missing, a file, an
+    empty or other folder, a damaged config.json, no weights) is a CheckpointError that names it and says why."""
+    run_dir = Path(run_dir)
+    path = run_dir / RUN_CONFIG
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):
+        raise CheckpointError(f"{run_dir}: {_why_not_a_run(run_dir)}", hint=_WHAT_A_RUN_IS) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path}: cannot be read ({err})") from None
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: not valid JSON ({err.msg} at line {err.lineno} column {err.colno}): the "
+                              "run's config is damaged", hint="train the run again") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, got {type(config).__name__}")
+    wrong = [f"'{key}' ({kind.__name__})" for key, kind in _RUN_CONFIG_FIELDS.items()
+             if not isinstance(config.get(key), kind)]
+    if wrong:
+        raise CheckpointError(f"{path}: missing or of the wrong type: {', '.join(wrong)}; not the config of a "
+                              "`convrec train` run", hint=_WHAT_A_RUN_IS)
+    if not (run_dir / WEIGHTS).is_file():
+        raise CheckpointError(f"{run_dir}: no {WEIGHTS} beside its {RUN_CONFIG}: the run's weights are missing",
+                              hint="train the run again (its config.json alone cannot be loaded)")
+    return config
+
+
+def _why_not_a_run(run_dir: Path) -> str:
+    if run_dir.is_file():
+        return f"is a file, not a run folder (holding {RUN_CONFIG} and {WEIGHTS})"
+    if not run_dir.is_dir():
+        return "no such folder"
+    if (run_dir / "build.json").exists():
+        return "is a processed dataset folder, not a checkpoint"
+    if not any(run_dir.iterdir()):
+        return "is an empty folder, not a checkpoint"
+    return f"no {RUN_CONFIG}: not a finished `convrec train` run (an interrupted one resumes with the same command)"
+
+
+def read_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    """The run's model.safetensors; a truncated or damaged file is a CheckpointError naming it."""
+    path = Path(run_dir) / WEIGHTS
+    try:
+        return load_file(path)
+    except SafetensorError as err:
+        raise CheckpointError(f"{path}: not a complete safetensors file ({err}); it was cut short or damaged",
+                              hint="train the run again") from None
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot be read ({err})") from None
