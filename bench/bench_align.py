@@ -6,7 +6,7 @@ round, the response-cache hit rate, and how a round's cost grows with the contex
                                 [--config configs/align.toml] [--train-tiny] [--quick]
                                 [--out bench/out/bench_align.json]
 
-Settings: ``configs/align.toml`` (what the README's alignment runs use: temperature, reward_k, batch size, lr,
+Settings: ``configs/align.toml`` (what the alignment runs of docs/results/alignment.md use: temperature, reward_k, batch size, lr,
 valid_samples ...), then ``rounds = 1``, ``contexts_per_round = C``, ``k = K``, ``group_size``, ``method``,
 ``seed``, ``threads`` and the LLM (``--model``, llama.cpp ``n_threads = --threads``, the response cache in a
 scratch dir) on top. Torch and llama.cpp both get ``--threads``.

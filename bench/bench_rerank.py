@@ -60,8 +60,8 @@ def _turns(dataset, k: int, n: int, seed: int) -> list[tuple[Any, list[str], lis
     """``n`` (sample, top-k candidate ids, their retriever scores) from seeded test samples."""
     import numpy as np
 
-    from convrec.rerank.pipeline import top_indices
     from convrec.retrieval import build_recommender
+    from convrec.retrieval.base import top_indices
 
     retriever = build_recommender("itemknn", dataset.catalog)
     retriever.fit(dataset.split("train"))

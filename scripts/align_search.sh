@@ -2,10 +2,10 @@
 # The alignment settings tried beyond configs/align.toml, chosen between on the WHOLE validation split only
 # (paired differences from the SFT retriever; the test split is never looked at here). Each run starts from
 # the SFT checkpoint with configs/align.toml plus one change, so it draws the same training contexts as the
-# README's runs and most of its LLM replies come from the response cache.
+# alignment runs of docs/results/alignment.md and most of its LLM replies come from the response cache.
 #
 #   bash scripts/align_search.sh redial            # all settings, then the validation comparison
-#                                                  # (ReDial, 2 cores: ~50 min with the README runs' cache)
+#                                                  # (ReDial, 2 cores: ~50 min with those runs' cache)
 #   bash scripts/align_search.sh redial rl-dpo     # one setting (names below)
 #
 # Settings (run dir results/runs/lrurec-text-DATASET-NAME):

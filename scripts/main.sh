@@ -5,7 +5,7 @@
 # embedding the ReDial dialogues; resumable, and skipped when results/runs/lrurec-text-redial is finished).
 # Arguments go to `convrec chat` (see `convrec chat --help`), e.g.:
 #   bash scripts/main.sh -m "I loved Alien (1979), anything similar?" --json turns.json
-# The README's results tables are reproduced by `convrec results --config configs/NAME.toml` instead.
+# The results tables (docs/results/) are reproduced by `convrec results --config configs/NAME.toml` instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh

@@ -18,21 +18,20 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from convrec.cli.common import parse_options
 from convrec.data.fetch import default_data_dir, default_mirror
 from convrec.data.load import load_dataset
+from convrec.evaluate.metrics import recall_and_ndcg_at
 from convrec.evaluate.protocol import Protocol, mask_excluded
 from convrec.io import write_json
 from convrec.retrieval import build_recommender
-from convrec.retrieval.lrurec.training import recall_ndcg_at_10
 
 
 def mean_recall_ndcg_at_10(scores: np.ndarray, samples, catalog) -> tuple[float, float]:
-    """The metric early stopping uses (ties counted against the target), averaged over ``samples``."""
-    targets = torch.as_tensor(catalog.indices(s.target for s in samples))
-    hit, ndcg = recall_ndcg_at_10(torch.from_numpy(scores), targets)
+    """The reported Recall/NDCG@10 (ties broken at random in expectation), averaged over ``samples``: the
+    metric early stopping and every other model selection use."""
+    hit, ndcg = recall_and_ndcg_at(scores, np.asarray(catalog.indices(s.target for s in samples)), 10)
     return float(hit.mean()), float(ndcg.mean())
 
 

@@ -106,3 +106,11 @@ def smollm2() -> Iterator[LocalLLM]:
     llm = LocalLLM(resolve_local_model("smollm2-135m"), LocalOptions(n_ctx=1024, n_threads=1), timeout_s=60)
     yield llm
     llm.close()
+
+
+@pytest.fixture(scope="session")
+def test_world():
+    """The shared 40-item world with known answers (tests/worlds.py)."""
+    import worlds
+
+    return worlds.world()

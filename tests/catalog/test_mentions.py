@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from convrec.catalog.items import Catalog, Item
-from convrec.catalog.mentions import find_titles
+from convrec.catalog.mentions import NOT_TITLES_ALONE, find_titles
 from convrec.catalog.titles import TitleLinker
+from convrec.catalog.vocabulary import BOOKS, GENERIC, MOVIES
 
 ITEMS = [
     Item("alien", "Alien", 1979), Item("aliens", "Aliens", 1986), Item("up", "Up", 2009),
@@ -71,3 +72,18 @@ def test_popularity_breaks_ties_between_items_of_one_title(linker):
     popular = {"nb04": 40.0, "nb13": 2.0}
     assert [m.item_id for m in find_titles("I cried at The Notebook", linker, popular)] == ["nb04"]
     assert [m.item_id for m in find_titles("The Notebook (2013)", linker, popular)] == ["nb13"]  # year wins
+
+
+def test_each_domain_has_its_words_that_are_not_titles():
+    """"Kindle" mid-sentence is a device to a book reader; a movie catalogue's "Netflix" is where one watches."""
+    linker = TitleLinker(Catalog([Item("kindle", "Kindle", 2011), Item("netflix", "Netflix", 2019)], name="words"))
+    assert find_titles("I read it on my Kindle", linker, not_titles=BOOKS.not_titles) == []
+    assert [m.item_id for m in find_titles("I read it on my Kindle", linker, not_titles=MOVIES.not_titles)] == [
+        "kindle"]
+    assert find_titles("I saw it on Netflix", linker, not_titles=MOVIES.not_titles) == []
+    assert [m.item_id for m in find_titles("I saw it on Netflix", linker, not_titles=BOOKS.not_titles)] == [
+        "netflix"]
+    # Weekdays are no titles in any domain, by default too.
+    linker = TitleLinker(Catalog([Item("friday", "Friday", 1995)], name="days"))
+    for not_titles in (NOT_TITLES_ALONE, BOOKS.not_titles, MOVIES.not_titles, GENERIC.not_titles):
+        assert find_titles("See you on Friday", linker, not_titles=not_titles) == []

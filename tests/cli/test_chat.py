@@ -15,9 +15,11 @@ import pytest
 from convrec.cli.chat_cmd import chat_threads
 from convrec.cli.main import main
 from convrec.data.load import load_dataset
+from convrec.data.model import render_turns
 from convrec.llm import LLMClient
-from convrec.serve.build import ChatConfig, build_session
-from convrec.serve.session import SessionOptions
+from convrec.serve.build import ChatConfig, build_engine
+from convrec.serve.engine import _window_start
+from convrec.serve.state import SessionOptions
 
 
 def movie(item_id, title, year, genres, director, stars):
@@ -96,11 +98,30 @@ def test_messages_link_titles_and_reset_clears(tiny, tmp_path, capsys):
     assert "no title named yet" in shown  # the hint after /reset, when itemknn has only popularity
 
 
+def test_feedback_commands_mark_a_recommendation(tiny, tmp_path, capsys):
+    """/seen N and /dislike N keep an item out of later turns; /like N makes it context; the 4th and 5th
+    recommendations are not named in the reply, so only the marks keep them out."""
+    out = tmp_path / "turns.json"
+    assert chat(tiny, "--no-llm", "--k", "5", "--top", "5", "--json", str(out),
+                *messages("/like 1", "I loved The Conjuring and Alien (1979)", "/seen 4", "/dislike 5", "/like 9",
+                          "/like 1", "anything else?")) == 0
+    first, second = json.loads(out.read_text())["turns"]
+    seen, disliked = (r["item_id"] for r in first["recommendations"][3:5])
+    liked = first["recommendations"][0]["item_id"]
+    assert not {seen, disliked} & {r["item_id"] for r in second["recommendations"]}
+    assert second["context_items"] == ["conjuring", "alien", liked]  # liked after the reply: latest context
+    assert len(second["recommendations"]) == 3  # 10 movies less 2 named, 3 in the reply, 2 marked
+    shown = capsys.readouterr().out
+    assert "no recommendations yet" in shown  # /like 1 before any turn
+    assert "marked seen" in shown and "marked disliked" in shown and "marked liked" in shown
+    assert "usage: /like N, with N from 1 to 5" in shown  # /like 9
+
+
 def test_interactive_eof_exits_cleanly(tiny, monkeypatch, capsys):
     monkeypatch.setattr("sys.stdin", io.StringIO("I loved Toy Story\n/help\n/why 7\n/frobnicate\n"))
     assert chat(tiny, "--no-llm", "--k", "3") == 0
     shown = capsys.readouterr().out
-    assert "recognised: Toy Story (1995)" in shown and "/reset" in shown
+    assert "recognised: Toy Story (1995)" in shown and "/reset" in shown and "/dislike N" in shown
     assert "usage: /why N" in shown and "unknown command /frobnicate" in shown
 
 
@@ -168,25 +189,27 @@ def test_session_window_moves_in_jumps(tiny):
     """The LLM's view of a long dialogue drops old turns in jumps, so its prompt prefix stays the same in
     between; the retriever still sees every item."""
     dataset = load_dataset("tiny", tiny)
-    session = build_session(dataset, ChatConfig(llm=None, session=SessionOptions(k=3, top=2)))
-    session.options = session.options.model_copy(update={"window_chars": 400})
-    session.turn("I loved Alien (1979). More like it?")
+    engine = build_engine(dataset, ChatConfig(llm=None, session=SessionOptions(k=3, top=2)))
+    state = engine.new_state(engine.options.model_copy(update={"window_chars": 400}))
+    state, _ = engine.turn(state, "I loved Alien (1979). More like it?")
     starts = []
     for _ in range(6):
-        turn = session.turn("Tell me more please, I want something with a lot of suspense in it.")
-        starts.append(session.window_start)
-        assert len(session._llm_sample().context_text()) <= 400
+        state, turn = engine.turn(state, "Tell me more please, I want something with a lot of suspense in it.")
+        starts.append(state.window_start)
+        # what the LLM saw this turn (the dialogue before the reply), from the window's start
+        assert len(render_turns(state.turns[state.window_start : -1])) <= 400
     assert starts == sorted(starts) and starts[-1] > 0  # the window moved forward...
     assert len(set(starts)) < len(starts)  # ...in jumps, not at every turn
     assert turn.context_items == ("alien",)  # the first message's title, long out of the window
+    assert _window_start(state.turns, 0, 10_000) == 0  # a dialogue that fits is seen whole
 
 
 @pytest.mark.slow
 def test_session_listwise_with_smollm2(tiny, smollm2):
     dataset = load_dataset("tiny", tiny)
-    session = build_session(dataset, ChatConfig(strategy="listwise", session=SessionOptions(k=3, top=3)),
-                            llm=LLMClient(smollm2))
-    turn = session.turn("I loved Alien (1979). More like it?")
+    engine = build_engine(dataset, ChatConfig(strategy="listwise", session=SessionOptions(k=3, top=3)),
+                          llm=LLMClient(smollm2))
+    _, turn = engine.turn(engine.new_state(), "I loved Alien (1979). More like it?")
     assert turn.timing.llm_calls == 1 and len(turn.recommendations) == 3
     assert {r.item_id for r in turn.recommendations} <= {m["item_id"] for m in MOVIES} - {"alien"}
     assert set(turn.reply.item_ids) == {r.item_id for r in turn.recommendations}

@@ -11,9 +11,9 @@ import pytest
 
 from convrec.catalog.items import Catalog, Item
 from convrec.cli import eval_cmd
-from convrec.cli.eval_cmd import without_nan
 from convrec.data.dataset import Conversion, save_processed
 from convrec.data.model import Dialogue, Turn
+from convrec.evaluate.harness import without_nan
 
 
 @pytest.fixture

@@ -167,9 +167,22 @@ def test_opendialkg_books(mirror, data_dir):
     first = books.dialogues[0]
     assert first.turns[0].role == "seeker"
     assert first.turns[0].items == ("dead-to-the-world",)
-    assert books.catalog.get("dead-to-the-world").title == "Dead to the World"
-    assert books.split("test").samples
-    assert all(s.target in books.catalog for s in books.split("test").samples)
+    dead = books.catalog.get("dead-to-the-world")
+    assert (dead.title, dead.year, dead.metadata["author"]) == ("Dead to the World", 2004, ["Charlaine Harris"])
+    # 1,142 titles in the release's items, less the two genre entities it tags as items (in 75 turns).
+    assert len(books.catalog) == 1140 and "drama" not in books.catalog and "mystery" not in books.catalog
+    report = books.info["report"]
+    assert report["genre_items_dropped"] == {"drama": 36, "mystery": 39}
+    # The mirror's README: 1,135 of the 1,142 titles match goodbooks-10k; Drama and Mystery were two of them.
+    assert report["goodbooks"]["matched"] == 1133 and len(report["goodbooks"]["unmatched"]) == 7
+    assert sum(bool(item.metadata.get("author")) for item in books.catalog) == 1133
+    # Several goodbooks books are titled Zodiac: the train dialogues name Neal Stephenson beside it.
+    assert books.catalog.get("zodiac").metadata["author"] == ["Neal Stephenson"]
+    assert report["books_with_genres"] == 219
+    assert books.catalog.get("xenocide").genres() >= {"fantasy", "speculative fiction"}
+    test = books.split("test").samples
+    assert len(test) == 297  # 301 before the genre entities stopped being targets
+    assert all(s.target in books.catalog for s in test)
 
 
 @pytest.mark.slow
@@ -541,27 +554,97 @@ def test_inspired_bad_role_is_located(tmp_path):
         inspired_converter.convert(files)
 
 
+GOODBOOKS_HEADER = ["authors", "original_publication_year", "original_title", "title", "ratings_count"]
+GOODBOOKS_ROWS = [
+    ("Frank Herbert", "1965.0", "Dune", "Dune (Dune Chronicles, #1)", "100"),
+    ("Ursula K. Le Guin, Anonymous Translator", "1974.0", "The Dispossessed: An Ambiguous Utopia",
+     "The Dispossessed", "50"),
+    ("Robert Graysmith", "1986.0", "Zodiac", "Zodiac", "900"),
+    ("Neal Stephenson", "1988.0", "Zodiac", "Zodiac", "10"),
+    ("Homer", "-720.0", "Ὀδύσσεια", "The Odyssey", "5"),
+]
+
+
+def odkg_turn(role: str, text: str, items: list[str], entities: list[str]) -> dict:
+    return {"role": role, "text": text, "item": items, "entity": entities}
+
+
+def opendialkg_files(tmp_path: Path, dialogues: list, rows: list = GOODBOOKS_ROWS) -> dict[str, Path]:
+    return {"opendialkg_books/dialogs.jsonl": write_jsonl(tmp_path / "dialogs.jsonl", dialogues),
+            "catalog/goodbooks10k_books.csv": write_csv(tmp_path / "books.csv", GOODBOOKS_HEADER, rows)}
+
+
+# Line 1 lands in test, line 2 in train (the split is a hash of the line number).
+HELD_OUT = [
+    odkg_turn("user", "Any horror like Dune?", ["Dune"], ["Dune", "Horror"]),
+    odkg_turn("assistant", "Try The Dispossessed, a fantasy", ["The Dispossessed"], ["The Dispossessed", "Fantasy"]),
+]
+TRAIN = [
+    odkg_turn("user", "Books like Dune? I love science fiction", ["Dune"], ["Dune", "Science Fiction"]),
+    odkg_turn("assistant", "The Dispossessed, or Dune again", ["The Dispossessed", "Dune", "Dune"],
+              ["The Dispossessed", "Dune", "Ursula K. Le Guin"]),
+    odkg_turn("user", "Dune is fiction and science fiction; what did Neal Stephenson write?", [],
+              ["Dune", "Fiction", "Science Fiction", "Neal Stephenson"]),
+    # The release's quirk: a genre entity tagged as an item.
+    odkg_turn("assistant", "Zodiac, a drama, and The Odyssey", ["Drama", "Zodiac", "The Odyssey"],
+              ["Drama", "Zodiac", "The Odyssey"]),
+]
+
+
 def test_tiny_opendialkg(tmp_path):
-    turns = [
-        {"role": "user", "text": "Books like Dune?", "item": ["Dune"]},
-        {
-            "role": "assistant",
-            "text": "The Dispossessed, or Dune again",
-            "item": ["The Dispossessed", "Dune", "Dune"],
-        },
-    ]
-    path = write_jsonl(tmp_path / "dialogs.jsonl", [turns, [{"role": "robot", "text": "?"}]])
+    files = opendialkg_files(tmp_path, [HELD_OUT, [{"role": "robot", "text": "?"}]])
     with pytest.raises(
-        DataError, match=rf"^{path} line 2: turn 1: role must be user or assistant, got 'robot'"
+        DataError, match=rf"^{files['opendialkg_books/dialogs.jsonl']} line 2: turn 1: role must be user or "
+        "assistant, got 'robot'"
     ):
-        opendialkg_converter.convert({"opendialkg_books/dialogs.jsonl": path})
-    write_jsonl(path, [turns])
-    conversion = opendialkg_converter.convert({"opendialkg_books/dialogs.jsonl": path})
-    assert conversion.catalog.ids == ["dispossessed", "dune"]
-    [dialogue] = conversion.dialogues
-    assert dialogue.turns[1] == Turn(
-        "recommender", "The Dispossessed, or Dune again", ("dispossessed", "dune")
-    )
+        opendialkg_converter.convert(files)
+    conversion = opendialkg_converter.convert(opendialkg_files(tmp_path, [HELD_OUT, TRAIN]))
+    assert [d.split for d in conversion.dialogues] == ["test", "train"]
+    catalog = conversion.catalog
+    assert catalog.ids == ["dispossessed", "dune", "odyssey", "zodiac"]  # "Drama" is a genre, not a book
+    train = conversion.dialogues[1]
+    assert train.turns[1] == Turn("recommender", "The Dispossessed, or Dune again", ("dispossessed", "dune"))
+    assert train.turns[3].items == ("zodiac", "odyssey")
+    dune = catalog.get("dune")
+    # Genres named beside Dune in train turns, most named first; the held-out dialogue's "Horror" is not one.
+    assert (dune.year, dune.metadata) == (1965, {"author": ["Frank Herbert"], "genre": ["science fiction", "fiction"]})
+    # The first listed author only; "Fantasy" was named beside it in the held-out dialogue only.
+    assert catalog.get("dispossessed").metadata == {"author": ["Ursula K. Le Guin"]}
+    # Two goodbooks rows are titled Zodiac: the one whose author the train dialogue names wins over the most rated.
+    zodiac = catalog.get("zodiac")
+    assert (zodiac.year, zodiac.metadata) == (1988, {"author": ["Neal Stephenson"], "genre": ["drama"]})
+    odyssey = catalog.get("odyssey")
+    assert (odyssey.year, odyssey.metadata) == (None, {"author": ["Homer"], "genre": ["drama"]})  # -720: no year
+    assert conversion.report["genre_items_dropped"] == {"drama": 1}
+    assert conversion.report["goodbooks"] == {"matched": 4, "several_rows": 1, "unmatched": []}
+    assert conversion.report["books_with_genres"] == 3
+
+
+def test_opendialkg_metadata_without_dialogue_evidence(tmp_path):
+    """Without an author named, the most rated row of a title wins; a title goodbooks lacks gets no metadata."""
+    dialogue = [odkg_turn("user", "Zodiac? Or The Unwritten?", ["Zodiac", "The Unwritten"], [])]
+    conversion = opendialkg_converter.convert(opendialkg_files(tmp_path, [HELD_OUT, dialogue]))
+    assert conversion.catalog.get("zodiac").metadata == {"author": ["Robert Graysmith"]}
+    unwritten = conversion.catalog.get("unwritten")
+    assert (unwritten.year, unwritten.metadata) == (None, {})
+    assert conversion.report["goodbooks"]["unmatched"] == ["The Unwritten"]
+
+
+@pytest.mark.parametrize(
+    ("dialogue", "rows", "problem"),
+    [
+        ([[odkg_turn("user", "hi", [], "Dune")]], GOODBOOKS_ROWS, r"dialogs.jsonl line 1: turn 1: 'entity' must be "
+         "a list of names"),
+        ([[odkg_turn("user", "hi", [7], [])]], GOODBOOKS_ROWS, r"dialogs.jsonl line 1: turn 1: 'item' must be a "
+         "list of names"),
+        ([TRAIN], [*GOODBOOKS_ROWS[:2], ("X", "soon", "X", "X", "1")], r"books.csv line 4: "
+         "original_publication_year must be a number, got 'soon'"),
+        ([TRAIN], [("X", "2001", "X", "X", "many")], r"books.csv line 2: ratings_count must be an integer"),
+    ],
+)
+def test_opendialkg_bad_input_is_located(tmp_path, dialogue, rows, problem):
+    with pytest.raises(DataError, match=problem):
+        opendialkg_converter.convert(opendialkg_files(tmp_path, dialogue, rows))
 
 
 def test_tiny_movielens(tmp_path):

@@ -1,8 +1,13 @@
-"""Recommendation samples from hand-built dialogues: which items are targets, and what context they see."""
+"""Recommendation samples from hand-built dialogues: which items are targets, what context they see, and the
+context-only view a recommender gets."""
 
 from __future__ import annotations
 
-from convrec.data.model import Dialogue, ItemFeedback, Turn, samples_from_dialogue
+from dataclasses import FrozenInstanceError
+
+import pytest
+
+from convrec.data.model import ContextView, Dialogue, ItemFeedback, Turn, samples_from_dialogue
 
 
 def movie_chat() -> Dialogue:
@@ -130,3 +135,56 @@ def test_context_text_max_chars_smaller_than_the_last_line_keeps_its_end():
 def test_feedback_to_json_drops_unknowns():
     assert ItemFeedback(liked=True, seen=None, accepted=False).to_json() == {"liked": True, "accepted": False}
     assert ItemFeedback().to_json() == {}
+
+
+def reachable(start: object) -> list[object]:
+    """Every object reachable from ``start`` through instance dicts and containers (types, modules and
+    functions are not followed: through them everything is reachable)."""
+    import gc
+    import types
+
+    seen: dict[int, object] = {}
+    stack = [start]
+    while stack:
+        current = stack.pop()
+        if id(current) in seen or isinstance(current, type | types.ModuleType | types.FunctionType):
+            continue
+        seen[id(current)] = current
+        stack.extend(gc.get_referents(current))
+    return list(seen.values())
+
+
+def test_a_view_shows_the_context_and_nothing_after_it():
+    dialogue = movie_chat()
+    sample = samples_from_dialogue(dialogue)[2]  # target "alien" at turn 3
+    view = sample.view()
+    assert (view.dialogue_id, view.turn_index) == ("d1", 3)
+    assert view.context == tuple(sample.context) and view.context_items == sample.context_items
+    assert view.context_text(max_chars=40) == sample.context_text(max_chars=40)
+    for hidden in ("dialogue", "target", "feedback", "target_feedback", "sample_id", "turns"):
+        with pytest.raises(AttributeError):
+            getattr(view, hidden)
+    # Not only unnamed: the dialogue, its feedback and the turns from the target's on are out of reach.
+    objects = reachable(view)
+    assert not any(obj is dialogue or obj is dialogue.feedback for obj in objects)
+    assert not any(any(obj is turn for obj in objects) for turn in dialogue.turns[3:])
+
+
+def test_a_view_is_frozen_and_owns_its_context():
+    turns = [Turn("seeker", "I liked Alien", ("alien",)), Turn("recommender", "Try Heat", ("heat",))]
+    options = {"k": 5}
+    view = ContextView("chat-1", turns, options)  # a live chat: the view at the end of the turns so far
+    turns.append(Turn("seeker", "Seen it"))
+    options["k"] = 9
+    assert view.turn_index == 2 and view.context_items == ("alien", "heat") and view.metadata == {"k": 5}
+    with pytest.raises(FrozenInstanceError):
+        view.context = ()  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        view.metadata["k"] = 1  # type: ignore[index]
+
+
+def test_a_dataset_dialogues_metadata_stays_out_of_the_view():
+    dialogue = Dialogue("d", "test", [Turn("seeker", "hi"), Turn("recommender", "Heat", ("heat",))],
+                        metadata={"summary": "the seeker accepted Heat"})
+    [sample] = samples_from_dialogue(dialogue)
+    assert sample.view().metadata == {}

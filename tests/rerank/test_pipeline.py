@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from convrec.cli.eval_cmd import evaluate_recommender
+from convrec.evaluate.harness import evaluate_recommender
 from convrec.evaluate.protocol import Protocol
 from convrec.evaluate.runner import evaluate
 from convrec.llm import LLMClient, ResponseCache
-from convrec.rerank.pipeline import RAR, RARConfig, place_above, top_indices
+from convrec.rerank.pipeline import RAR, RARConfig, place_above
 from convrec.retrieval import RECOMMENDERS, build_recommender
-from convrec.retrieval.base import item_counts
+from convrec.retrieval.base import item_counts, top_indices
 
 POPULAR_TOP4 = ["toystory", "conjuring", "insidious", "nemo"]  # training mentions 5, 3, 2, 2 (ties: catalogue order)
 
@@ -74,8 +74,12 @@ def test_rar_pointwise_end_to_end_with_smollm2(world, splits, smollm2, tmp_path)
     rar = RAR(world.catalog, config, llm=client)
     rar.fit(train, valid)
     fusion = rar.describe()["fusion"]
-    assert fusion["chosen_on"] == "validation" and fusion["weight"] in (0.0, 0.5, 1.0)
+    assert fusion["chosen_on"] == "validation"
     assert fusion["n_samples"] == 2 and fusion["validation_run"]["llm_calls"] == 8
+    # the weight kept is the best on its recorded evidence, ties going to the smaller weight
+    evidence = {float(w): v for w, v in fusion["validation_ndcg@10_by_weight"].items()}
+    assert set(evidence) == {0.0, 0.5, 1.0}
+    assert fusion["weight"] == min(w for w, v in evidence.items() if v == max(evidence.values()))
 
     scores = rar.score(test.samples)
     assert scores.shape == (2, len(world.catalog)) and scores.dtype == np.float32
@@ -93,8 +97,21 @@ def test_rar_pointwise_end_to_end_with_smollm2(world, splits, smollm2, tmp_path)
         rar.reset_stats()
         result = evaluate(rar.score, test.samples, world.catalog, protocol, item_counts(train),
                           dataset="tiny", split="test", recommender="rar", progress=False)
-        assert 0.0 <= result.metrics["recall@10"] <= 1.0
+        # both targets (insidious, nemo) are among the 4 candidates, which rar puts above the other 6 items
+        assert result.metrics["recall@10"] == 1.0 and result.metrics["recall@5"] == 1.0
         assert rar.describe()["run"]["llm_real_calls"] == 0
+
+    # the fusion at its two ends, from the cached calls: weight 0 keeps the retriever's order, weight 1 the LLM's
+    for weight in (0.0, 1.0):
+        fixed = RAR(world.catalog, RARConfig(retriever="popularity", k=4, fusion_weight=weight), llm=client)
+        fixed.fit(train, None)
+        tops = check_candidates_on_top(fixed.score(test.samples), world.catalog, 4)
+        if weight == 0.0:
+            assert tops == [POPULAR_TOP4, POPULAR_TOP4]
+        for trace in fixed.traces_:
+            rerank, fuse = (record.output for record in trace[1:])
+            if weight == 1.0:  # the final order is the LLM's own (ties keep the retriever's order)
+                assert fuse.removeprefix("final order: ") == rerank.split("LLM's best: ")[1]
     client.cache.close()
 
 
@@ -146,3 +163,8 @@ def test_top_indices_best_first_ties_in_catalogue_order_and_exclusions():
     assert top_indices(scores, 3, exclude=[1, 0]).tolist() == [3, 5, 4]
     assert top_indices(scores, 10, exclude=[0, 1, 3, 4, 5]).tolist() == [2]  # only the NaN is left
     assert top_indices(scores, 2, exclude=range(6)).tolist() == []
+    # ties at the k-th place are broken in catalogue order too, however large the catalogue
+    assert top_indices(np.zeros(1140), 5).tolist() == [0, 1, 2, 3, 4]
+    tied = np.array([0.0] * 30 + [1.0] + [0.0] * 30)
+    assert top_indices(tied, 3).tolist() == [30, 0, 1]
+    assert top_indices(tied, 3, exclude=[0]).tolist() == [30, 1, 2]

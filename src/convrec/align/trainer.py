@@ -45,6 +45,7 @@ from convrec.align.losses import dpo_loss, group_advantages, grpo_loss, preferen
 from convrec.align.policy import gumbel_top_k, plackett_luce_log_prob
 from convrec.data.dataset import CRSDataset
 from convrec.data.model import RecSample
+from convrec.evaluate.metrics import recall_and_ndcg_at
 from convrec.io import DataError, atomic_write, write_json
 from convrec.llm import LLM, build_llm
 from convrec.rerank.fusion import ndcg_at
@@ -52,7 +53,6 @@ from convrec.rerank.pipeline import with_default_cache
 from convrec.rerank.pointwise import PointwiseReranker
 from convrec.retrieval import build_recommender
 from convrec.retrieval.lrurec.recommender import LRURecRecommender, run_options
-from convrec.retrieval.lrurec.training import recall_ndcg_at_10
 
 log = logging.getLogger(__name__)
 
@@ -87,12 +87,12 @@ class RoundStats(BaseModel):
 
 
 def validation_metrics(scores: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
-    """Recall@10, NDCG@10 and Recall@50 of (B, N) scores; the rank counts items scored strictly higher, so a
-    tie goes to the target (float scores of a trained network practically never tie)."""
-    recall, ndcg = recall_ndcg_at_10(scores, targets)
-    rank = (scores > scores.gather(1, targets[:, None])).sum(dim=1)
+    """Recall@10, NDCG@10 and Recall@50 of (B, N) scores, as reported: ties broken at random in expectation."""
+    scores_np, targets_np = scores.numpy(), targets.numpy()
+    recall, ndcg = recall_and_ndcg_at(scores_np, targets_np, 10)
+    recall_50, _ = recall_and_ndcg_at(scores_np, targets_np, 50)
     return {"valid_recall_at_10": float(recall.mean()), "valid_ndcg_at_10": float(ndcg.mean()),
-            "valid_recall_at_50": float((rank < 50).float().mean())}
+            "valid_recall_at_50": float(recall_50.mean())}
 
 
 def exact_kl(logits: torch.Tensor, reference_logits: torch.Tensor) -> torch.Tensor:

@@ -10,8 +10,9 @@ titles somewhere in it. :func:`find_titles` proposes spans and the linker decide
    counts only with evidence that it is meant as a title: a year right after it ("Halloween 1978",
    "It (2017)"); three or more words ("the dark knight"); or capitals: a two-word title written with
    capitals ("Get Out"), a one-word title capitalised mid-sentence that is not part of a longer capitalised
-   name ("Ray" in "Ray Liotta") and not a month, weekday or holiday. A message that is nothing but a title
-   always counts.
+   name ("Ray" in "Ray Liotta") and not one of the words that are not titles (``not_titles``: a month, weekday
+   or holiday by default; a domain adds its own, see :mod:`convrec.catalog.vocabulary`). A message that is
+   nothing but a title always counts.
 
 Several items can share a title ("Halloween" 1978 and 2007): a year decides; without one, the most popular
 of them (``popularity``, e.g. mentions in training dialogues) is taken, else the linker's choice.
@@ -33,12 +34,11 @@ _TOKEN = re.compile(r"[^\s\x00]+")
 _YEAR = re.compile(r"^[(\[]?((?:18|19|20)\d{2})[)\]]?[.,;:!?]*$")
 _EDGE = "\"'“”‘’*()[]{}.,;:!?-–—"
 _MINOR = frozenset(("a", "an", "the", "of", "and", "in", "on", "to", "for", "with", "at", "from", "by", "or"))
-# Capitalised words that are rarely meant as a film of the same name when they stand alone.
+# Capitalised words that are rarely meant as an item of the same name when they stand alone, in any domain.
 NOT_TITLES_ALONE = frozenset((
     "i", "january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
     "november", "december", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday",
-    "christmas", "halloween", "easter", "thanksgiving", "valentine", "netflix", "hulu", "disney", "pixar",
-    "marvel", "dc", "hbo", "amazon", "imdb", "hollywood", "english", "american", "british", "french",
+    "christmas", "halloween", "easter", "thanksgiving", "valentine", "english", "american", "british", "french",
 ))
 
 
@@ -82,7 +82,7 @@ def _capitalised(word: str) -> bool:
 
 
 def _evidence(words: list[str], year: int | None, sentence_start: bool, before: str | None,
-              after: str | None) -> str | None:
+              after: str | None, not_titles: frozenset[str]) -> str | None:
     """Why ``words`` (an exact catalogue title) is meant as a title here, or None (see the module docstring).
 
     Words are counted as typed, but not a leading "a"/"an": "a scary movie" is prose, "the dark knight" a title.
@@ -99,7 +99,7 @@ def _evidence(words: list[str], year: int | None, sentence_start: bool, before: 
         return None
     if len(significant) >= 2:
         return "capitals"
-    if sentence_start or significant[0].lower() in NOT_TITLES_ALONE:
+    if sentence_start or significant[0].lower() in not_titles:
         return None
     if before is not None and _capitalised(before) and before.split("'")[0] != "I":
         return None  # part of a capitalised name ("Ray" in "Ray Liotta")
@@ -116,7 +116,7 @@ def _trimmed(message: str, start: int, end: int) -> tuple[int, int]:
 
 
 def find_titles(message: str, linker: TitleLinker, popularity: Mapping[str, float] | None = None,
-                max_words: int = 12) -> list[TitleMention]:
+                max_words: int = 12, not_titles: frozenset[str] = NOT_TITLES_ALONE) -> list[TitleMention]:
     """The catalogue titles in ``message``, in order of appearance, each item once (see the module docstring)."""
     found: list[TitleMention] = []
     masked = message
@@ -131,7 +131,7 @@ def find_titles(message: str, linker: TitleLinker, popularity: Mapping[str, floa
     marked = len(found) > 0 or _MASK in masked
     i = 0
     while i < len(tokens):
-        hit = _longest_title_at(message, tokens, i, linker, popularity, max_words, marked)
+        hit = _longest_title_at(message, tokens, i, linker, popularity, max_words, marked, not_titles)
         if hit is None:
             i += 1
             continue
@@ -145,8 +145,8 @@ def find_titles(message: str, linker: TitleLinker, popularity: Mapping[str, floa
 
 
 def _longest_title_at(message: str, tokens: list[_Token], i: int, linker: TitleLinker,
-                      popularity: Mapping[str, float] | None, max_words: int,
-                      marked: bool) -> tuple[TitleMention, int] | None:
+                      popularity: Mapping[str, float] | None, max_words: int, marked: bool,
+                      not_titles: frozenset[str]) -> tuple[TitleMention, int] | None:
     """The longest title starting at token ``i`` that counts, and how many tokens it used (its year too)."""
     run = tokens[i].run
     last = i
@@ -168,7 +168,7 @@ def _longest_title_at(message: str, tokens: list[_Token], i: int, linker: TitleL
         whole = not marked and i == 0 and (j == len(tokens) - 1 or (year is not None and j == len(tokens) - 2))
         evidence = "whole message" if whole else _evidence(
             words, year, sentence_start, previous.word if previous else None,
-            following.word if following is not None and year is None else None)
+            following.word if following is not None and year is None else None, not_titles)
         if evidence is None:
             continue
         item_id = _link(linker, text, year, popularity)

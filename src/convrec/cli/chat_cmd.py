@@ -7,6 +7,7 @@ import contextlib
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +30,11 @@ from convrec.serve.build import (
     QUICK_RETRIEVER,
     TRAIN_HINT,
     ChatConfig,
+    build_engine,
     build_retriever,
-    build_session,
 )
-from convrec.serve.session import ChatSession, SessionOptions
+from convrec.serve.engine import Engine, NoSuchRecommendation
+from convrec.serve.state import FeedbackKind, SessionOptions, SessionState
 
 DEFAULT_K = 4
 K_HELP = (
@@ -52,9 +54,10 @@ LLM re-ranks its top-k, and a reply names the top items (only catalogue titles, 
   convrec chat --model smollm2-135m              # a tiny model for a quick try (weak answers)
   convrec chat --no-llm                          # the retriever alone
   convrec chat -m "I loved Alien (1979), something similar?" -m "/why 1" --json turns.json
+  convrec chat --state me.json                   # continue the conversation saved in me.json (saved each turn)
   convrec chat --llm-backend openai --model gpt-4o-mini --api-key-env OPENAI_API_KEY --strategy listwise
 
-Inside the chat: /why N, /reset, /help, /quit (or Ctrl-D).
+Inside the chat: /why N, /like N, /dislike N, /seen N, /reset, /help, /quit (or Ctrl-D).
 """
 
 
@@ -96,8 +99,9 @@ def add_parser(commands) -> None:
                      help="w in (1-w)*retriever + w*LLM (default 0.5; `convrec eval --recommender rar` chooses it "
                      "on validation)")
     llm.add_argument("--people", type=int, default=CHAT_PROMPT.max_people,
-                     help=f"director and cast names the LLM reads per candidate (default {CHAT_PROMPT.max_people}; "
-                     "2 adds ~25 prompt tokens a candidate, about 2 s more per candidate with 1 thread)")
+                     help="names of people (director or author, cast) the LLM reads per candidate (default "
+                     f"{CHAT_PROMPT.max_people}; 2 adds ~25 prompt tokens a candidate, about 2 s more per candidate "
+                     "with 1 thread)")
     llm.add_argument("--plot-chars", type=int, default=CHAT_PROMPT.plot_chars,
                      help=f"characters of plot the LLM reads per candidate (default {CHAT_PROMPT.plot_chars}: a "
                      "100-character plot adds ~25 prompt tokens, about double the cost of a candidate on CPU)")
@@ -111,6 +115,9 @@ def add_parser(commands) -> None:
                       help="run this message (or command, e.g. /reset) as a turn, then exit (repeatable)")
     chat.add_argument("--json", type=Path, default=None, metavar="OUT.json",
                       help="write every turn with its recommendations, scores and timing as JSON at the end")
+    chat.add_argument("--state", type=Path, default=None, metavar="FILE.json",
+                      help="the conversation's saved state: continued if FILE exists (under this run's options), "
+                      "saved after every turn and command, atomically (a killed chat loses nothing)")
     add_data_options(chat)
     chat.set_defaults(handler=run_chat)
 
@@ -180,6 +187,8 @@ def run_chat(args: argparse.Namespace) -> int:
         except ModelNotAvailableError as exc:
             print(missing_model_message(config.llm.model_name, exc), file=sys.stderr)
             return 2
+    if args.state is not None:
+        check_output_file(args.state, "--state")
     started = time.monotonic()
     llm = None
     try:
@@ -192,16 +201,17 @@ def run_chat(args: argparse.Namespace) -> int:
             fit_started = time.monotonic()
             retriever = build_retriever(dataset, config)
             fit_s = time.monotonic() - fit_started
-        session = build_session(dataset, config, llm, retriever)
-        view.banner(out, _banner_lines(args, config, session, fit_s, time.monotonic() - started))
-        screen = view.Screen(out, config.llm is not None, config.retriever_name in ITEM_ONLY)
+        engine = build_engine(dataset, config, llm, retriever)
+        chat = Chat(engine, _initial_state(engine, args.state), args.state)
+        view.banner(out, _banner_lines(args, engine.config, chat, fit_s, time.monotonic() - started))
+        screen = view.Screen(out, config.llm is not None, config.retriever_name in ITEM_ONLY, engine.vocabulary)
         if args.message is not None:
             for message in args.message:
                 out.print(f"[bold]you[/bold]> {escape(message)}")
-                if not _handle(message, session, screen):
+                if not _handle(message, chat, screen):
                     break
         else:
-            _interactive(session, screen)
+            _interactive(chat, screen)
     except ModelNotAvailableError as exc:
         print(missing_model_message(config.llm.model_name if config.llm else "?", exc), file=sys.stderr)
         return 2
@@ -209,12 +219,33 @@ def run_chat(args: argparse.Namespace) -> int:
         if llm is not None:
             llm.close()
     if args.json is not None:
-        write_json(args.json, _report(args, config, session, llm))
+        write_json(args.json, _report(args, chat, llm))
         err.print(f"wrote {args.json}")
     return 0
 
 
-def _interactive(session: ChatSession, screen: view.Screen) -> None:
+@dataclass
+class Chat:
+    """The terminal's conversation: the shared engine, the current state, and where it is saved (if anywhere)."""
+
+    engine: Engine
+    state: SessionState
+    state_path: Path | None = None
+
+    def update(self, state: SessionState) -> None:
+        self.state = state
+        if self.state_path is not None:
+            state.save(self.state_path)
+
+
+def _initial_state(engine: Engine, path: Path | None) -> SessionState:
+    """A new conversation, or the one saved at ``path``, continued under this run's options."""
+    if path is None or not path.exists():
+        return engine.new_state()
+    return SessionState.load(path, engine.catalog).model_copy(update={"options": engine.options})
+
+
+def _interactive(chat: Chat, screen: view.Screen) -> None:
     with contextlib.suppress(ImportError):
         import readline  # noqa: F401  (line editing and history for input())
     while True:
@@ -223,42 +254,63 @@ def _interactive(session: ChatSession, screen: view.Screen) -> None:
         except (EOFError, KeyboardInterrupt):
             screen.console.print()
             return
-        if not _handle(line, session, screen):
+        if not _handle(line, chat, screen):
             return
 
 
-def _handle(line: str, session: ChatSession, screen: view.Screen) -> bool:
+FEEDBACK: dict[str, FeedbackKind] = {"/like": "like", "/dislike": "dislike", "/seen": "seen"}
+
+
+def _handle(line: str, chat: Chat, screen: view.Screen) -> bool:
     """Run one line: a command or a message. False when the chat should end."""
     out = screen.console
     text = line.strip()
     if not text:
         return True
+    engine = chat.engine
     if text.startswith("/"):
         command, _, argument = text.partition(" ")
         command = command.lower()
         if command in ("/quit", "/exit", "/q"):
             return False
-        if command == "/reset":
-            session.reset()
-            out.print("[cyan](new conversation: the dialogue so far is forgotten)[/cyan]")
-        elif command == "/why":
-            view.show_why(out, session, argument.strip())
-        elif command in ("/help", "/?"):
-            view.show_help(out)
-        else:
-            out.print(f"[yellow]unknown command {escape(command)}; commands: {view.COMMANDS}[/yellow]")
+        try:
+            if command == "/reset":
+                chat.update(engine.reset(chat.state))
+                out.print("[cyan](new conversation: the dialogue so far is forgotten)[/cyan]")
+            elif command == "/why":
+                view.show_why(out, engine.why(chat.state, _number(argument)))
+            elif command in FEEDBACK:
+                state, item = engine.feedback(chat.state, _number(argument), FEEDBACK[command])
+                chat.update(state)
+                view.show_feedback(out, item, FEEDBACK[command])
+            elif command in ("/help", "/?"):
+                view.show_help(out, engine.vocabulary)
+            else:
+                out.print(f"[yellow]unknown command {escape(command)}; commands: {view.COMMANDS}[/yellow]")
+        except NoSuchRecommendation as exc:
+            view.show_no_such_recommendation(out, command, exc)
         return True
-    turn = session.turn(text)
-    screen.turn(turn, session.catalog)
+    state, turn = engine.turn(chat.state, text)
+    chat.update(state)
+    screen.turn(turn, engine.catalog)
     return True
 
 
-def _banner_lines(args: argparse.Namespace, config: ChatConfig, session: ChatSession, fit_s: float,
+def _number(argument: str) -> int:
+    try:
+        return int(argument.strip())
+    except ValueError:
+        return 0  # no recommendation has number 0: the command's usage is shown
+
+
+def _banner_lines(args: argparse.Namespace, config: ChatConfig, chat: Chat, fit_s: float,
                   startup_s: float) -> list[tuple[str, str]]:
     name = config.retriever_name
     retriever = f"{name}, " + (f"loaded from {escape(config.checkpoint)}" if config.checkpoint
                                else f"fit on the {args.dataset} train split in {fit_s:.1f} s")
-    lines = [("catalogue", f"{args.dataset}: {len(session.catalog):,} items"), ("retriever", retriever)]
+    engine = chat.engine
+    lines = [("catalogue", f"{args.dataset}: {len(engine.catalog):,} {engine.vocabulary.plural}"),
+             ("retriever", retriever)]
     if not config.checkpoint:
         if name in ITEM_ONLY:
             lines.append(("", "sees only the titles mentioned; until one is, it proposes popular items"
@@ -279,17 +331,22 @@ def _banner_lines(args: argparse.Namespace, config: ChatConfig, session: ChatSes
     reply = "LLM rewrite of the template, checked" if config.polish and config.llm else "template over catalogue facts"
     lines.append(("replies", f"{reply}; names only recommended catalogue titles"))
     lines.append(("commands", view.COMMANDS))
+    if chat.state_path is not None:
+        turns = len(chat.state.turns) // 2
+        lines.append(("state", f"{escape(str(chat.state_path))}: " + (
+            f"continuing a conversation of {turns} turn{'s' if turns != 1 else ''}" if turns else "a new conversation")
+            + ", saved after every turn"))
     lines.append(("started", f"in {startup_s:.1f} s"))
     return lines
 
 
-def _report(args: argparse.Namespace, config: ChatConfig, session: ChatSession, llm: Any) -> dict[str, Any]:
+def _report(args: argparse.Namespace, chat: Chat, llm: Any) -> dict[str, Any]:
     backend = getattr(llm, "backend", None)
     return {
         "dataset": args.dataset,
-        "retriever": config.retriever_name,
+        "retriever": chat.engine.config.retriever_name,
         "llm": None if llm is None else {"backend": getattr(backend, "backend", None),
                                          "model": getattr(backend, "identity", None)},
-        "settings": config.model_dump(mode="json"),
-        "turns": [turn.to_json(session.catalog) for turn in session.history],
+        "settings": chat.engine.config.model_dump(mode="json"),
+        "turns": [turn.to_json(chat.engine.catalog) for turn in chat.state.history],
     }

@@ -12,23 +12,28 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from convrec.catalog.items import Catalog
-from convrec.rerank.reply import choose_reason
-from convrec.serve.session import ChatSession, ChatTurn
+from convrec.catalog.items import Catalog, Item
+from convrec.catalog.vocabulary import GENERIC, Vocabulary
+from convrec.serve.engine import NoSuchRecommendation, Why
+from convrec.serve.state import FeedbackKind, TurnRecord
 
-COMMANDS = "/why N, /reset, /help, /quit (or Ctrl-D)"
+COMMANDS = "/why N, /like N, /dislike N, /seen N, /reset, /help, /quit (or Ctrl-D)"
 HELP = """\
 Type what you are looking for, in your own words. Titles you mention are recognised when they are
 quoted ("Up"), followed by their year (It 2017), written with capitals (Get Out, The Notebook) or three
-words or longer (the dark knight); the chat shows which ones it recognised.
+words or longer (the dark knight); so are the full names of their {makers}, whose {plural} then come
+first. The chat shows what it recognised.
 
-  /why N   the catalogue's facts about the N-th recommendation, and its scores
-  /reset   start a new conversation (forget the dialogue so far)
-  /help    this text
-  /quit    leave (Ctrl-D too)
+  /why N       the catalogue's facts about the N-th recommendation, and its scores
+  /like N     you like the N-th recommendation: it counts as one you named
+  /dislike N  you dislike it: it is not recommended again in this conversation
+  /seen N     you have seen it already: not recommended again either
+  /reset      start a new conversation (forget the dialogue and the marks so far)
+  /help       this text
+  /quit       leave (Ctrl-D too)
 
 Scores: "retriever" is the first stage's raw score and its rank among the k candidates, "LLM" the
-model's P(yes) that the movie fits the conversation (pointwise) or its rank score (listwise), "fused" the
+model's P(yes) that the {noun} fits the conversation (pointwise) or its rank score (listwise), "fused" the
 mix (1 - w) * retriever rank score + w * LLM that orders the list."""
 
 
@@ -41,33 +46,38 @@ def banner(console: Console, lines: list[tuple[str, str]]) -> None:
     console.print(Panel(grid, title="convrec chat", title_align="left", border_style="cyan"))
 
 
-def show_help(console: Console) -> None:
-    console.print(escape(HELP), highlight=False)
+def show_help(console: Console, vocabulary: Vocabulary) -> None:
+    makers = " or ".join(f"{field}s" for field in vocabulary.creator_fields)
+    console.print(escape(HELP.format(noun=vocabulary.noun, plural=vocabulary.plural, makers=makers)),
+                  highlight=False)
 
 
 @dataclass(frozen=True)
 class Screen:
     """Where and how turns are shown: ``with_llm`` adds the LLM's columns; ``item_only`` (a retriever that
-    reads no text) adds a hint while no title has been named."""
+    reads no text) adds a hint while no title has been named; ``vocabulary`` names the domain's items."""
 
     console: Console
     with_llm: bool
     item_only: bool = False
+    vocabulary: Vocabulary = GENERIC
 
-    def turn(self, turn: ChatTurn, catalog: Catalog) -> None:
-        show_turn(self.console, turn, catalog, self.with_llm, self.item_only)
+    def turn(self, turn: TurnRecord, catalog: Catalog) -> None:
+        show_turn(self.console, turn, catalog, self.with_llm, self.item_only, self.vocabulary)
 
 
-def show_turn(console: Console, turn: ChatTurn, catalog: Catalog, with_llm: bool, item_only: bool = False) -> None:
-    if turn.mentions:
-        names = ", ".join(f"{escape(catalog.get(m.item_id).display_title)} [dim]({escape(m.text)!r})[/dim]"
-                          for m in turn.mentions)
-        console.print(f"[green]recognised[/green]: {names}")
+def show_turn(console: Console, turn: TurnRecord, catalog: Catalog, with_llm: bool, item_only: bool = False,
+              vocabulary: Vocabulary = GENERIC) -> None:
+    names = [f"{escape(catalog.get(m.item_id).display_title)} [dim]({escape(m.text)!r})[/dim]" for m in turn.mentions]
+    names += [f"{escape(p.name)} [dim]({p.field} of {len(p.item_ids)} "
+              f"{vocabulary.noun if len(p.item_ids) == 1 else vocabulary.plural})[/dim]" for p in turn.people]
+    if names:
+        console.print(f"[green]recognised[/green]: {', '.join(names)}")
     else:
         console.print("[dim]recognised: no titles (quote a title or add its year to be sure)[/dim]")
-    if not turn.context_items and item_only:
+    if not turn.context_items and not turn.people and item_only:
         console.print("[dim]no title named yet: the retriever reads only titles, so the candidates are popular "
-                      "items; name a movie you liked for better ones[/dim]")
+                      f"items; name {vocabulary.a_noun} you liked for better ones[/dim]")
     if turn.recommendations:
         console.print(_table(turn, catalog, with_llm))
     console.print(f"[bold magenta]recommender[/bold magenta]: {escape(turn.reply.text)}")
@@ -79,7 +89,7 @@ def show_turn(console: Console, turn: ChatTurn, catalog: Catalog, with_llm: bool
     console.print(f"[dim]{timing_line(turn, with_llm)}[/dim]")
 
 
-def _table(turn: ChatTurn, catalog: Catalog, with_llm: bool) -> Table:
+def _table(turn: TurnRecord, catalog: Catalog, with_llm: bool) -> Table:
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, header_style="bold", show_edge=False)
     table.add_column("#", justify="right")
     table.add_column("title")
@@ -97,7 +107,7 @@ def _table(turn: ChatTurn, catalog: Catalog, with_llm: bool) -> Table:
     return table
 
 
-def timing_line(turn: ChatTurn, with_llm: bool) -> str:
+def timing_line(turn: TurnRecord, with_llm: bool) -> str:
     t = turn.timing
     parts = [f"retrieval {t.retrieval_ms:.0f} ms ({turn.n_candidates} candidates)"]
     if with_llm:
@@ -107,20 +117,8 @@ def timing_line(turn: ChatTurn, with_llm: bool) -> str:
     return " · ".join(parts)
 
 
-def show_why(console: Console, session: ChatSession, argument: str) -> None:
-    turn = session.last
-    if turn is None or not turn.recommendations:
-        console.print("[yellow]no recommendations yet in this conversation[/yellow]")
-        return
-    try:
-        number = int(argument)
-    except ValueError:
-        number = 0
-    if not 1 <= number <= len(turn.recommendations):
-        console.print(f"[yellow]usage: /why N, with N from 1 to {len(turn.recommendations)}[/yellow]")
-        return
-    rec = turn.recommendations[number - 1]
-    item = session.catalog.get(rec.item_id)
+def show_why(console: Console, why: Why) -> None:
+    rec, item = why.recommendation, why.item
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column()
@@ -130,12 +128,26 @@ def show_why(console: Console, session: ChatSession, argument: str) -> None:
         if value:
             grid.add_row(label, escape(value if isinstance(value, str) else ", ".join(map(str, value))))
     grid.add_row("item id", escape(item.item_id))
-    scores = f"retriever {rec.retriever_score:.4g} (#{rec.retriever_rank} of {turn.n_candidates} candidates)"
+    scores = f"retriever {rec.retriever_score:.4g} (#{rec.retriever_rank} of {why.n_candidates} candidates)"
     if rec.llm_score is not None:
         scores += f", LLM {rec.llm_score:.3f}, fused {rec.score:.3f}"
     grid.add_row("scores", scores)
-    sample_text = "\n".join(t.text for t in session.dialogue.turns if t.role == "seeker")
-    reason = choose_reason(item, sample_text).text
-    if reason:
-        grid.add_row("reason", escape(reason))
-    console.print(Panel(grid, title=f"{number}. {escape(item.display_title)}", title_align="left"))
+    if why.reason:
+        grid.add_row("reason", escape(why.reason))
+    console.print(Panel(grid, title=f"{why.number}. {escape(item.display_title)}", title_align="left"))
+
+
+FEEDBACK_SHOWN = {"like": "liked: it counts as one you named",
+                  "dislike": "disliked: it will not be recommended again in this conversation",
+                  "seen": "seen: it will not be recommended again in this conversation"}
+
+
+def show_feedback(console: Console, item: Item, kind: FeedbackKind) -> None:
+    console.print(f"[cyan]{escape(item.display_title)} marked {FEEDBACK_SHOWN[kind]}[/cyan]")
+
+
+def show_no_such_recommendation(console: Console, command: str, error: NoSuchRecommendation) -> None:
+    if not error.count:
+        console.print("[yellow]no recommendations yet in this conversation[/yellow]")
+    else:
+        console.print(f"[yellow]usage: {escape(command)} N, with N from 1 to {error.count}[/yellow]")

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import random
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +21,10 @@ from convrec.cli.common import (
     parse_options,
 )
 from convrec.data.load import available_datasets, load_dataset
-from convrec.errors import ConfigError, DataError, OutputPathError
+from convrec.errors import ConfigError, OutputPathError
 from convrec.evaluate.experiment import ResultsExperiment, load_experiment
-from convrec.evaluate.paired import paired_differences
+from convrec.evaluate.harness import evaluate_recommender, without_nan
+from convrec.evaluate.paired import add_paired_differences
 from convrec.evaluate.protocol import Protocol
 from convrec.evaluate.report import (
     README_END,
@@ -38,11 +36,9 @@ from convrec.evaluate.report import (
     print_table,
     update_readme,
 )
-from convrec.evaluate.runner import evaluate
 from convrec.io import atomic_write, write_json
-from convrec.rerank import pipeline as _rar  # noqa: F401  (registers the two-stage recommender `rar`)
-from convrec.retrieval import RECOMMENDERS, build_recommender
-from convrec.retrieval.base import item_counts, recommender_class
+from convrec.retrieval import RECOMMENDERS
+from convrec.retrieval.base import recommender_class
 
 console = Console(stderr=True)
 
@@ -74,17 +70,17 @@ def add_parsers(commands) -> None:
     ev.set_defaults(handler=run_eval)
 
     res = commands.add_parser(
-        "results", help="reproduce a results table (default: the README's baseline table)",
+        "results", help="reproduce a results table (default: the baselines, docs/results/baselines.md)",
         description="Run every recommender of an experiment file on its datasets and protocols, print the table, "
-        "write JSON + Markdown, and optionally refresh the README's table.",
+        "write JSON + Markdown, and optionally refresh the table in a Markdown page (docs/results/NAME.md).",
     )
     res.add_argument("--config", type=Path, default=None,
                      help="experiment TOML (default: the embedded defaults, same as configs/baselines.toml)")
     res.add_argument("--out", type=Path, default=Path("results"), help="output folder (default ./results)")
     res.add_argument("--datasets", nargs="+", default=None, metavar="NAME",
                      help="run only these of the experiment's datasets (e.g. while another dataset's runs are not "
-                     "ready); the JSON, Markdown and README table then hold only them")
-    res.add_argument("--update-readme", type=Path, default=None, metavar="README.md",
+                     "ready); the JSON, Markdown and page table then hold only them")
+    res.add_argument("--update-readme", type=Path, default=None, metavar="FILE.md",
                      help="replace the table between this file's results markers")
     res.add_argument("--quiet", action="store_true", help="no progress bars")
     add_data_options(res)
@@ -103,62 +99,6 @@ def _protocols(value: str) -> list[Protocol]:
     return list(Protocol) if value == "both" else [Protocol(value)]
 
 
-def evaluate_recommender(dataset, name: str, options: dict[str, Any], split: str, protocols: list[Protocol],
-                         seed: int = 0, limit: int | None = None, progress: bool = True,
-                         per_sample_out: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """Fit once, evaluate under each protocol; returns result dicts (the JSON written to disk), and appends
-    each protocol's per-sample metric values to ``per_sample_out`` when given (for paired differences).
-
-    A recommender too slow for a whole split (an LLM on CPU) may ask for a seeded subset through an
-    ``evaluation_subset() -> (max_samples, seed) | None`` method; ``limit`` (``--limit``) overrides it.
-    Either way the result records the subset.
-    """
-    train, valid = dataset.split("train"), dataset.split("valid")
-    samples = dataset.split(split).samples
-    if not samples:
-        raise DataError(f"dataset {dataset.name!r} has no {split} samples to evaluate (no dialogue of split "
-                        f"{split!r} recommends an item)")
-    recommender = build_recommender(name, dataset.catalog, options)
-    subset_seed, chosen_by = seed, "--limit"
-    requested = getattr(recommender, "evaluation_subset", lambda: None)()
-    if limit is None and requested is not None:
-        (limit, subset_seed), chosen_by = requested, f"the recommender's max_samples option ({name})"
-    subset = None
-    if limit is not None and limit < len(samples):
-        samples = random.Random(subset_seed).sample(samples, limit)
-        subset = {"limit": limit, "seed": subset_seed, "of": len(dataset.split(split).samples),
-                  "chosen_by": chosen_by}
-    started = time.perf_counter()
-    recommender.fit(train, valid if split != "valid" else None)
-    fit_seconds = time.perf_counter() - started
-    counts = item_counts(train)
-    results = []
-    for protocol in protocols:
-        if hasattr(recommender, "reset_stats"):  # per-protocol run statistics (e.g. LLM calls of rar)
-            recommender.reset_stats()
-        result = evaluate(recommender.score, samples, dataset.catalog, protocol, counts, dataset=dataset.name,
-                          split=split, recommender=name, data_hash=dataset.fingerprint, seed=seed,
-                          progress=progress)
-        result.config = recommender.describe()  # after scoring: includes what the run measured
-        result.extra = {"fit_seconds": round(fit_seconds, 2), **({"subset": subset} if subset else {})}
-        results.append(result.to_json())
-        if per_sample_out is not None:
-            per_sample_out.append(result.per_sample)
-    return results
-
-
-def add_paired_differences(results: list[dict[str, Any]], per_sample: list[dict[str, Any]], baseline: str,
-                           columns: list[str]) -> None:
-    """Each non-baseline result gains ``paired``: its per-sample difference from the baseline row of the same
-    dataset and protocol (same samples), mean ± SE, for the table's columns."""
-    base = {(r["dataset"], r["protocol"]): values for r, values in zip(results, per_sample, strict=True)
-            if r["recommender"] == baseline}
-    for result, values in zip(results, per_sample, strict=True):
-        key = (result["dataset"], result["protocol"])
-        if result["recommender"] != baseline and key in base:
-            result["paired"] = {"baseline": baseline, "metrics": paired_differences(base[key], values, columns)}
-
-
 def _note_subsets(results: list[dict[str, Any]]) -> None:
     """Say so whenever a number comes from a subset of the split rather than the whole of it."""
     noted = set()
@@ -170,20 +110,6 @@ def _note_subsets(results: list[dict[str, Any]]) -> None:
         console.print(f"[yellow]note[/yellow]: {r['recommender']} on {r['dataset']}: a seeded random subset of "
                       f"{subset['limit']} of {subset['of']} samples (seed {subset['seed']}, chosen by "
                       f"{subset['chosen_by']}), not the whole split")
-
-
-def without_nan(value: Any) -> Any:
-    """``value`` with every NaN or infinite float replaced by None, so that the JSON written is valid JSON: a
-    metric can be undefined legitimately (head/tail metrics when no target falls in that group, a standard
-    error of one sample), and JSON has no NaN (Python's json would write a bare ``NaN`` that strict parsers
-    refuse). None reads as "undefined" (null)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: without_nan(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [without_nan(item) for item in value]
-    return value
 
 
 def _check_eval_arguments(args: argparse.Namespace) -> None:

@@ -30,7 +30,7 @@ Typical first run (the data mirror is a local folder with the public datasets):
   export CONVREC_DATA_MIRROR=../shared/data
   convrec data fetch redial
   convrec eval --dataset redial --recommender ease --protocol both
-  convrec results            # the README's baseline table, reproduced
+  convrec results            # the baseline table (docs/results/baselines.md), reproduced
   convrec chat               # talk to the recommender (retriever + local LLM re-ranker)
 """
 

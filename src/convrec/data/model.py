@@ -1,13 +1,16 @@
 """The one data model every domain is converted into: dialogues of turns, and recommendation samples.
 
 A :class:`RecSample` does not copy its context: it points at its dialogue and the index of the turn
-that mentions the target, so 5,000 samples of one dialogue set cost little memory.
+that mentions the target, so 5,000 samples of one dialogue set cost little memory. It belongs to the
+harness, which knows the answer; a recommender only ever gets its :meth:`RecSample.view`, a
+:class:`ContextView` of the turns before the target.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal
 
 Role = Literal["seeker", "recommender", "unknown"]
@@ -67,11 +70,46 @@ class Dialogue:
 
 
 @dataclass(frozen=True)
+class ContextView:
+    """What a recommender (and the agent, and a simulator's system side) may see at one point of a dialogue:
+    the turns before it, and the items they mention.
+
+    It holds no reference to a :class:`Dialogue`, so the target, the turns from the target's on and the
+    ``feedback`` (questionnaire answers written after the conversation, which name 93% of ReDial's test
+    targets) are out of reach, not merely unnamed. ``metadata`` is what the caller knows at that point (a
+    chat session's options, say); a dataset dialogue's ``metadata`` is not copied into the view, since its
+    free fields describe the whole record.
+
+    ``context_items`` are the items mentioned in ``context``, in order of mention, repeats included (the
+    most recent mention is last); ``turn_index`` is the index of the turn to be written next.
+    """
+
+    dialogue_id: str
+    context: tuple[Turn, ...]
+    metadata: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    context_items: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        # A list passed in must not change the view later, nor a metadata dict the caller keeps.
+        object.__setattr__(self, "context", tuple(self.context))
+        object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
+        object.__setattr__(self, "context_items", tuple(item for turn in self.context for item in turn.items))
+
+    @property
+    def turn_index(self) -> int:
+        return len(self.context)
+
+    def context_text(self, max_chars: int | None = None, with_roles: bool = True) -> str:
+        """The dialogue so far as "Seeker: ... / Recommender: ..." lines; ``max_chars`` keeps the most recent."""
+        return render_turns(self.context, max_chars, with_roles)
+
+
+@dataclass(frozen=True)
 class RecSample:
     """Recommend ``target`` given the dialogue before turn ``turn_index``.
 
     ``context_items`` are the items mentioned before that turn, in order of mention, repeats included
-    (the most recent mention is last).
+    (the most recent mention is last). The harness keeps the sample; recommenders get :meth:`view`.
     """
 
     dialogue: Dialogue
@@ -105,6 +143,10 @@ class RecSample:
     def context_text(self, max_chars: int | None = None, with_roles: bool = True) -> str:
         """The dialogue so far as "Seeker: ... / Recommender: ..." lines; ``max_chars`` keeps the most recent."""
         return render_turns(self.context, max_chars, with_roles)
+
+    def view(self) -> ContextView:
+        """What a recommender may see of this sample: the turns before the target's, no target, no feedback."""
+        return ContextView(self.dialogue.dialogue_id, tuple(self.context))
 
 
 def render_turns(turns: Sequence[Turn], max_chars: int | None = None, with_roles: bool = True) -> str:

@@ -261,8 +261,26 @@ OPENDIALKG_BOOKS = DatasetSpec(
     ),
 )
 
+GOODBOOKS = DatasetSpec(
+    name="goodbooks-10k",
+    description="Book metadata for the opendialkg-books catalogue: 10,000 Goodreads books with authors and "
+    "original publication years (goodbooks-10k, Zajac 2017)",
+    homepage="https://github.com/zygmuntz/goodbooks-10k",
+    license="CC BY-SA 4.0",
+    files=(
+        RemoteFile(
+            # Not listed in MANIFEST.tsv (added to the mirror later); sha256 and size are the mirror's copy's,
+            # which is byte for byte books.csv at this commit.
+            "catalog/goodbooks10k_books.csv",
+            "4d21d0e0433128657c752e3a3d0405ac0ec11675d6c70c64cb0abf4ab1acb76a",
+            3286659,
+            "https://raw.githubusercontent.com/zygmuntz/goodbooks-10k/6dd165b555a7b47b2dd36743a425776e641ff50c/books.csv",
+        ),
+    ),
+)
+
 DATASETS: dict[str, DatasetSpec] = {
-    spec.name: spec for spec in (REDIAL, INSPIRED, MOVIELENS, OPENDIALKG_BOOKS, CATALOG)
+    spec.name: spec for spec in (REDIAL, INSPIRED, MOVIELENS, OPENDIALKG_BOOKS, CATALOG, GOODBOOKS)
 }
 
 

@@ -173,11 +173,28 @@ def known_metric_names() -> list[str]:
 
 
 def ranked_targets(scores: np.ndarray, targets: np.ndarray) -> RankedTargets:
-    """Where each row's target lands in that row's scores. ``scores`` (n, n_items), ``targets`` (n,) indices."""
+    """Where each row's target lands in that row's scores. ``scores`` (n, n_items), ``targets`` (n,) indices.
+
+    NaN counts as the worst score (tied with -inf): a NaN compares false with everything, so a NaN target
+    would otherwise look ranked first."""
+    if np.isnan(scores).any():
+        scores = np.where(np.isnan(scores), -np.inf, scores)
     target_scores = scores[np.arange(len(targets)), targets][:, None]
     greater = (scores > target_scores).sum(axis=1)
     ties = (scores == target_scores).sum(axis=1) - 1
     return RankedTargets(greater.astype(np.int64), ties.astype(np.int64), scores.shape[1])
+
+
+def recall_and_ndcg_at(scores: np.ndarray, targets: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Per-sample Recall@k and NDCG@k of each row's target, exactly as reported: ties broken uniformly at
+    random in expectation. ``scores`` (n, n_items), ``targets`` (n,) column indices.
+
+    Every choice made on validation (a hyper-parameter, a training epoch, a fusion weight) uses this, so
+    what is selected is what is reported. Counting only the items scored strictly higher would hand the
+    target the best place in its tie: EASE gives thousands of items exactly 0, and a target among them
+    would count as a hit whenever fewer than k items score above 0."""
+    ranked = ranked_targets(np.asarray(scores), np.asarray(targets))
+    return RecallAt(k).per_sample(ranked), NDCGAt(k).per_sample(ranked)
 
 
 def top_lists(scores: np.ndarray, rng: np.random.Generator, size: int = LIST_SIZE) -> np.ndarray:

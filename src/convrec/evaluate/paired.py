@@ -8,6 +8,7 @@ what says whether a small difference between two rows is real.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -34,3 +35,15 @@ def paired_differences(baseline: Mapping[str, np.ndarray], other: Mapping[str, n
         out[metric] = {"diff": float(diff.mean()) if len(diff) else float("nan"), "stderr": stderr,
                        "n": int(len(diff))}
     return out
+
+
+def add_paired_differences(results: list[dict[str, Any]], per_sample: list[dict[str, Any]], baseline: str,
+                           columns: list[str]) -> None:
+    """Each non-baseline result gains ``paired``: its per-sample difference from the baseline row of the same
+    dataset and protocol (same samples), mean ± SE, for the table's columns."""
+    base = {(r["dataset"], r["protocol"]): values for r, values in zip(results, per_sample, strict=True)
+            if r["recommender"] == baseline}
+    for result, values in zip(results, per_sample, strict=True):
+        key = (result["dataset"], result["protocol"])
+        if result["recommender"] != baseline and key in base:
+            result["paired"] = {"baseline": baseline, "metrics": paired_differences(base[key], values, columns)}

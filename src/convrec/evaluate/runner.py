@@ -1,4 +1,8 @@
-"""Run any recommender over samples under a named protocol; it never knows what model it evaluates."""
+"""Run any recommender over samples under a named protocol; it never knows what model it evaluates.
+
+The recommender is handed each sample's :class:`~convrec.data.model.ContextView`, never the sample: the
+target, the later turns and the dialogue's ``feedback`` stay here, with the harness.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from tqdm import tqdm
 
 from convrec import __version__
 from convrec.catalog.items import Catalog
-from convrec.data.model import RecSample
+from convrec.data.model import ContextView, RecSample
 from convrec.evaluate.metrics import (
     METRICS,
     RankedTargets,
@@ -25,7 +29,7 @@ from convrec.evaluate.metrics import (
 )
 from convrec.evaluate.protocol import Protocol, mask_excluded, select_samples
 
-ScoreFn = Callable[[Sequence[RecSample]], np.ndarray]
+ScoreFn = Callable[[Sequence[ContextView]], np.ndarray]
 
 
 @dataclass
@@ -98,9 +102,10 @@ def evaluate_scores(
     bar = tqdm(total=len(kept), desc=description, unit="sample", disable=not progress, leave=False)
     for start in range(0, len(kept), batch_size):
         batch = kept[start : start + batch_size]
-        scores = np.array(score_fn(batch), dtype=np.float32, copy=True)
+        scores = np.array(score_fn([sample.view() for sample in batch]), dtype=np.float32, copy=True)
         if scores.shape != (len(batch), len(catalog)):
             raise ValueError(f"score() returned shape {scores.shape}, expected {(len(batch), len(catalog))}")
+        scores[np.isnan(scores)] = -np.inf  # NaN ranks last in the lists too, as in ranked_targets
         mask_excluded(scores, batch, catalog, protocol)
         target_indices = np.asarray(catalog.indices(s.target for s in batch))
         ranked = ranked_targets(scores, target_indices)

@@ -24,6 +24,8 @@ from typing import Literal
 import numpy as np
 from scipy.stats import rankdata
 
+from convrec.evaluate.metrics import recall_and_ndcg_at
+
 Normalisation = Literal["rank", "minmax"]
 DEFAULT_GRID: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
@@ -131,7 +133,11 @@ def choose_weight(
                 values.append(0.0)
                 continue
             order, _ = fused_order(retriever, llm, weight, normalisation)
-            values.append(ndcg_at(int(np.flatnonzero(order == target)[0]), k))
+            # Scored as rar's output ranks them: the fused order, distinct steps (see RAR.score).
+            placed = np.empty(len(order))
+            placed[order] = np.arange(len(order), 0, -1)
+            _, ndcg = recall_and_ndcg_at(placed[None, :], np.array([target]), k)
+            values.append(float(ndcg[0]))
         means[weight] = float(np.mean(values)) if values else 0.0
     best = max(means.values())
     chosen = min(w for w, v in means.items() if v >= best - 1e-12)

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from convrec.catalog.items import Catalog
 from convrec.catalog.titles import TitleLinker
-from convrec.data.model import RecSample
+from convrec.data.model import ContextView
 from convrec.llm.errors import LLMError, LLMUnavailableError
 from convrec.llm.types import LLM, ChatRequest
 from convrec.rerank.fusion import Normalisation, fused_order
@@ -89,7 +89,7 @@ class ListwiseReranker(Reranker):
         self.normalisation = normalisation
         self.linker = linker or TitleLinker(catalog)
 
-    def request(self, sample: RecSample, candidates: Sequence[str]) -> ChatRequest:
+    def request(self, sample: ContextView, candidates: Sequence[str]) -> ChatRequest:
         items = [self.catalog.get(item_id) for item_id in candidates]
         labels = candidate_labels(items)
         return ChatRequest(
@@ -99,7 +99,7 @@ class ListwiseReranker(Reranker):
             json_schema=ranking_schema(labels) if self.options.json_schema else None,
         )
 
-    def rerank(self, sample: RecSample, candidates: Sequence[str], retriever_scores: np.ndarray) -> Ranking:
+    def rerank(self, sample: ContextView, candidates: Sequence[str], retriever_scores: np.ndarray) -> Ranking:
         started = time.monotonic()
         diagnostics = RerankDiagnostics()
         reply = None

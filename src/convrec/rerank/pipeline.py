@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from convrec.catalog.items import Catalog
 from convrec.data.dataset import Split
-from convrec.data.model import RecSample
+from convrec.data.model import ContextView
 from convrec.errors import ConfigError
 from convrec.llm import LLM, LLMConfig, build_llm
 from convrec.llm.errors import LLMUnavailableError
@@ -51,7 +51,9 @@ from convrec.retrieval.base import (
     build_recommender,
     recommender_class,
     register,
+    top_candidates,
 )
+from convrec.trace import Stage, TraceRecord, brief_list
 
 Weight = Annotated[float, Field(ge=0.0, le=1.0)]
 MIN_CALLS_JUDGED = 100  # mid-run, transport failures are judged as a share of at least this many calls
@@ -120,6 +122,7 @@ class RAR(Recommender):
         self.reranker_: Reranker | None = None
         self.fusion_: dict[str, Any] = {}
         self.stats_ = RunStats()
+        self.traces_: list[list[TraceRecord]] = []  # per sample of the last score() call
 
     # -- building ------------------------------------------------------------------------------------
     def fit(self, train: Split, valid: Split | None = None) -> None:
@@ -161,7 +164,9 @@ class RAR(Recommender):
         if len(samples) > self.config.valid_samples:
             samples = random.Random(self.config.seed).sample(samples, self.config.valid_samples)
         stats = RunStats()
-        _, candidates, rankings = self._rerank(samples, stats, "rar: LLM scores of validation samples")
+        # The retriever and the LLM see each sample's context only; its target stays here, for the choice.
+        views = [sample.view() for sample in samples]
+        _, candidates, rankings = self._rerank(views, stats, "rar: LLM scores of validation samples")
         choice: FusionChoice = choose_weight(
             [scores for _, scores in candidates],
             [_aligned_llm_scores(ranking, ids) for ranking, (ids, _) in zip(rankings, candidates, strict=True)],
@@ -178,18 +183,13 @@ class RAR(Recommender):
         return self.reranker_
 
     # -- scoring -------------------------------------------------------------------------------------
-    def candidates(self, samples: Sequence[RecSample], scores: np.ndarray) -> list[tuple[list[str], np.ndarray]]:
+    def candidates(self, samples: Sequence[ContextView], scores: np.ndarray) -> list[tuple[list[str], np.ndarray]]:
         """Per sample: the retriever's top-k item ids (best first, ties by catalogue order) and their scores."""
-        ids = self.catalog.ids
-        result = []
-        for row, sample in enumerate(samples):
-            exclude = self.catalog.indices(set(sample.context_items)) if self.config.exclude_mentioned else []
-            top = top_indices(scores[row], self.config.k, exclude)
-            result.append(([ids[i] for i in top], scores[row, top].astype(np.float64)))
-        return result
+        exclude = [sample.context_items for sample in samples] if self.config.exclude_mentioned else None
+        return [(c.item_ids, c.scores) for c in top_candidates(self.catalog, scores, self.config.k, exclude)]
 
     def _rerank(
-        self, samples: Sequence[RecSample], stats: RunStats, description: str = "rar: re-ranking"
+        self, samples: Sequence[ContextView], stats: RunStats, description: str = "rar: re-ranking"
     ) -> tuple[np.ndarray, list[tuple[list[str], np.ndarray]], list[Ranking]]:
         """(retriever scores, candidates with their scores, rankings) for ``samples``; counts into ``stats``.
 
@@ -229,14 +229,42 @@ class RAR(Recommender):
             "calls: --set max_transport_failure_share=0.2",
         )
 
-    def score(self, samples: Sequence[RecSample]) -> np.ndarray:
+    def score(self, samples: Sequence[ContextView]) -> np.ndarray:
         """(len(samples), len(catalog)) float32: retriever scores, candidates lifted above the rest in the
         re-ranked order."""
-        retrieved, _, rankings = self._rerank(samples, self.stats_)
+        retrieved, candidates, rankings = self._rerank(samples, self.stats_)
         out = np.array(retrieved, dtype=np.float32, copy=True)
+        retrieval_s = self.stats_.retrieval_latency_s[-len(samples) :]
+        self.traces_ = []
         for row, ranking in enumerate(rankings):
+            started = time.monotonic()
             place_above(out[row], self.catalog.indices(ranking.item_ids))
+            self.traces_.append(self._trace(samples[row], candidates[row][0], ranking, retrieval_s[row],
+                                            time.monotonic() - started))
         return out
+
+    def _trace(self, sample: ContextView, candidates: list[str], ranking: Ranking, retrieval_s: float,
+               fuse_s: float) -> list[TraceRecord]:
+        """One turn's records. The re-ranker mixes the K scores itself, so that (microseconds) is timed with
+        ``rerank``; ``fuse`` times lifting the fused order above the rest of the catalogue."""
+        def titles(ids: Sequence[str]) -> str:
+            return brief_list([self.catalog.get(item_id).display_title for item_id in ids])
+
+        diagnostics, weight = ranking.diagnostics, self._require_fitted().fusion_weight
+        by_llm = [ranking.item_ids[i] for i in np.argsort(-ranking.llm_scores, kind="stable")]
+        rerank_output = (f"{diagnostics.llm_calls} calls ({diagnostics.cache_hits} cached, "
+                         f"{diagnostics.failed_calls} failed); "
+                         + (f"fell back: {diagnostics.fallback}" if diagnostics.fallback else f"LLM's best: "
+                            f"{titles(by_llm)}"))
+        return [
+            TraceRecord.of(Stage.RETRIEVE, f"turns so far: {sample.turn_index}; mentioned: "
+                           f"{titles(list(dict.fromkeys(sample.context_items)))}",
+                           f"{self.config.retriever}, top {len(candidates)}: {titles(candidates)}", retrieval_s),
+            TraceRecord.of(Stage.RERANK, f"{len(candidates)} candidates, {self.config.strategy}", rerank_output,
+                           diagnostics.latency_s),
+            TraceRecord.of(Stage.FUSE, f"weight {weight:g} on the LLM, {self.config.normalisation}-normalised "
+                           "retriever scores", f"final order: {titles(ranking.item_ids)}", fuse_s),
+        ]
 
     # -- reporting -----------------------------------------------------------------------------------
     def reset_stats(self) -> None:
@@ -256,25 +284,6 @@ class RAR(Recommender):
             "fusion": self.fusion_,
             "run": self.stats_.to_json(),
         }
-
-
-def top_indices(scores: np.ndarray, k: int, exclude: Sequence[int] = ()) -> np.ndarray:
-    """Columns of the ``k`` best of (n_items,) ``scores``, best first, ties in column (catalogue) order.
-
-    NaN counts as the worst score; ``exclude`` columns are left out (fewer than ``k`` are returned only when
-    the catalogue minus ``exclude`` is smaller).
-    """
-    values = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf)
-    keep = np.ones(len(values), dtype=bool)
-    keep[list(exclude)] = False
-    columns = np.flatnonzero(keep)
-    values = values[columns]
-    k = min(k, len(columns))
-    if k == 0:
-        return columns[:0]
-    top = np.argpartition(-values, k - 1)[:k] if k < len(values) else np.arange(len(values))
-    top = top[np.lexsort((top, -values[top]))]
-    return columns[top]
 
 
 def _describe_llm(llm: LLM | None) -> dict[str, Any] | None:

@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from convrec.catalog.items import Catalog
-from convrec.data.model import RecSample
+from convrec.data.model import ContextView
 from convrec.llm.errors import LLMError, LLMUnavailableError
 from convrec.llm.types import LLM, ChatRequest, ChatResponse
 from convrec.rerank.fusion import Normalisation, fused_order
@@ -114,7 +114,7 @@ class PointwiseReranker(Reranker):
         self.options = options or PointwiseOptions()
         self.normalisation = normalisation
 
-    def requests(self, sample: RecSample, candidates: Sequence[str]) -> list[ChatRequest]:
+    def requests(self, sample: ContextView, candidates: Sequence[str]) -> list[ChatRequest]:
         """One request per candidate; they differ only after the shared prefix (dialogue + question)."""
         prefix = pointwise_prefix(sample, self.options.prompt)
         return [
@@ -128,7 +128,7 @@ class PointwiseReranker(Reranker):
             for item_id in candidates
         ]
 
-    def llm_scores(self, sample: RecSample, candidates: Sequence[str]) -> tuple[np.ndarray, RerankDiagnostics]:
+    def llm_scores(self, sample: ContextView, candidates: Sequence[str]) -> tuple[np.ndarray, RerankDiagnostics]:
         """(K,) P(Yes) per candidate (0.5 where the answer had neither word or the call failed)."""
         diagnostics = RerankDiagnostics()
         if not candidates:
@@ -153,7 +153,7 @@ class PointwiseReranker(Reranker):
             diagnostics.fallback = "no answer had Yes or No among the first token's alternatives"
         return scores, diagnostics
 
-    def rerank(self, sample: RecSample, candidates: Sequence[str], retriever_scores: np.ndarray) -> Ranking:
+    def rerank(self, sample: ContextView, candidates: Sequence[str], retriever_scores: np.ndarray) -> Ranking:
         started = time.monotonic()
         retriever_scores = np.asarray(retriever_scores, dtype=np.float64)
         if retriever_scores.shape != (len(candidates),):

@@ -2,7 +2,9 @@
 
 Why one place: the prompt is part of the experiment (a changed word changes the scores and invalidates
 the LLM response cache), so it must be easy to read, diff and vary. The metadata shown for a candidate is
-what the catalogue has: title and year, genres, director (or author), a few cast names and a short plot.
+what the catalogue has: title and year, genres, director (or author), a few cast names and a short plot. What
+the items are called comes from the domain's vocabulary (:mod:`convrec.catalog.vocabulary`): a book
+recommender's prompts speak of books.
 
 Pointwise prompts are built so that everything shared by the candidates of one dialogue comes first
 (system message, dialogue, question) and the candidate comes last: llama.cpp then reuses the cached
@@ -17,11 +19,12 @@ from collections.abc import Sequence
 from pydantic import BaseModel, ConfigDict, Field
 
 from convrec.catalog.items import Item
-from convrec.data.model import RecSample
+from convrec.catalog.vocabulary import VOCABULARIES, Domain, Vocabulary
+from convrec.data.model import ContextView
 from convrec.llm.types import ChatMessage
 
 POINTWISE_SYSTEM = (
-    "You are a {noun} recommender. You read a conversation and judge whether one {noun} fits what the "
+    "You are {a_noun} recommender. You read a conversation and judge whether one {noun} fits what the "
     "Seeker is looking for."
 )
 POINTWISE_PREFIX = (
@@ -31,11 +34,11 @@ POINTWISE_PREFIX = (
 POINTWISE_CANDIDATE = "{Noun}: {description}\nAnswer (Yes or No):"
 
 LISTWISE_SYSTEM = (
-    "You are a {noun} recommender. You rank candidate {noun}s for the Seeker of a conversation."
+    "You are {a_noun} recommender. You rank candidate {nouns} for the Seeker of a conversation."
 )
 LISTWISE_USER = (
     "Conversation between a Seeker and a Recommender:\n{dialogue}\n\n"
-    "Candidate {noun}s:\n{candidates}\n\n"
+    "Candidate {nouns}:\n{candidates}\n\n"
     "Rank the candidates from the best next recommendation for the Seeker to the worst. Answer in JSON, "
     "as {{\"ranking\": [\"exact title (year)\", ...]}}, best first, each title once, no other text."
 )
@@ -57,11 +60,16 @@ class PromptOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    noun: str = Field("movie", description="what the catalogue holds, as a word for the prompt (movie, book)")
+    domain: Domain = Field("movies", description="what the catalogue holds (movies, books, or items for any "
+                           "other): the words of the prompts and replies, see convrec.catalog.vocabulary")
     context_chars: int = Field(1500, ge=50, description="most recent characters of the dialogue kept")
     plot_chars: int = Field(100, ge=0, description="characters of plot per candidate (0: no plot)")
     max_people: int = Field(3, ge=0, description="cast names (and directors/authors) shown per candidate")
     max_genres: int = Field(3, ge=0)
+
+    @property
+    def vocabulary(self) -> Vocabulary:
+        return VOCABULARIES[self.domain]
 
 
 def _names(value: object, limit: int) -> str:
@@ -96,15 +104,17 @@ def describe_item(item: Item, options: PromptOptions) -> str:
     return ". ".join(parts)
 
 
-def dialogue_text(sample: RecSample, options: PromptOptions) -> str:
+def dialogue_text(sample: ContextView, options: PromptOptions) -> str:
     return sample.context_text(max_chars=options.context_chars) or EMPTY_DIALOGUE
 
 
 def _words(options: PromptOptions) -> dict[str, str]:
-    return {"noun": options.noun, "Noun": options.noun.capitalize()}
+    noun = options.vocabulary.noun
+    return {"noun": noun, "Noun": noun.capitalize(), "nouns": options.vocabulary.plural,
+            "a_noun": options.vocabulary.a_noun}
 
 
-def pointwise_prefix(sample: RecSample, options: PromptOptions) -> str:
+def pointwise_prefix(sample: ContextView, options: PromptOptions) -> str:
     """The part of the user message shared by every candidate of ``sample``: dialogue, then question."""
     return POINTWISE_PREFIX.format(dialogue=dialogue_text(sample, options), **_words(options))
 
@@ -119,7 +129,7 @@ def pointwise_messages(prefix: str, item: Item, options: PromptOptions) -> tuple
 
 
 def listwise_messages(
-    sample: RecSample, items: Sequence[Item], labels: Sequence[str], options: PromptOptions
+    sample: ContextView, items: Sequence[Item], labels: Sequence[str], options: PromptOptions
 ) -> tuple[ChatMessage, ...]:
     """The dialogue, the numbered candidates (``labels[i]`` is how item i must be named), the instruction."""
     lines = []
@@ -144,7 +154,7 @@ def reply_prompt_parts(options: PromptOptions) -> list[str]:
     return [REPLY_SYSTEM.format(**_words(options)), *(part.strip() for part in user_parts if part.strip())]
 
 
-def reply_messages(sample: RecSample, draft: str, options: PromptOptions) -> tuple[ChatMessage, ...]:
+def reply_messages(sample: ContextView, draft: str, options: PromptOptions) -> tuple[ChatMessage, ...]:
     user = REPLY_USER.format(dialogue=dialogue_text(sample, options), draft=draft)
     return (
         ChatMessage(role="system", content=REPLY_SYSTEM.format(**_words(options))),

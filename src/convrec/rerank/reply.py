@@ -1,9 +1,10 @@
 """A short reply that names the recommended items and gives one reason, grounded in the catalogue.
 
 The reply is built from a template over catalogue metadata, so every title in it is an exact catalogue
-title and every reason is a fact the catalogue states (a genre, the director, a cast name, the plot). The
-reason prefers a fact the seeker mentioned ("the horror you mentioned"; the recommender's own earlier
-replies do not count), else the first genre.
+title and every reason is a fact the catalogue states (a genre, the director or author, a cast name, the
+plot), in the words of the domain's vocabulary (:mod:`convrec.catalog.vocabulary`: a book is "written by"
+its author). The reason prefers a fact the seeker mentioned ("the horror you mentioned"; the recommender's
+own earlier replies do not count), else the first genre.
 
 An LLM may polish the wording. Its text is kept only if it is a reply and nothing else: not empty, not
 cut off at its token limit, not much longer than the draft, repeating none of its prompt's own text (a
@@ -18,16 +19,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from convrec.catalog.items import Catalog, Item
 from convrec.catalog.titles import TitleLinker, normalize_title
-from convrec.data.model import RecSample, Role, render_turns
+from convrec.catalog.vocabulary import Vocabulary, article
+from convrec.data.model import ContextView, Role, render_turns
 from convrec.llm.errors import LLMError, LLMUnavailableError
-from convrec.llm.types import LLM, ChatRequest
+from convrec.llm.types import LLM, ChatRequest, ChatResponse
 from convrec.rerank.prompts import PromptOptions, reply_messages, reply_prompt_parts
 
 _WORD = re.compile(r"[a-z][a-z'-]+")
@@ -63,8 +65,8 @@ class ReplyOptions(BaseModel):
 
 @dataclass(frozen=True)
 class Reason:
-    kind: Literal["genre", "director", "cast", "plot", "none"]
-    text: str  # a sentence about the first item, e.g. "It is a horror film, like the ones you mentioned."
+    kind: Literal["genre", "director", "author", "cast", "plot", "none"]  # "director", "author": a creator's field
+    text: str  # a sentence about the first item, e.g. "It is a horror movie, like you asked about."
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,8 @@ class Reply:
     """``text`` names ``item_ids`` by their exact display titles; ``source`` says who wrote the final text.
 
     ``rejected`` is the LLM's polish when it was refused, ``rejection`` why (None when not asked or kept).
+    ``response`` is the polish call's own answer (None when none came back), so a caller counts the usage of
+    its own request rather than reading a client's counters, which concurrent callers share.
     """
 
     text: str
@@ -80,6 +84,7 @@ class Reply:
     source: Literal["template", "llm"] = "template"
     rejected: str | None = None
     rejection: str | None = None
+    response: ChatResponse | None = field(default=None, compare=False, repr=False)
 
 
 def _as_list(value: object) -> list[str]:
@@ -97,30 +102,36 @@ def _mentions(name: str, text: str) -> bool:
     return name in text or (len(surname) >= 5 and re.search(rf"\b{re.escape(surname)}\b", text) is not None)
 
 
-def _article(word: str) -> str:
-    return "an" if word[:1].lower() in "aeiou" else "a"
-
-
-def seeker_text(sample: RecSample) -> str:
+def seeker_text(sample: ContextView) -> str:
     """What the seeker said so far (every turn, when the dialogue has no speaker roles)."""
     said = [turn for turn in sample.context if turn.role == "seeker"]
     return render_turns(said) if said else sample.context_text()
 
 
-def choose_reason(item: Item, dialogue: str, noun: str = "movie") -> Reason:
+def _names_genre(genre: str, text: str, words: set[str]) -> bool:
+    """Does the lower-cased ``text`` (its ``words``) name ``genre``? A genre of several words ("science
+    fiction") is looked for as a phrase."""
+    if " " in genre:
+        return re.search(rf"\b{re.escape(genre)}\b", text) is not None
+    return genre in words or genre.replace("-", "") in words
+
+
+def choose_reason(item: Item, dialogue: str, vocabulary: Vocabulary) -> Reason:
     """One reason to recommend ``item``, from its metadata; a fact the dialogue mentions comes first."""
     text = dialogue.lower()
     words = set(_WORD.findall(text))
     genres = [g.strip().lower() for g in _as_list(item.metadata.get("genre")) if g.strip()]
-    directors = _as_list(item.metadata.get("director")) or _as_list(item.metadata.get("author"))
-    cast = _as_list(item.metadata.get("star"))
+    # Who made it: the first of the domain's creator fields that the item fills ("director" for a movie).
+    creator = next((c for c in vocabulary.creators if _as_list(item.metadata.get(c.field))), None)
+    makers = _as_list(item.metadata.get(creator.field)) if creator is not None else []
+    cast = _as_list(item.metadata.get(vocabulary.cast_field)) if vocabulary.cast_field else []
+    noun = vocabulary.noun
     for genre in genres:
-        if genre in words or genre.replace("-", "") in words:
-            return Reason("genre", f"It is {_article(genre)} {genre} {noun}, like you asked about.")
-    for person in directors:
-        if _mentions(person, text):
-            made = "written" if item.metadata.get("author") else "directed"
-            return Reason("director", f"It was {made} by {person}, whom you mentioned.")
+        if _names_genre(genre, text, words):
+            return Reason("genre", vocabulary.asked_genre.format(a=article(genre), genre=genre, noun=noun))
+    for person in makers:
+        if creator is not None and _mentions(person, text):
+            return Reason(creator.field, f"It was {creator.made_by} {person}, whom you mentioned.")
     for person in cast:
         if _mentions(person, text):
             return Reason("cast", f"It stars {person}, whom you mentioned.")
@@ -130,9 +141,10 @@ def choose_reason(item: Item, dialogue: str, noun: str = "movie") -> Reason:
     if shared:
         return Reason("plot", f"Its story is about {' and '.join(shared[:2])}, which you brought up.")
     if genres:
-        return Reason("genre", f"It is {_article(genres[0])} {' and '.join(genres[:2])} {noun}.")
-    if directors:
-        return Reason("director", f"It was directed by {directors[0]}.")
+        return Reason("genre", vocabulary.genres.format(a=article(genres[0]), genres=" and ".join(genres[:2]),
+                                                        noun=noun))
+    if creator is not None and makers:
+        return Reason(creator.field, f"It was {creator.made_by} {makers[0]}.")
     if cast:
         return Reason("cast", f"It stars {cast[0]}.")
     return Reason("none", "")
@@ -179,12 +191,11 @@ class ReplyWriter:
         self._prompt_label = re.compile(rf"\b(?:{'|'.join(map(re.escape, labels))})\s*:", re.IGNORECASE)
         self._prompt_ngrams = {gram for part in prompt_parts for gram in _ngrams(part, PROMPT_NGRAM)}
 
-    def write(self, sample: RecSample, ranked_ids: Sequence[str]) -> Reply:
+    def write(self, sample: ContextView, ranked_ids: Sequence[str]) -> Reply:
         item_ids = tuple(ranked_ids[: self.options.n_items])
         items = [self.catalog.get(item_id) for item_id in item_ids]
-        reason = choose_reason(items[0], seeker_text(sample), self.options.prompt.noun) if items else Reason(
-            "none", ""
-        )
+        vocabulary = self.options.prompt.vocabulary
+        reason = choose_reason(items[0], seeker_text(sample), vocabulary) if items else Reason("none", "")
         draft = template_reply(items, reason)
         if not (self.options.polish and self.llm is not None and items):
             return Reply(draft, item_ids, reason)
@@ -204,8 +215,8 @@ class ReplyWriter:
         if problem is None and response.finish_reason == "length":
             problem = f"cut off at max_tokens={self.options.max_tokens}"
         if problem is not None:
-            return Reply(draft, item_ids, reason, rejected=polished, rejection=problem)
-        return Reply(polished, item_ids, reason, source="llm")
+            return Reply(draft, item_ids, reason, rejected=polished, rejection=problem, response=response)
+        return Reply(polished, item_ids, reason, source="llm", response=response)
 
     def prompt_echo(self, text: str) -> str | None:
         """What of the polish prompt's own text ``text`` repeats (a label, or five words in a row), or None."""

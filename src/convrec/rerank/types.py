@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from convrec.data.model import RecSample
+from convrec.data.model import ContextView
 from convrec.llm.types import ChatResponse
 
 
@@ -109,7 +109,7 @@ class Reranker(ABC):
         self.fusion_weight = fusion_weight
 
     @abstractmethod
-    def rerank(self, sample: RecSample, candidates: Sequence[str], retriever_scores: np.ndarray) -> Ranking:
+    def rerank(self, sample: ContextView, candidates: Sequence[str], retriever_scores: np.ndarray) -> Ranking:
         """Re-order ``candidates`` (catalogue item ids, the retriever's best first) for ``sample``.
 
         ``retriever_scores`` is (len(candidates),), aligned with ``candidates``. A failed LLM call or an
@@ -121,7 +121,7 @@ class Reranker(ABC):
 
     def rerank_many(
         self,
-        samples: Sequence[RecSample],
+        samples: Sequence[ContextView],
         candidates: Sequence[Sequence[str]],
         retriever_scores: Sequence[np.ndarray],
     ) -> list[Ranking]:

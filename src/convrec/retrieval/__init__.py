@@ -1,7 +1,6 @@
-"""Retrievers and baselines. Importing this package registers every built-in recommender."""
+"""Retrievers and baselines. Every built-in recommender is listed by ``RECOMMENDERS`` (convrec.registry) and
+imported when it is first asked for, so nothing here needs importing for its side effects."""
 
-from convrec.retrieval import baselines, dense  # noqa: F401  (registration side effect)
-from convrec.retrieval.base import RECOMMENDERS, Recommender, build_recommender
-from convrec.retrieval.lrurec import recommender as _lrurec  # noqa: F401  (registration side effect)
+from convrec.retrieval.base import RECOMMENDERS, Candidates, Recommender, build_recommender
 
-__all__ = ["RECOMMENDERS", "Recommender", "build_recommender"]
+__all__ = ["RECOMMENDERS", "Candidates", "Recommender", "build_recommender"]

@@ -1,18 +1,22 @@
-"""The ``Recommender`` interface every retriever and baseline implements, and the registry of names."""
+"""The ``Recommender`` interface every retriever and baseline implements, the optional capabilities a
+recommender may declare, and the registry of names."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from convrec.catalog.items import Catalog
 from convrec.data.dataset import Split
-from convrec.data.model import RecSample
+from convrec.data.model import ContextView
 from convrec.errors import ConfigError
+from convrec.registry import BUILTIN_RECOMMENDERS, Registry
 
 
 class RecommenderConfig(BaseModel):
@@ -35,27 +39,96 @@ class Recommender(ABC):
         """Learn from the training split; ``valid`` may be used to choose hyper-parameters, never ``test``."""
 
     @abstractmethod
-    def score(self, samples: Sequence[RecSample]) -> np.ndarray:
+    def score(self, samples: Sequence[ContextView]) -> np.ndarray:
         """(len(samples), len(catalog)) float32 scores."""
+
+    def retrieve(self, samples: Sequence[ContextView], k: int,
+                 exclude: Sequence[Iterable[str]] | None = None) -> list[Candidates]:
+        """Per sample, the ``k`` best items (best first; ties in catalogue order), leaving out the item ids of
+        ``exclude[row]``. The default ranks :meth:`score`'s full row; a recommender with a faster way to the
+        top items (an approximate index) overrides it."""
+        return top_candidates(self.catalog, self.score(samples), k, exclude)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "config": self.config.model_dump()}
 
 
-RECOMMENDERS: dict[str, type[Recommender]] = {}
+@dataclass(frozen=True)
+class Candidates:
+    """One sample's retrieved items, best first, with the recommender's score of each."""
+
+    item_ids: list[str]
+    scores: np.ndarray  # (len(item_ids),) float64
 
 
-def register(cls: type[Recommender]) -> type[Recommender]:
-    RECOMMENDERS[cls.name] = cls
-    return cls
+def top_indices(scores: np.ndarray, k: int, exclude: Iterable[int] = ()) -> np.ndarray:
+    """Columns of the ``k`` best of (n_items,) ``scores``, best first, ties in column (catalogue) order.
+
+    NaN counts as the worst score; ``exclude`` columns are left out (fewer than ``k`` are returned only when
+    the catalogue minus ``exclude`` is smaller).
+    """
+    values = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf)
+    keep = np.ones(len(values), dtype=bool)
+    keep[list(exclude)] = False
+    columns = np.flatnonzero(keep)
+    values = values[columns]
+    k = min(k, len(columns))
+    if k == 0:
+        return columns[:0]
+    if k < len(values):
+        # Everything better than the k-th best value, then the items tied with it in catalogue order
+        # (argpartition alone picks an arbitrary subset of the tied items).
+        kth = np.partition(values, len(values) - k)[len(values) - k]
+        better = np.flatnonzero(values > kth)
+        top = np.concatenate([better, np.flatnonzero(values == kth)[: k - len(better)]])
+    else:
+        top = np.arange(len(values))
+    top = top[np.lexsort((top, -values[top]))]
+    return columns[top]
+
+
+def top_candidates(catalog: Catalog, scores: np.ndarray, k: int,
+                   exclude: Sequence[Iterable[str]] | None = None) -> list[Candidates]:
+    """:func:`top_indices` of each row of (n_samples, n_items) ``scores`` as item ids and their scores."""
+    ids = catalog.ids
+    result = []
+    for row in range(len(scores)):
+        excluded = catalog.indices(set(exclude[row])) if exclude is not None else []
+        top = top_indices(scores[row], k, excluded)
+        result.append(Candidates([ids[i] for i in top], scores[row, top].astype(np.float64)))
+    return result
+
+
+# -- optional capabilities: declared by implementing the method, checked with isinstance --------------------
+@runtime_checkable
+class Trainable(Protocol):
+    """Its trained weights can be written as a run directory that its ``checkpoint`` option loads."""
+
+    def save_checkpoint(self, run_dir: Path, extra: dict[str, Any] | None = None) -> None: ...
+
+
+@runtime_checkable
+class EvaluatesSubset(Protocol):
+    """Too slow for a whole split (an LLM on CPU): asks the harness for a seeded subset,
+    ``(max_samples, seed)``, or None for the whole split."""
+
+    def evaluation_subset(self) -> tuple[int, int] | None: ...
+
+
+@runtime_checkable
+class CountsRunStats(Protocol):
+    """Keeps statistics of its scoring (LLM calls, fallbacks) that the harness resets per protocol."""
+
+    def reset_stats(self) -> None: ...
+
+
+RECOMMENDERS: Registry[Recommender] = Registry("recommender", BUILTIN_RECOMMENDERS)
+register = RECOMMENDERS.register
 
 
 def recommender_class(name: str) -> type[Recommender]:
     """The registered class of ``name``; an unknown name is a :class:`ConfigError` listing the known ones."""
-    if name not in RECOMMENDERS:
-        raise ConfigError(f"unknown recommender {name!r}: choose one of {', '.join(sorted(RECOMMENDERS))} "
-                          f"(`convrec recommenders` lists their options)")
-    return RECOMMENDERS[name]
+    return RECOMMENDERS.get_class(name)
 
 
 def build_recommender(name: str, catalog: Catalog, options: dict[str, Any] | None = None) -> Recommender:
@@ -79,7 +152,7 @@ def item_counts(split: Split) -> np.ndarray:
     return counts
 
 
-def fill_empty_contexts(scores: np.ndarray, samples: Sequence[RecSample], fallback: np.ndarray) -> np.ndarray:
+def fill_empty_contexts(scores: np.ndarray, samples: Sequence[ContextView], fallback: np.ndarray) -> np.ndarray:
     """In place: rows whose context mentions no item get ``fallback`` scores (usually popularity), since an
     item-based model has nothing to go on there."""
     for row, sample in enumerate(samples):
@@ -88,4 +161,4 @@ def fill_empty_contexts(scores: np.ndarray, samples: Sequence[RecSample], fallba
     return scores
 
 
-ScoreFn = Callable[[Sequence[RecSample]], np.ndarray]
+ScoreFn = Callable[[Sequence[ContextView]], np.ndarray]

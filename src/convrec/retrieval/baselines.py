@@ -13,7 +13,8 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from convrec.data.dataset import Split
-from convrec.data.model import RecSample
+from convrec.data.model import ContextView
+from convrec.evaluate.metrics import recall_and_ndcg_at
 from convrec.retrieval.base import Recommender, RecommenderConfig, fill_empty_contexts, item_counts, register
 
 
@@ -28,7 +29,7 @@ def interaction_matrix(split: Split) -> sp.csr_matrix:
     return sp.csr_matrix((data, (rows, cols)), shape=(len(split.dialogues), len(split.catalog)))
 
 
-def context_matrix(samples: Sequence[RecSample], index_of: dict[str, int], n_items: int, decay: float) -> sp.csr_matrix:
+def context_matrix(samples: Sequence[ContextView], index_of: dict[str, int], n_items: int, decay: float) -> sp.csr_matrix:
     """(n_samples, n_items): each context item weighted ``decay ** (mentions since it was last mentioned)``."""
     rows, cols, vals = [], [], []
     for row, sample in enumerate(samples):
@@ -51,7 +52,7 @@ class Popularity(Recommender):
     def fit(self, train: Split, valid: Split | None = None) -> None:
         self.scores_ = np.log1p(item_counts(train)).astype(np.float32)
 
-    def score(self, samples: Sequence[RecSample]) -> np.ndarray:
+    def score(self, samples: Sequence[ContextView]) -> np.ndarray:
         return np.tile(self.scores_, (len(samples), 1))
 
 
@@ -61,7 +62,7 @@ class Repeat(Recommender):
 
     name = "repeat"
 
-    def score(self, samples: Sequence[RecSample]) -> np.ndarray:
+    def score(self, samples: Sequence[ContextView]) -> np.ndarray:
         scores = np.zeros((len(samples), len(self.catalog)), dtype=np.float32)
         for row, sample in enumerate(samples):
             for position, item in enumerate(sample.context_items, start=1):
@@ -102,7 +103,7 @@ class ItemKNN(Recommender):
         keep = rank_in_row < self.config.neighbors
         return sp.csr_matrix((values[keep], (rows[keep], cols[keep])), shape=(n_items, n_items))
 
-    def score(self, samples: Sequence[RecSample]) -> np.ndarray:
+    def score(self, samples: Sequence[ContextView]) -> np.ndarray:
         context = context_matrix(samples, self.catalog.index_of, len(self.catalog), self.config.recency_decay)
         scores = np.asarray((context @ self.similarity_).todense(), dtype=np.float32)
         return fill_empty_contexts(scores, samples, self.popularity_)
@@ -151,15 +152,13 @@ class EASE(Recommender):
         best = (-1.0, None, None)
         for l2 in self.config.l2_grid:
             self.weights_ = self._weights(gram, l2)
-            scores = self.score(selection)
-            target_scores = scores[np.arange(len(targets)), targets][:, None]
-            recall = float(((scores > target_scores).sum(axis=1) < 10).mean())  # validation Recall@10
+            recall = float(recall_and_ndcg_at(self.score(selection), targets)[0].mean())  # validation Recall@10
             self.validation_[l2] = round(recall, 5)
             if recall > best[0]:
                 best = (recall, l2, self.weights_)
         _, self.l2_, self.weights_ = best
 
-    def score(self, samples: Sequence[RecSample]) -> np.ndarray:
+    def score(self, samples: Sequence[ContextView]) -> np.ndarray:
         context = context_matrix(samples, self.catalog.index_of, len(self.catalog), self.config.recency_decay)
         scores = np.asarray(context @ self.weights_, dtype=np.float32)
         return fill_empty_contexts(scores, samples, self.popularity_)

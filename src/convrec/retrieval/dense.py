@@ -17,7 +17,8 @@ import numpy as np
 from pydantic import Field
 
 from convrec.data.dataset import Split
-from convrec.data.model import RecSample
+from convrec.data.model import ContextView
+from convrec.evaluate.metrics import recall_and_ndcg_at
 from convrec.retrieval.base import Recommender, RecommenderConfig, item_counts, register
 from convrec.text.encoder import (
     EncoderConfig,
@@ -74,28 +75,27 @@ class DenseText(Recommender):
         targets = np.asarray(self.catalog.indices(s.target for s in samples))
         similarity = self._similarity(samples)
         for weight in self.config.popularity_grid:
-            scores = similarity + weight * self.popularity_
-            target_scores = scores[np.arange(len(targets)), targets][:, None]
-            self.validation_[weight] = round(float(((scores > target_scores).sum(axis=1) < 10).mean()), 5)
+            recall, _ = recall_and_ndcg_at(similarity + weight * self.popularity_, targets)
+            self.validation_[weight] = round(float(recall.mean()), 5)
         self.popularity_weight_ = max(self.validation_, key=lambda w: (self.validation_[w], -w))
 
     def describe(self) -> dict:
         return {**super().describe(), "chosen_popularity_weight": getattr(self, "popularity_weight_", None),
                 "validation_recall@10": getattr(self, "validation_", {})}
 
-    def query_text(self, sample: RecSample) -> str:
+    def query_text(self, sample: ContextView) -> str:
         if self.config.seeker_only:
             turns = [t.text for t in sample.context if t.role == "seeker" and t.text]
             return "\n".join(turns)[-self.config.context_chars :]
         return sample.context_text(max_chars=self.config.context_chars)
 
-    def _similarity(self, samples: Sequence[RecSample]) -> np.ndarray:
+    def _similarity(self, samples: Sequence[ContextView]) -> np.ndarray:
         queries = [self.query_text(s) for s in samples]
         cache = context_cache_file(self.cache_root, self.encoder, self.catalog)
         vectors = self.encoder.encode_cached(queries, cache, progress=len(queries) > 1000)
         return vectors @ self.item_vectors.T
 
-    def score(self, samples: Sequence[RecSample]) -> np.ndarray:
+    def score(self, samples: Sequence[ContextView]) -> np.ndarray:
         scores = self._similarity(samples) + self.popularity_weight_ * self.popularity_
         for row, sample in enumerate(samples):
             if not self.query_text(sample).strip():

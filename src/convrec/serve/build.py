@@ -1,4 +1,4 @@
-"""Building a :class:`~convrec.serve.session.ChatSession` from one typed config: dataset, retriever, LLM.
+"""Building an :class:`~convrec.serve.engine.Engine` from one typed config: dataset, retriever, LLM.
 
 The default retriever needs no training run: ``itemknn`` fits on ReDial's train split in about 0.3 s
 (Recall@10 0.150 on ReDial test against 0.159 for ``ease``, whose fit takes about 30 s and 1.6 GB on one
@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from convrec.catalog.titles import TitleLinker
+from convrec.catalog.vocabulary import domain_for
 from convrec.data.dataset import CRSDataset, Split
 from convrec.llm import LLM, LLMConfig, build_llm
 from convrec.rerank.listwise import ListwiseOptions, ListwiseReranker
@@ -23,7 +24,8 @@ from convrec.rerank.reply import ReplyOptions, ReplyWriter
 from convrec.rerank.types import Reranker
 from convrec.retrieval import build_recommender
 from convrec.retrieval.base import Recommender, item_counts
-from convrec.serve.session import ChatSession, SessionOptions
+from convrec.serve.engine import Engine
+from convrec.serve.state import SessionOptions
 
 QUICK_RETRIEVER = "itemknn"
 ITEM_ONLY = frozenset(("itemknn", "ease", "popularity", "repeat", "lrurec"))  # read no dialogue text
@@ -81,20 +83,23 @@ def build_reranker(dataset: CRSDataset, config: ChatConfig, llm: LLM) -> Reranke
                             fusion_weight=config.fusion_weight)
 
 
-def build_session(dataset: CRSDataset, config: ChatConfig, llm: LLM | None = None,
-                  retriever: Recommender | None = None) -> ChatSession:
-    """A ready session. ``llm`` replaces the one ``config.llm`` describes (built here otherwise, which loads
-    a local model; the caller closes it); ``retriever`` replaces building and fitting one."""
+def build_engine(dataset: CRSDataset, config: ChatConfig, llm: LLM | None = None,
+                 retriever: Recommender | None = None) -> Engine:
+    """An engine ready for any number of sessions. ``llm`` replaces the one ``config.llm`` describes (built
+    here otherwise, which loads a local model; the caller closes it); ``retriever`` replaces building and
+    fitting one. The prompts and replies speak of the dataset's items (books, movies) in its words: the
+    domain of ``dataset`` replaces the config's (``engine.config`` is the config it ran with)."""
     catalog = dataset.catalog
+    domain = domain_for(dataset.name, catalog)
+    config = config.model_copy(update={"prompt": config.prompt.model_copy(update={"domain": domain})})
     train = dataset.split("train")
     retriever = retriever or build_retriever(dataset, config, train)
     if llm is None and config.llm is not None:
         llm = build_llm(config.llm)
     reranker = build_reranker(dataset, config, llm) if llm is not None else None
-    linker = TitleLinker(catalog)
     writer = ReplyWriter(catalog, llm, ReplyOptions(n_items=min(3, config.session.top), polish=config.polish,
-                                                   prompt=config.prompt), linker)
+                                                   prompt=config.prompt), TitleLinker(catalog))
     counts = item_counts(train)
     popularity = dict(zip(catalog.ids, counts.tolist(), strict=True))
     options = config.session.model_copy(update={"window_chars": config.prompt.context_chars})
-    return ChatSession(catalog, retriever, writer, reranker, options, linker, popularity)
+    return Engine(catalog, retriever, writer, reranker, options, popularity, config)

@@ -11,7 +11,7 @@ dialogue. Recommenders often come back to a movie named a few turns earlier (abo
 the tied output layer can only express that through the hidden state, which then has less room for what is
 *new*. Under the dedup protocol mentioned items are excluded from ranking, so the bonus changes nothing there.
 On ReDial it is learned negative (about -0.7 to -1): tied embeddings already favour the items just read, more than
-the recommenders return to them; it is off by default (README, "What else was tried").
+the recommenders return to them; it is off by default (docs/results/retrievers.md, "What else was tried").
 """
 
 from __future__ import annotations

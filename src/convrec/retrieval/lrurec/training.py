@@ -30,6 +30,7 @@ from tqdm import tqdm
 from convrec.catalog.items import Catalog
 from convrec.data.model import RecSample
 from convrec.errors import CheckpointError
+from convrec.evaluate.metrics import recall_and_ndcg_at
 from convrec.io import DataError, atomic_write, write_json
 from convrec.retrieval.lrurec.network import ConversationalLRURec, mentioned_so_far
 from convrec.retrieval.lrurec.sequences import PAD, SequenceExample, left_pad
@@ -134,15 +135,6 @@ def make_batch(examples: Sequence[SequenceExample], query_fn: QueryFn | None, qu
             if vectors is not None:
                 queries[row, inputs.shape[1] - len(vectors) :] = torch.from_numpy(vectors)
     return inputs, targets, queries, sources
-
-
-def recall_ndcg_at_10(scores: torch.Tensor, targets: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Per-sample Recall@10 and NDCG@10 (ties go to the target: it counts items scored strictly higher) for model selection on validation."""
-    target_scores = scores.gather(1, targets[:, None])
-    rank = (scores > target_scores).sum(dim=1)  # 0-based
-    hit = (rank < 10).float()
-    ndcg = hit / torch.log2(rank.float() + 2)
-    return hit.numpy(), ndcg.numpy()
 
 
 class Trainer:
@@ -300,7 +292,8 @@ class Trainer:
 
 def evaluate_samples(network: ConversationalLRURec, samples: Sequence[RecSample], tokens_fn,
                      queries: torch.Tensor | None, catalog: Catalog, batch_size: int = 512) -> tuple[float, float]:
-    """Mean validation Recall@10 and NDCG@10 over ``samples`` (standard protocol, full catalogue)."""
+    """Mean validation Recall@10 and NDCG@10 over ``samples`` (standard protocol, full catalogue), as reported:
+    ties broken at random in expectation."""
     if not samples:
         return 0.0, 0.0
     network.eval()
@@ -310,8 +303,7 @@ def evaluate_samples(network: ConversationalLRURec, samples: Sequence[RecSample]
             batch = samples[start : start + batch_size]
             batch_queries = None if queries is None else queries[start : start + len(batch)]
             scores = network.catalogue_scores(left_pad([tokens_fn(s) for s in batch]), batch_queries)
-            targets = torch.as_tensor(catalog.indices(s.target for s in batch))
-            hit, ndcg = recall_ndcg_at_10(scores, targets)
+            hit, ndcg = recall_and_ndcg_at(scores.numpy(), np.asarray(catalog.indices(s.target for s in batch)))
             hits.append(hit)
             ndcgs.append(ndcg)
     return float(np.concatenate(hits).mean()), float(np.concatenate(ndcgs).mean())
