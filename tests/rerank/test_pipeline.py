@@ -5,10 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from convrec.catalog.items import Catalog, Item
+from convrec.data.dataset import CRSDataset, Split
+from convrec.data.model import Dialogue, Turn
 from convrec.evaluate.harness import evaluate_recommender
 from convrec.evaluate.protocol import Protocol
 from convrec.evaluate.runner import evaluate
 from convrec.llm import LLMClient, ResponseCache
+from convrec.llm.types import ChatRequest, ChatResponse
 from convrec.rerank.pipeline import RAR, RARConfig, place_above
 from convrec.retrieval import RECOMMENDERS, build_recommender
 from convrec.retrieval.base import item_counts, top_indices
@@ -168,3 +172,44 @@ def test_top_indices_best_first_ties_in_catalogue_order_and_exclusions():
     tied = np.array([0.0] * 30 + [1.0] + [0.0] * 30)
     assert top_indices(tied, 3).tolist() == [30, 0, 1]
     assert top_indices(tied, 3, exclude=[0]).tolist() == [30, 1, 2]
+
+
+class RecordingLLM:
+    """Answers every question "Yes" (no logprobs) and keeps the prompts it was asked."""
+
+    def __init__(self) -> None:
+        self.prompts: list[str] = []
+
+    def complete(self, request: ChatRequest) -> ChatResponse:
+        self.prompts.append("\n".join(message.content for message in request.messages))
+        return ChatResponse(text="Yes", model="recording", backend="fake")
+
+
+def books_world(dataset: str) -> tuple[Split, Split]:
+    catalog = Catalog([Item(f"b{i}", f"Volume Number {i}", 1990 + i, {"author": [f"Writer {i % 4}"]})
+                       for i in range(24)])
+    dialogues = [Dialogue(f"d{i}", split, [Turn("seeker", "a gripping story please", (f"b{i}",)),
+                                          Turn("recommender", "try this", (f"b{(i + 1) % 24}",))])
+                 for i, split in enumerate(["train"] * 12 + ["test"] * 4)]
+    dataset_ = CRSDataset(dataset, catalog, dialogues)
+    return dataset_.split("train"), dataset_.split("test")
+
+
+@pytest.mark.parametrize("dataset, domain", [("mybooks", "books"), ("redial", "movies")])
+def test_rar_asks_in_the_words_of_its_dataset(dataset, domain):
+    train, test = books_world(dataset)  # book metadata; "redial" is known to be movies whatever it holds
+    llm = RecordingLLM()
+    rar = RAR(train.catalog, RARConfig(retriever="popularity", k=3, fusion_weight=0.5), llm=llm)
+    rar.fit(train)
+    rar.score([sample.view() for sample in test.samples[:1]])
+    assert rar.describe()["prompt_domain"] == domain and len(llm.prompts) == 3
+    text = " ".join(llm.prompts).lower()
+    assert ("movie" in text) == (domain == "movies") and ("book" in text) == (domain == "books")
+
+
+def test_a_domain_set_in_the_config_wins():
+    train, test = books_world("mybooks")
+    config = RARConfig(retriever="popularity", k=2, fusion_weight=0.5, pointwise={"prompt": {"domain": "items"}})
+    rar = RAR(train.catalog, config, llm=RecordingLLM())
+    rar.fit(train)
+    assert rar.describe()["prompt_domain"] == "items"

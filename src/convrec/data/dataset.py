@@ -33,6 +33,7 @@ class Split:
     catalog: Catalog
     dialogues: list[Dialogue]
     samples: list[RecSample] = field(default_factory=list)
+    dataset: str = ""  # the dataset's name: what its items are called depends on it (catalog.vocabulary)
 
     def __post_init__(self) -> None:
         if not self.samples:
@@ -59,7 +60,7 @@ class CRSDataset:
     def split(self, name: str) -> Split:
         if name not in SPLITS:
             raise ValueError(f"unknown split {name!r}: expected one of {', '.join(SPLITS)}")
-        return Split(name, self.catalog, [d for d in self.dialogues if d.split == name])
+        return Split(name, self.catalog, [d for d in self.dialogues if d.split == name], dataset=self.name)
 
     @property
     def fingerprint(self) -> str:

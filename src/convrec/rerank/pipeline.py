@@ -35,6 +35,7 @@ from pydantic import Field
 from tqdm import tqdm
 
 from convrec.catalog.items import Catalog
+from convrec.catalog.vocabulary import Domain, domain_for
 from convrec.data.dataset import Split
 from convrec.data.model import ContextView
 from convrec.errors import ConfigError
@@ -138,7 +139,7 @@ class RAR(Recommender):
         # The LLM before the retriever's fit: a missing model or API key fails before any work.
         self.llm_ = self._given_llm or build_llm(self._llm_config())
         self.retriever_.fit(train, valid)
-        self.reranker_ = self._build_reranker(self.llm_)
+        self.reranker_ = self._build_reranker(self.llm_, domain_for(train.dataset, self.catalog))
         if self.config.fusion_weight == "valid":
             self._choose_weight_on(valid)
         else:
@@ -149,10 +150,14 @@ class RAR(Recommender):
     def _llm_config(self) -> LLMConfig:
         return with_default_cache(self.config.llm, self.config.llm_cache)
 
-    def _build_reranker(self, llm: LLM) -> Reranker:
+    def _build_reranker(self, llm: LLM, domain: Domain) -> Reranker:
+        """The re-ranker, its prompts in the words of the dataset's ``domain`` (books are "written by") unless
+        the config names a domain itself."""
         if self.config.strategy == "pointwise":
-            return PointwiseReranker(llm, self.catalog, self.config.pointwise, normalisation=self.config.normalisation)
-        return ListwiseReranker(llm, self.catalog, self.config.listwise, normalisation=self.config.normalisation)
+            options = _in_domain(self.config.pointwise, domain)
+            return PointwiseReranker(llm, self.catalog, options, normalisation=self.config.normalisation)
+        options = _in_domain(self.config.listwise, domain)
+        return ListwiseReranker(llm, self.catalog, options, normalisation=self.config.normalisation)
 
     def _choose_weight_on(self, valid: Split | None) -> None:
         reranker = self._require_fitted()
@@ -282,8 +287,15 @@ class RAR(Recommender):
             "retriever": self.retriever_.describe() if self.retriever_ is not None else None,
             "llm": _describe_llm(self.llm_),
             "fusion": self.fusion_,
+            "prompt_domain": self.reranker_.options.prompt.domain if self.reranker_ is not None else None,
             "run": self.stats_.to_json(),
         }
+
+
+def _in_domain(options: PointwiseOptions | ListwiseOptions, domain: Domain) -> Any:
+    if "domain" in options.prompt.model_fields_set:
+        return options
+    return options.model_copy(update={"prompt": options.prompt.model_copy(update={"domain": domain})})
 
 
 def _describe_llm(llm: LLM | None) -> dict[str, Any] | None:
