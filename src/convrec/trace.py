@@ -1,7 +1,7 @@
 """The trace of one turn: what each stage of the pipeline took in, gave out, and how long it took.
 
-A :class:`TraceRecord` per stage, in order; ``rar`` fills them now (retrieve, rerank, fuse), and the agent,
-the search and the web page's trace view read and extend the same type. Summaries are short on purpose
+A :class:`TraceRecord` per stage, in order; ``rar`` fills them (retrieve, rerank, fuse) and so does the chat's
+engine (link, retrieve, rerank, reply); the agent, the search and the web page's trace view read and extend the same type. Summaries are short on purpose
 (:func:`brief`): a trace is read by a person, next to a reply, not replayed.
 """
 
@@ -17,9 +17,11 @@ LISTED_ITEMS = 5
 
 
 class Stage(StrEnum):
+    LINK = "link"  # titles and people found in the user's message (the chat)
     RETRIEVE = "retrieve"  # scores over the whole catalogue, top-K candidates
     RERANK = "rerank"  # the LLM's opinion of the K candidates
     FUSE = "fuse"  # retriever and LLM combined into the final order over the catalogue
+    REPLY = "reply"  # the reply's text: the template, or the LLM's rewrite of it (the chat)
 
 
 class TraceRecord(BaseModel):

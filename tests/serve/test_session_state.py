@@ -144,3 +144,18 @@ def test_chat_refuses_a_state_file_it_cannot_continue(run_cli, data_dir, mirror,
     run = run_cli(*chat_args(data_dir, mirror, tmp_path / "out.json", "hello"), "--state", state)
     assert run.failed_with(str(state), "schema_version 0", "remove the file")
     assert state.read_text() == '{"schema_version": 0, "turns": []}'  # left as it was
+
+
+def test_each_turn_carries_its_trace_and_keeps_it_through_json(engine):
+    state, turn = engine.turn(engine.new_state(), FIRST[0])
+    assert [record.stage for record in turn.trace] == ["link", "retrieve", "rerank", "reply"]
+    link, retrieve, rerank, reply = turn.trace
+    recognised = [engine.catalog.get(m.item_id).display_title for m in turn.mentions]
+    assert recognised and all(title in link.output for title in recognised)
+    first = engine.catalog.get(turn.recommendations[0].item_id).display_title
+    assert retrieve.output.startswith(first) and retrieve.input == f"{len(turn.context_items)} context items"
+    assert rerank.output == "no re-ranker: the retriever's order"
+    assert reply.output.startswith("template: ") and turn.reply.text[:40] in reply.output
+    assert all(record.seconds >= 0 for record in turn.trace)
+    assert SessionState.from_json(state.to_json(), engine.catalog).history[-1].trace == turn.trace
+    assert [r["stage"] for r in turn.to_json(engine.catalog)["trace"]] == ["link", "retrieve", "rerank", "reply"]

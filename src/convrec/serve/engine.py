@@ -44,13 +44,13 @@ from typing import Any
 import numpy as np
 
 from convrec.catalog.items import Catalog, Item
-from convrec.catalog.mentions import find_titles
-from convrec.catalog.people import PeopleIndex, find_people
+from convrec.catalog.mentions import TitleMention, find_titles
+from convrec.catalog.people import PeopleIndex, PersonMention, find_people
 from convrec.catalog.titles import TitleLinker
 from convrec.catalog.vocabulary import Vocabulary
 from convrec.data.model import ContextView, Dialogue, RecSample, Turn, render_turns
 from convrec.errors import ConvrecError
-from convrec.rerank.reply import ReplyWriter, choose_reason, seeker_text
+from convrec.rerank.reply import Reply, ReplyWriter, choose_reason, seeker_text
 from convrec.rerank.types import Ranking, RerankDiagnostics, Reranker
 from convrec.retrieval.base import Recommender, top_indices
 from convrec.serve.state import (
@@ -62,6 +62,7 @@ from convrec.serve.state import (
     TurnRecord,
     TurnTiming,
 )
+from convrec.trace import Stage, TraceRecord, brief_list
 
 
 class NoSuchRecommendation(ConvrecError):
@@ -113,6 +114,7 @@ class Engine:
         options = state.options
         mentions = tuple(find_titles(message, self.linker, self.popularity, not_titles=self.vocabulary.not_titles))
         people = tuple(find_people(message, self.people_index, [(m.start, m.end) for m in mentions]))
+        linked_s = time.monotonic() - started
         turns = (*state.turns, Turn("seeker", message.strip(), tuple(m.item_id for m in mentions)))
         dialogue_id = f"chat-{state.conversation}"
         view = self._retrieval_view(dialogue_id, turns, state.liked(), options.count_recommended)
@@ -135,12 +137,14 @@ class Engine:
         reply = self.writer.write(llm_sample, [r.item_id for r in recommendations])
         reply_s = time.monotonic() - reply_started
         usage = _usage(ranking.diagnostics, reply.response)
+        trace = self._trace(message, mentions, people, view, candidates, ranking, recommendations, reply,
+                            (linked_s, retrieval_ms / 1000 - linked_s, rerank_s, reply_s))
         number = state.turns_in_conversation + 1
         record = TurnRecord(
             conversation=state.conversation, number=number, user_text=message, mentions=mentions,
             context_items=view.context_items, n_candidates=len(candidates), recommendations=tuple(recommendations),
             reply=replace(reply, response=None), timing=TurnTiming(retrieval_ms, rerank_s, reply_s, time.monotonic() - started, **usage),
-            fallback=ranking.diagnostics.fallback, reply_rejection=reply.rejection, people=people)
+            fallback=ranking.diagnostics.fallback, reply_rejection=reply.rejection, people=people, trace=trace)
         new_state = state.model_copy(update={
             "turns": (*turns, Turn("recommender", reply.text, reply.item_ids)),
             "turns_in_conversation": number,
@@ -148,6 +152,27 @@ class Engine:
             "history": (*state.history, record)[-options.max_history :],
         })
         return new_state, record
+
+    def _trace(self, message: str, mentions: Sequence[TitleMention], people: Sequence[PersonMention],
+               view: ContextView, candidates: list[str], ranking: Ranking,
+               recommendations: Sequence[Recommendation], reply: Reply,
+               seconds: tuple[float, float, float, float]) -> tuple[TraceRecord, ...]:
+        """The turn's records: link, retrieve, rerank, reply (seconds of each, in that order)."""
+        def titles(ids: Sequence[str]) -> str:
+            return brief_list([self.catalog.get(item_id).display_title for item_id in ids])
+
+        linked = [self.catalog.get(m.item_id).display_title for m in mentions] + [p.name for p in people]
+        reranked = ("no re-ranker: the retriever's order" if self.reranker is None
+                    else ranking.diagnostics.fallback or titles(ranking.item_ids))
+        link_s, retrieve_s, rerank_s, reply_s = seconds
+        return (
+            TraceRecord.of(Stage.LINK, message, brief_list(linked), link_s),
+            TraceRecord.of(Stage.RETRIEVE, f"{len(view.context_items)} context items", titles(candidates),
+                           max(retrieve_s, 0.0)),
+            TraceRecord.of(Stage.RERANK, f"{len(candidates)} candidates", reranked, rerank_s),
+            TraceRecord.of(Stage.REPLY, titles([r.item_id for r in recommendations]),
+                           f"{reply.source}: {reply.text}", reply_s),
+        )
 
     def reset(self, state: SessionState) -> SessionState:
         """A new conversation: the dialogue and the feedback are forgotten, the history of turns is kept."""

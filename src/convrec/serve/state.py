@@ -29,6 +29,7 @@ from convrec.data.model import Turn
 from convrec.errors import DataError
 from convrec.io import atomic_write
 from convrec.rerank.reply import Reply
+from convrec.trace import TraceRecord
 
 SCHEMA_VERSION = 1
 FeedbackKind = Literal["like", "dislike", "seen"]
@@ -91,6 +92,7 @@ class TurnRecord(BaseModel):
     fallback: str | None = None  # why the re-ranker kept the retriever's order, if it did
     reply_rejection: str | None = None
     people: tuple[PersonMention, ...] = ()  # whose items came first among the candidates
+    trace: tuple[TraceRecord, ...] = ()  # each stage of the turn, in order (convrec.trace)
 
     def to_json(self, catalog: Catalog) -> dict[str, Any]:
         return {
@@ -115,6 +117,7 @@ class TurnRecord(BaseModel):
             "reply_rejected": self.reply.rejected,  # the refused rewrite itself
             "fallback": self.fallback,
             "timing": vars(self.timing),
+            "trace": [record.model_dump(mode="json") for record in self.trace],
         }
 
 
