@@ -6,8 +6,9 @@ import argparse
 import contextlib
 import os
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +17,22 @@ from rich.console import Console
 from rich.markup import escape
 
 from convrec.cli import chat_view as view
-from convrec.cli.common import add_data_options, check_output_file, data_dir, mirror, parse_options
+from convrec.cli.common import (
+    add_data_options,
+    check_output_dir,
+    check_output_file,
+    data_dir,
+    mirror,
+    parse_options,
+)
 from convrec.data.load import load_dataset
-from convrec.errors import ConfigError
+from convrec.errors import ConfigError, ConvrecError
 from convrec.io import write_json
 from convrec.llm import LLMConfig, LocalOptions, ModelNotAvailableError, build_llm, resolve_local_model
 from convrec.llm.config import DEFAULT_LOCAL_MODEL
 from convrec.rerank.pipeline import default_llm_cache
 from convrec.retrieval import RECOMMENDERS
+from convrec.serve.background import BackgroundTraining, TrainingProgress, is_finished_run
 from convrec.serve.build import (
     CHAT_PROMPT,
     ITEM_ONLY,
@@ -51,13 +60,14 @@ LLM re-ranks its top-k, and a reply names the top items (only catalogue titles, 
 
   convrec chat                                   # ReDial, itemknn retriever, local qwen2.5-coder-1.5b
   convrec chat --checkpoint runs/lrurec-text-redial   # RAR's trained retriever (lrurec-text)
+  convrec chat --train-in-background runs/lrurec-text-redial  # talk now, RAR's retriever when trained
   convrec chat --model smollm2-135m              # a tiny model for a quick try (weak answers)
   convrec chat --no-llm                          # the retriever alone
   convrec chat -m "I loved Alien (1979), something similar?" -m "/why 1" --json turns.json
   convrec chat --state me.json                   # continue the conversation saved in me.json (saved each turn)
   convrec chat --llm-backend openai --model gpt-4o-mini --api-key-env OPENAI_API_KEY --strategy listwise
 
-Inside the chat: /why N, /like N, /dislike N, /seen N, /reset, /help, /quit (or Ctrl-D).
+Inside the chat: /why N, /like N, /dislike N, /seen N, /reset, /status, /help, /quit (or Ctrl-D).
 """
 
 
@@ -72,6 +82,13 @@ def add_parser(commands) -> None:
                       "in a second; ease fits in ~30 s; any name of `convrec recommenders`)")
     chat.add_argument("--checkpoint", type=Path, default=None,
                       help="a `convrec train` run dir for the retriever (lrurec, lrurec-text)")
+    chat.add_argument("--train-in-background", type=Path, default=None, metavar="RUN_DIR",
+                      help="RAR's retriever without the wait: a finished `convrec train` run in RUN_DIR is loaded "
+                      f"at once (as with --checkpoint); otherwise the chat opens at once on {QUICK_RETRIEVER} while "
+                      "`convrec train --recommender lrurec-text --out RUN_DIR` runs at the lowest CPU priority "
+                      "(log in RUN_DIR/train.log), and the trained retriever answers from the first turn after "
+                      "it is done (/status shows its progress). Ending the chat stops the training; the next "
+                      "start resumes it where it stopped")
     chat.add_argument("--set", dest="options", action="append", metavar="KEY=VALUE",
                       help="a retriever option, e.g. --set neighbors=50 (repeatable)")
     chat.add_argument("--k", type=int, default=DEFAULT_K, help=K_HELP)
@@ -158,11 +175,18 @@ def chat_config(args: argparse.Namespace) -> ChatConfig:
     if args.plot_chars < 0 or args.people < 0:
         raise ConfigError(f"--plot-chars and --people must be at least 0, got --plot-chars {args.plot_chars} "
                           f"--people {args.people}")
+    checkpoint = args.checkpoint
+    if args.train_in_background is not None:
+        if args.checkpoint is not None or args.retriever is not None:
+            raise ConfigError("--train-in-background chooses the retriever itself (lrurec-text when trained, "
+                              f"{QUICK_RETRIEVER} until then): leave out --checkpoint and --retriever")
+        if is_finished_run(args.train_in_background):
+            checkpoint = args.train_in_background
     # k is what the LLM re-ranks (its cost); without an LLM, candidates are free and --top decides
     k = args.k if llm is not None else max(args.k, args.top)
     session = SessionOptions(k=k, top=min(args.top, k), include_mentioned=args.include_mentioned)
     return ChatConfig(retriever=args.retriever, retriever_options=parse_options(args.options),
-                      checkpoint=str(args.checkpoint) if args.checkpoint else None, llm=llm,
+                      checkpoint=str(checkpoint) if checkpoint else None, llm=llm,
                       strategy=args.strategy, fusion_weight=args.fusion_weight, polish=args.polish,
                       prompt=CHAT_PROMPT.model_copy(update={"plot_chars": args.plot_chars, "max_people": args.people}), session=session)
 
@@ -189,8 +213,11 @@ def run_chat(args: argparse.Namespace) -> int:
             return 2
     if args.state is not None:
         check_output_file(args.state, "--state")
+    if args.train_in_background is not None:
+        check_output_dir(args.train_in_background, "--train-in-background")
     started = time.monotonic()
     llm = None
+    chat: Chat | None = None
     try:
         if config.llm is not None:  # first: a missing model or API key fails before the data are loaded
             with err.status(f"loading the LLM {config.llm.model_name} ..."):
@@ -203,8 +230,11 @@ def run_chat(args: argparse.Namespace) -> int:
             fit_s = time.monotonic() - fit_started
         engine = build_engine(dataset, config, llm, retriever)
         chat = Chat(engine, _initial_state(engine, args.state), args.state)
+        if args.train_in_background is not None and config.checkpoint is None:
+            chat.train_in_background(args, dataset, llm)
         view.banner(out, _banner_lines(args, engine.config, chat, fit_s, time.monotonic() - started))
-        screen = view.Screen(out, config.llm is not None, config.retriever_name in ITEM_ONLY, engine.vocabulary)
+        screen = view.Screen(out, config.llm is not None, config.retriever_name in ITEM_ONLY, engine.vocabulary,
+                             config.retriever_name)
         if args.message is not None:
             for message in args.message:
                 out.print(f"[bold]you[/bold]> {escape(message)}")
@@ -216,6 +246,10 @@ def run_chat(args: argparse.Namespace) -> int:
         print(missing_model_message(config.llm.model_name if config.llm else "?", exc), file=sys.stderr)
         return 2
     finally:
+        if chat is not None and chat.training is not None:
+            progress = chat.training.stop()
+            if progress.phase == "stopped":
+                err.print(f"stopped the background training ({progress.describe()}); the same command resumes it")
         if llm is not None:
             llm.close()
     if args.json is not None:
@@ -226,16 +260,54 @@ def run_chat(args: argparse.Namespace) -> int:
 
 @dataclass
 class Chat:
-    """The terminal's conversation: the shared engine, the current state, and where it is saved (if anywhere)."""
+    """The terminal's conversation: the shared engine, the current state, and where it is saved (if anywhere).
+
+    With training in the background, the engine of the trained retriever is built in the training's watcher
+    thread and handed over here (:meth:`take_ready`); the terminal swaps it in between two turns, so a turn
+    never sees two engines."""
 
     engine: Engine
     state: SessionState
     state_path: Path | None = None
+    training: BackgroundTraining | None = None
+    _ready: Engine | None = field(default=None, repr=False)
+    _problem: BaseException | TrainingProgress | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def update(self, state: SessionState) -> None:
         self.state = state
         if self.state_path is not None:
             state.save(self.state_path)
+
+    def train_in_background(self, args: argparse.Namespace, dataset: Any, llm: Any) -> None:
+        config = self.engine.config
+
+        def load_trained(run_dir: Path) -> None:
+            try:
+                trained = config.model_copy(update={"retriever": None, "checkpoint": str(run_dir)})
+                engine = build_engine(dataset, trained, llm, build_retriever(dataset, trained))
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which reports or raises it
+                self._hand_over(problem=exc)
+            else:
+                self._hand_over(engine=engine)
+
+        extra = [*(["--data-dir", str(args.data_dir)] if args.data_dir else []),
+                 *(["--mirror", str(args.mirror)] if args.mirror else [])]
+        self.training = BackgroundTraining(args.dataset, args.train_in_background, extra_args=extra,
+                                           on_finished=load_trained,
+                                           on_failed=lambda progress: self._hand_over(problem=progress)).start()
+
+    def _hand_over(self, engine: Engine | None = None, problem: BaseException | TrainingProgress | None = None):
+        with self._lock:
+            self._ready, self._problem = engine, problem
+
+    def take_ready(self) -> tuple[Engine | None, BaseException | TrainingProgress | None]:
+        """The trained retriever's engine (now this chat's engine) or what went wrong, each at most once."""
+        with self._lock:
+            ready, problem, self._ready, self._problem = self._ready, self._problem, None, None
+        if ready is not None:
+            self.engine = ready
+        return ready, problem
 
 
 def _initial_state(engine: Engine, path: Path | None) -> SessionState:
@@ -267,6 +339,7 @@ def _handle(line: str, chat: Chat, screen: view.Screen) -> bool:
     text = line.strip()
     if not text:
         return True
+    _swap_if_trained(chat, screen)
     engine = chat.engine
     if text.startswith("/"):
         command, _, argument = text.partition(" ")
@@ -283,6 +356,8 @@ def _handle(line: str, chat: Chat, screen: view.Screen) -> bool:
                 state, item = engine.feedback(chat.state, _number(argument), FEEDBACK[command])
                 chat.update(state)
                 view.show_feedback(out, item, FEEDBACK[command])
+            elif command == "/status":
+                _show_status(chat, screen)
             elif command in ("/help", "/?"):
                 view.show_help(out, engine.vocabulary)
             else:
@@ -294,6 +369,34 @@ def _handle(line: str, chat: Chat, screen: view.Screen) -> bool:
     chat.update(state)
     screen.turn(turn, engine.catalog)
     return True
+
+
+def _swap_if_trained(chat: Chat, screen: view.Screen) -> None:
+    """Swap in the trained retriever if its training finished since the last line, and say so."""
+    ready, problem = chat.take_ready()
+    out = screen.console
+    if ready is not None:
+        progress = chat.training.progress() if chat.training else None
+        score = (f" (validation Recall@10 {progress.best_valid_recall:.3f})"
+                 if progress and progress.best_valid_recall is not None else "")
+        name = ready.config.retriever_name
+        screen.retriever, screen.item_only = name, name in ITEM_ONLY
+        out.print(f"[green](the trained retriever {escape(name)}{score} answers from now on)[/green]")
+    elif isinstance(problem, TrainingProgress):
+        out.print(f"[yellow]note[/yellow]: the background {escape(problem.describe())}; "
+                  f"{escape(screen.retriever)} keeps answering")
+    elif isinstance(problem, ConvrecError):
+        out.print(f"[yellow]note[/yellow]: the trained retriever could not be loaded ({escape(str(problem))}); "
+                  f"{escape(screen.retriever)} keeps answering")
+    elif problem is not None:
+        raise problem  # a bug: the CLI's boundary logs it
+
+
+def _show_status(chat: Chat, screen: view.Screen) -> None:
+    out = screen.console
+    out.print(f"retriever: {escape(chat.engine.config.retriever_name)}")
+    if chat.training is not None:
+        out.print(escape(chat.training.progress().describe()))
 
 
 def _number(argument: str) -> int:
@@ -311,12 +414,17 @@ def _banner_lines(args: argparse.Namespace, config: ChatConfig, chat: Chat, fit_
     engine = chat.engine
     lines = [("catalogue", f"{args.dataset}: {len(engine.catalog):,} {engine.vocabulary.plural}"),
              ("retriever", retriever)]
-    if not config.checkpoint:
+    if chat.training is not None:
+        lines.append(("", f"RAR's retriever lrurec-text is training in the background into "
+                      f"{escape(str(chat.training.run_dir))} (log {escape(str(chat.training.log_path))}); it "
+                      "answers from the first turn after it is done"))
+    elif not config.checkpoint:
         if name in ITEM_ONLY:
             lines.append(("", "sees only the titles mentioned; until one is, it proposes popular items"
                           + (" for the LLM to choose from" if config.llm else "")))
         lines.append(("", "RAR's trained retriever: " + TRAIN_HINT.format(dataset=args.dataset)
-                      + f", then --checkpoint runs/lrurec-text-{args.dataset}"))
+                      + f", then --checkpoint runs/lrurec-text-{args.dataset} (or, without waiting: "
+                      f"--train-in-background runs/lrurec-text-{args.dataset})"))
     if config.llm is None:
         lines.append(("re-ranker", "none (--no-llm): the retriever's order"))
     else:

@@ -17,7 +17,7 @@ from convrec.catalog.vocabulary import GENERIC, Vocabulary
 from convrec.serve.engine import NoSuchRecommendation, Why
 from convrec.serve.state import FeedbackKind, TurnRecord
 
-COMMANDS = "/why N, /like N, /dislike N, /seen N, /reset, /help, /quit (or Ctrl-D)"
+COMMANDS = "/why N, /like N, /dislike N, /seen N, /reset, /status, /help, /quit (or Ctrl-D)"
 HELP = """\
 Type what you are looking for, in your own words. Titles you mention are recognised when they are
 quoted ("Up"), followed by their year (It 2017), written with capitals (Get Out, The Notebook) or three
@@ -29,6 +29,7 @@ first. The chat shows what it recognised.
   /dislike N  you dislike it: it is not recommended again in this conversation
   /seen N     you have seen it already: not recommended again either
   /reset      start a new conversation (forget the dialogue and the marks so far)
+  /status     which retriever answers, and how its training in the background is going
   /help       this text
   /quit       leave (Ctrl-D too)
 
@@ -52,22 +53,24 @@ def show_help(console: Console, vocabulary: Vocabulary) -> None:
                   highlight=False)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Screen:
     """Where and how turns are shown: ``with_llm`` adds the LLM's columns; ``item_only`` (a retriever that
-    reads no text) adds a hint while no title has been named; ``vocabulary`` names the domain's items."""
+    reads no text) adds a hint while no title has been named; ``vocabulary`` names the domain's items;
+    ``retriever`` is the name of the retriever that answers (it changes when a trained one is swapped in)."""
 
     console: Console
     with_llm: bool
     item_only: bool = False
     vocabulary: Vocabulary = GENERIC
+    retriever: str = ""
 
     def turn(self, turn: TurnRecord, catalog: Catalog) -> None:
-        show_turn(self.console, turn, catalog, self.with_llm, self.item_only, self.vocabulary)
+        show_turn(self.console, turn, catalog, self.with_llm, self.item_only, self.vocabulary, self.retriever)
 
 
 def show_turn(console: Console, turn: TurnRecord, catalog: Catalog, with_llm: bool, item_only: bool = False,
-              vocabulary: Vocabulary = GENERIC) -> None:
+              vocabulary: Vocabulary = GENERIC, retriever: str = "") -> None:
     names = [f"{escape(catalog.get(m.item_id).display_title)} [dim]({escape(m.text)!r})[/dim]" for m in turn.mentions]
     names += [f"{escape(p.name)} [dim]({p.field} of {len(p.item_ids)} "
               f"{vocabulary.noun if len(p.item_ids) == 1 else vocabulary.plural})[/dim]" for p in turn.people]
@@ -86,7 +89,7 @@ def show_turn(console: Console, turn: TurnRecord, catalog: Catalog, with_llm: bo
     if turn.reply_rejection:
         console.print(f"[yellow]note[/yellow]: the LLM's rewrite of the reply was not used "
                       f"({escape(turn.reply_rejection)}); the template reply is shown")
-    console.print(f"[dim]{timing_line(turn, with_llm)}[/dim]")
+    console.print(f"[dim]{timing_line(turn, with_llm, retriever)}[/dim]")
 
 
 def _table(turn: TurnRecord, catalog: Catalog, with_llm: bool) -> Table:
@@ -107,9 +110,10 @@ def _table(turn: TurnRecord, catalog: Catalog, with_llm: bool) -> Table:
     return table
 
 
-def timing_line(turn: TurnRecord, with_llm: bool) -> str:
+def timing_line(turn: TurnRecord, with_llm: bool, retriever: str = "") -> str:
     t = turn.timing
-    parts = [f"retrieval {t.retrieval_ms:.0f} ms ({turn.n_candidates} candidates)"]
+    by = f" by {retriever}" if retriever else ""
+    parts = [f"retrieval{by} {t.retrieval_ms:.0f} ms ({turn.n_candidates} candidates)"]
     if with_llm:
         parts.append(f"LLM {t.rerank_s + t.reply_s:.1f} s ({t.llm_calls} calls, {t.cache_hits} from the cache; "
                      f"{t.prompt_tokens} prompt tokens, {t.prefix_cached_tokens} of them from the prefix cache)")
