@@ -97,6 +97,8 @@ def run_align(args: argparse.Namespace) -> int:
         return 0
     from convrec.align.config import AlignConfig
     from convrec.align.trainer import Aligner
+    from convrec.rerank.pipeline import with_default_cache
+    from convrec.resources import Resources
     from convrec.retrieval.lrurec.recommender import run_options
 
     if not args.quiet:
@@ -111,11 +113,15 @@ def run_align(args: argparse.Namespace) -> int:
     run_options(args.checkpoint)  # a CheckpointError now, not after the dataset is loaded, if it is no run
     check_output_dir(args.out, "--out")
     dataset = load_dataset(args.dataset, data_dir(args), mirror(args), progress=True)
-    aligner = Aligner(dataset, config, args.out)
-    try:
-        history = aligner.run()
-    finally:
-        aligner.close()
+    with Resources.from_env(data_dir=data_dir(args)) as resources:
+        # The LLM from the shared resources, which close it; the nll control asks no LLM, so loads none.
+        llm = (None if config.method == "nll"
+               else resources.llm(with_default_cache(config.llm, config.llm_cache, resources)))
+        aligner = Aligner(dataset, config, args.out, llm=llm)
+        try:
+            history = aligner.run()
+        finally:
+            aligner.close()
     first, last = history[0], history[-1]
     counts = aligner.feedback.counts  # cumulative, also over an interrupted and resumed run
     console.print(f"[green]done[/green]: {config.method}, {last.round} rounds; validation (retriever alone) "

@@ -28,9 +28,10 @@ from convrec.cli.common import (
 from convrec.data.load import load_dataset
 from convrec.errors import ConfigError, ConvrecError
 from convrec.io import write_json
-from convrec.llm import LLMConfig, LocalOptions, ModelNotAvailableError, build_llm, resolve_local_model
+from convrec.llm import LLMConfig, LocalOptions, ModelNotAvailableError, resolve_local_model
 from convrec.llm.config import DEFAULT_LOCAL_MODEL
 from convrec.rerank.pipeline import default_llm_cache
+from convrec.resources import Resources
 from convrec.retrieval import RECOMMENDERS
 from convrec.serve.background import BackgroundTraining, TrainingProgress, is_finished_run
 from convrec.serve.build import (
@@ -218,20 +219,21 @@ def run_chat(args: argparse.Namespace) -> int:
     started = time.monotonic()
     llm = None
     chat: Chat | None = None
+    resources = Resources.from_env(data_dir=data_dir(args))
     try:
         if config.llm is not None:  # first: a missing model or API key fails before the data are loaded
             with err.status(f"loading the LLM {config.llm.model_name} ..."):
-                llm = build_llm(config.llm)
+                llm = resources.llm(config.llm)
         with err.status(f"loading {args.dataset} ..."):
             dataset = load_dataset(args.dataset, data_dir(args), mirror(args))
         with err.status(f"fitting the retriever {config.retriever_name} ..."):
             fit_started = time.monotonic()
-            retriever = build_retriever(dataset, config)
+            retriever = build_retriever(dataset, config, resources=resources)
             fit_s = time.monotonic() - fit_started
-        engine = build_engine(dataset, config, llm, retriever)
+        engine = build_engine(dataset, config, llm, retriever, resources=resources)
         chat = Chat(engine, _initial_state(engine, args.state), args.state)
         if args.train_in_background is not None and config.checkpoint is None:
-            chat.train_in_background(args, dataset, llm)
+            chat.train_in_background(args, dataset, llm, resources)
         view.banner(out, _banner_lines(args, engine.config, chat, fit_s, time.monotonic() - started))
         screen = view.Screen(out, config.llm is not None, config.retriever_name in ITEM_ONLY, engine.vocabulary,
                              config.retriever_name)
@@ -250,8 +252,7 @@ def run_chat(args: argparse.Namespace) -> int:
             progress = chat.training.stop()
             if progress.phase == "stopped":
                 err.print(f"stopped the background training ({progress.describe()}); the same command resumes it")
-        if llm is not None:
-            llm.close()
+        resources.close()
     if args.json is not None:
         write_json(args.json, _report(args, chat, llm))
         err.print(f"wrote {args.json}")
@@ -279,13 +280,14 @@ class Chat:
         if self.state_path is not None:
             state.save(self.state_path)
 
-    def train_in_background(self, args: argparse.Namespace, dataset: Any, llm: Any) -> None:
+    def train_in_background(self, args: argparse.Namespace, dataset: Any, llm: Any, resources: Resources) -> None:
         config = self.engine.config
 
         def load_trained(run_dir: Path) -> None:
             try:
                 trained = config.model_copy(update={"retriever": None, "checkpoint": str(run_dir)})
-                engine = build_engine(dataset, trained, llm, build_retriever(dataset, trained))
+                engine = build_engine(dataset, trained, llm, build_retriever(dataset, trained, resources=resources),
+                                      resources=resources)
             except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which reports or raises it
                 self._hand_over(problem=exc)
             else:

@@ -37,6 +37,7 @@ from convrec.evaluate.report import (
     update_readme,
 )
 from convrec.io import atomic_write, write_json
+from convrec.resources import Resources
 from convrec.retrieval import RECOMMENDERS
 from convrec.retrieval.base import recommender_class
 
@@ -132,8 +133,9 @@ def run_eval(args: argparse.Namespace) -> int:
     options = parse_options(args.options)
     if args.checkpoint is not None:
         options["checkpoint"] = str(args.checkpoint)
-    results = evaluate_recommender(dataset, args.recommender, options, args.split,
-                                   _protocols(args.protocol), args.seed, args.limit, progress=not args.quiet)
+    with Resources.from_env(data_dir=data_dir(args)) as resources:
+        results = evaluate_recommender(dataset, args.recommender, options, args.split, _protocols(args.protocol),
+                                       args.seed, args.limit, progress=not args.quiet, resources=resources)
     print_table(results, title=f"{args.recommender} on {args.dataset}/{args.split} (full catalogue)", console=_stdout())
     _note_subsets(results)
     if args.json:
@@ -185,17 +187,20 @@ def run_results(args: argparse.Namespace) -> int:
     experiment = _check_results_arguments(args, load_experiment(args.config))
     results: list[dict[str, Any]] = []
     per_sample: list[dict[str, Any]] = []  # aligned with results
-    for dataset_name in experiment.datasets:
-        dataset = load_dataset(dataset_name, data_dir(args), mirror(args), progress=not args.quiet)
-        for entry in experiment.recommenders:
-            console.print(f"[bold]{entry.display}[/bold] on {dataset_name} ...")
-            options = {key: value.format(dataset=dataset_name) if isinstance(value, str) else value
-                       for key, value in entry.options.items()}  # e.g. run_dir = "results/runs/lrurec-{dataset}"
-            for result in evaluate_recommender(dataset, entry.name, options, experiment.split,
-                                               experiment.protocols, experiment.seed, experiment.limit,
-                                               progress=not args.quiet, per_sample_out=per_sample):
-                result["recommender"] = entry.display
-                results.append(result)
+    # One set for the whole experiment: its text retrievers share one encoder, its rar entries one LLM.
+    with Resources.from_env(data_dir=data_dir(args)) as resources:
+        for dataset_name in experiment.datasets:
+            dataset = load_dataset(dataset_name, data_dir(args), mirror(args), progress=not args.quiet)
+            for entry in experiment.recommenders:
+                console.print(f"[bold]{entry.display}[/bold] on {dataset_name} ...")
+                options = {key: value.format(dataset=dataset_name) if isinstance(value, str) else value
+                           for key, value in entry.options.items()}  # e.g. "results/runs/lrurec-{dataset}"
+                for result in evaluate_recommender(dataset, entry.name, options, experiment.split,
+                                                   experiment.protocols, experiment.seed, experiment.limit,
+                                                   progress=not args.quiet, per_sample_out=per_sample,
+                                                   resources=resources):
+                    result["recommender"] = entry.display
+                    results.append(result)
     if experiment.baseline:
         add_paired_differences(results, per_sample, experiment.baseline, experiment.columns)
     results.sort(key=lambda r: (experiment.datasets.index(r["dataset"]), r["protocol"] != "standard"))

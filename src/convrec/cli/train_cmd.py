@@ -11,6 +11,7 @@ from rich.console import Console
 from convrec.cli.common import add_data_options, check_output_dir, data_dir, mirror, parse_options
 from convrec.data.load import load_dataset
 from convrec.io import write_json
+from convrec.resources import Resources
 from convrec.retrieval import build_recommender
 from convrec.retrieval.lrurec.recommender import TRAINABLE, LRURecRecommender
 
@@ -50,9 +51,10 @@ def run_train(args: argparse.Namespace) -> int:
         options["pretrain_datasets"] = args.pretrain
         if not options.get("train", {}).get("pretrain_epochs"):
             console.print("[yellow]note[/yellow]: set --set train.pretrain_epochs=N to use them (default 0)")
-    recommender = build_recommender(args.recommender, dataset.catalog, options)
-    assert isinstance(recommender, LRURecRecommender)
-    recommender.fit(dataset.split("train"), dataset.split("valid"))
+    with Resources.from_env(data_dir=data_dir(args)) as resources:  # --data-dir is where --pretrain loads from
+        recommender = build_recommender(args.recommender, dataset.catalog, options, resources=resources)
+        assert isinstance(recommender, LRURecRecommender)
+        recommender.fit(dataset.split("train"), dataset.split("valid"))
     write_json(args.out / "summary.json", {"dataset": args.dataset, "data_hash": dataset.fingerprint,
                                            **recommender.describe()})
     console.print(f"[green]done[/green]: {recommender.summary}")

@@ -14,14 +14,18 @@ from convrec.errors import DataError
 from convrec.evaluate.protocol import Protocol
 from convrec.evaluate.provenance import provenance
 from convrec.evaluate.runner import evaluate
+from convrec.resources import Resources
 from convrec.retrieval.base import CountsRunStats, EvaluatesSubset, build_recommender, item_counts
 
 
 def evaluate_recommender(dataset: CRSDataset, name: str, options: dict[str, Any], split: str, protocols: list[Protocol],
                          seed: int = 0, limit: int | None = None, progress: bool = True,
-                         per_sample_out: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+                         per_sample_out: list[dict[str, Any]] | None = None, *,
+                         resources: Resources | None = None) -> list[dict[str, Any]]:
     """Fit once, evaluate under each protocol; returns result dicts (the JSON written to disk), and appends
     each protocol's per-sample metric values to ``per_sample_out`` when given (for paired differences).
+    ``resources`` are the recommender's shared encoders, LLM clients and caches (None: from the environment);
+    the caller closes them.
 
     A recommender too slow for a whole split (an LLM on CPU) may ask for a seeded subset by implementing
     :class:`~convrec.retrieval.base.EvaluatesSubset`; ``limit`` (``--limit``) overrides it.
@@ -32,7 +36,7 @@ def evaluate_recommender(dataset: CRSDataset, name: str, options: dict[str, Any]
     if not samples:
         raise DataError(f"dataset {dataset.name!r} has no {split} samples to evaluate (no dialogue of split "
                         f"{split!r} recommends an item)")
-    recommender = build_recommender(name, dataset.catalog, options)
+    recommender = build_recommender(name, dataset.catalog, options, resources=resources)
     subset_seed, chosen_by = seed, "--limit"
     requested = recommender.evaluation_subset() if isinstance(recommender, EvaluatesSubset) else None
     if limit is None and requested is not None:

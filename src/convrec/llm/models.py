@@ -7,12 +7,12 @@ Any other GGUF file works by path.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from convrec.llm.assemble import PackagedFile, PackageLocator, SplitModel, find_package_dir
 from convrec.llm.errors import ModelNotAvailableError
+from convrec.resources import Resources
 
 QWEN_PARTS = 22
 QWEN_VERSION = "0.2.0"
@@ -86,8 +86,9 @@ class ResolvedModel:
 
 
 def default_models_dir() -> Path:
-    """``$CONVREC_CACHE_DIR/models``, or ``~/.cache/convrec/models``."""
-    return Path(os.environ.get("CONVREC_CACHE_DIR", Path.home() / ".cache" / "convrec")) / "models"
+    """``$CONVREC_CACHE_DIR/models``, or ``~/.cache/convrec/models``: :meth:`Resources.from_env`'s
+    ``models_dir`` (a client built by :meth:`Resources.llm` gets its own resources' ``models_dir``)."""
+    return Resources.from_env().models_dir
 
 
 def resolve_local_model(

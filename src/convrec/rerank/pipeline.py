@@ -23,7 +23,6 @@ The default retriever is ``ease`` because it needs no training run; RAR's own is
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections.abc import Sequence
@@ -39,13 +38,14 @@ from convrec.catalog.vocabulary import Domain, domain_for
 from convrec.data.dataset import Split
 from convrec.data.model import ContextView
 from convrec.errors import ConfigError
-from convrec.llm import LLM, LLMConfig, build_llm
+from convrec.llm import LLM, LLMConfig
 from convrec.llm.errors import LLMUnavailableError
 from convrec.rerank.fusion import DEFAULT_GRID, FusionChoice, Normalisation, choose_weight
 from convrec.rerank.listwise import ListwiseOptions, ListwiseReranker
 from convrec.rerank.pointwise import PointwiseOptions, PointwiseReranker
 from convrec.rerank.stats import RunStats
 from convrec.rerank.types import Ranking, Reranker
+from convrec.resources import Resources
 from convrec.retrieval.base import (
     Recommender,
     RecommenderConfig,
@@ -62,14 +62,15 @@ MIN_CALLS_JUDGED = 100  # mid-run, transport failures are judged as a share of a
 
 def default_llm_cache() -> Path:
     """``$CONVREC_CACHE_DIR/llm/responses.sqlite`` (default ``~/.cache/convrec``): reruns cost nothing."""
-    root = Path(os.environ.get("CONVREC_CACHE_DIR", Path.home() / ".cache" / "convrec"))
-    return root / "llm" / "responses.sqlite"
+    return Resources.from_env().llm_cache_path
 
 
-def with_default_cache(llm: LLMConfig, enabled: bool = True) -> LLMConfig:
-    """``llm`` caching in :func:`default_llm_cache` when ``enabled`` and it names no cache of its own."""
+def with_default_cache(llm: LLMConfig, enabled: bool = True, resources: Resources | None = None) -> LLMConfig:
+    """``llm`` caching in ``resources``' LLM cache (default :func:`default_llm_cache`) when ``enabled`` and it
+    names no cache of its own."""
     if llm.cache_path is None and enabled:
-        return llm.model_copy(update={"cache_path": default_llm_cache()})
+        path = resources.llm_cache_path if resources is not None else default_llm_cache()
+        return llm.model_copy(update={"cache_path": path})
     return llm
 
 
@@ -113,10 +114,15 @@ class RAR(Recommender):
     name = "rar"
     config_class = RARConfig
     config: RARConfig
+    uses_resources = True
 
-    def __init__(self, catalog: Catalog, config: RARConfig | None = None, llm: LLM | None = None):
-        """``llm`` replaces the client built from ``config.llm`` (tests, or one model shared by several)."""
+    def __init__(self, catalog: Catalog, config: RARConfig | None = None, llm: LLM | None = None, *,
+                 resources: Resources | None = None):
+        """``llm`` replaces the client of ``config.llm``, which is otherwise ``resources``' (one per config, so
+        several rar share a model; ``resources`` None: :meth:`Resources.from_env`). The retriever gets
+        ``resources`` too."""
         super().__init__(catalog, config)
+        self.resources = resources or Resources.from_env()
         self._given_llm = llm
         self.llm_: LLM | None = None
         self.retriever_: Recommender | None = None
@@ -135,9 +141,9 @@ class RAR(Recommender):
             options["checkpoint"] = self.config.checkpoint
         if self.config.retriever == self.name:
             raise ConfigError("rar cannot use itself as its retriever: --set retriever=NAME of another one")
-        self.retriever_ = build_recommender(self.config.retriever, self.catalog, options)
+        self.retriever_ = build_recommender(self.config.retriever, self.catalog, options, resources=self.resources)
         # The LLM before the retriever's fit: a missing model or API key fails before any work.
-        self.llm_ = self._given_llm or build_llm(self._llm_config())
+        self.llm_ = self._given_llm or self.resources.llm(self._llm_config())
         self.retriever_.fit(train, valid)
         self.reranker_ = self._build_reranker(self.llm_, domain_for(train.dataset, self.catalog))
         if self.config.fusion_weight == "valid":
@@ -148,7 +154,7 @@ class RAR(Recommender):
         self.reset_stats()
 
     def _llm_config(self) -> LLMConfig:
-        return with_default_cache(self.config.llm, self.config.llm_cache)
+        return with_default_cache(self.config.llm, self.config.llm_cache, self.resources)
 
     def _build_reranker(self, llm: LLM, domain: Domain) -> Reranker:
         """The re-ranker, its prompts in the words of the dataset's ``domain`` (books are "written by") unless

@@ -17,6 +17,7 @@ from convrec.data.dataset import Split
 from convrec.data.model import ContextView
 from convrec.errors import ConfigError
 from convrec.registry import BUILTIN_RECOMMENDERS, Registry
+from convrec.resources import Resources
 
 
 class RecommenderConfig(BaseModel):
@@ -26,10 +27,16 @@ class RecommenderConfig(BaseModel):
 
 
 class Recommender(ABC):
-    """Scores the whole catalogue for each sample; higher is better. ``fit`` before ``score``."""
+    """Scores the whole catalogue for each sample; higher is better. ``fit`` before ``score``.
+
+    ``uses_resources``: the class takes shared :class:`~convrec.resources.Resources` (text encoders, LLM
+    clients, the cache folder) as the keyword argument ``resources`` of its constructor, None meaning
+    :meth:`Resources.from_env`; :func:`build_recommender` then passes on the ones it is given.
+    """
 
     name: ClassVar[str]
     config_class: ClassVar[type[RecommenderConfig]] = RecommenderConfig
+    uses_resources: ClassVar[bool] = False
 
     def __init__(self, catalog: Catalog, config: RecommenderConfig | None = None):
         self.catalog = catalog
@@ -43,11 +50,15 @@ class Recommender(ABC):
         """(len(samples), len(catalog)) float32 scores."""
 
     def retrieve(self, samples: Sequence[ContextView], k: int,
-                 exclude: Sequence[Iterable[str]] | None = None) -> list[Candidates]:
+                 exclude: Sequence[Iterable[str]] | None = None,
+                 prefer: Sequence[Iterable[str]] | None = None) -> list[Candidates]:
         """Per sample, the ``k`` best items (best first; ties in catalogue order), leaving out the item ids of
-        ``exclude[row]``. The default ranks :meth:`score`'s full row; a recommender with a faster way to the
-        top items (an approximate index) overrides it."""
-        return top_candidates(self.catalog, self.score(samples), k, exclude)
+        ``exclude[row]``. The item ids of ``prefer[row]`` come first, the best of them (up to ``k``) in this
+        recommender's order, then the best of the rest: the chat puts the items of a person the user named
+        first, however low the retriever ranks them. The default ranks :meth:`score`'s full row; a recommender
+        with a faster way to the top items (an approximate index) overrides it, scoring the few preferred
+        items exactly."""
+        return top_candidates(self.catalog, self.score(samples), k, exclude, prefer)
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "config": self.config.model_dump()}
@@ -61,12 +72,24 @@ class Candidates:
     scores: np.ndarray  # (len(item_ids),) float64
 
 
-def top_indices(scores: np.ndarray, k: int, exclude: Iterable[int] = ()) -> np.ndarray:
+def top_indices(scores: np.ndarray, k: int, exclude: Iterable[int] = (),
+                prefer: Iterable[int] = ()) -> np.ndarray:
     """Columns of the ``k`` best of (n_items,) ``scores``, best first, ties in column (catalogue) order.
 
     NaN counts as the worst score; ``exclude`` columns are left out (fewer than ``k`` are returned only when
-    the catalogue minus ``exclude`` is smaller).
+    the catalogue minus ``exclude`` is smaller). ``prefer`` columns come first: the best of them, then the
+    best of the others, each part best first.
     """
+    exclude, prefer = list(exclude), list(prefer)
+    if prefer:
+        others = np.ones(len(scores), dtype=bool)
+        others[prefer] = False
+        first = _top_indices(scores, k, np.flatnonzero(others).tolist() + exclude)
+        return np.concatenate([first, _top_indices(scores, k - len(first), exclude + first.tolist())])
+    return _top_indices(scores, k, exclude)
+
+
+def _top_indices(scores: np.ndarray, k: int, exclude: list[int]) -> np.ndarray:
     values = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf)
     keep = np.ones(len(values), dtype=bool)
     keep[list(exclude)] = False
@@ -88,13 +111,15 @@ def top_indices(scores: np.ndarray, k: int, exclude: Iterable[int] = ()) -> np.n
 
 
 def top_candidates(catalog: Catalog, scores: np.ndarray, k: int,
-                   exclude: Sequence[Iterable[str]] | None = None) -> list[Candidates]:
+                   exclude: Sequence[Iterable[str]] | None = None,
+                   prefer: Sequence[Iterable[str]] | None = None) -> list[Candidates]:
     """:func:`top_indices` of each row of (n_samples, n_items) ``scores`` as item ids and their scores."""
     ids = catalog.ids
     result = []
     for row in range(len(scores)):
         excluded = catalog.indices(set(exclude[row])) if exclude is not None else []
-        top = top_indices(scores[row], k, excluded)
+        preferred = catalog.indices(set(prefer[row])) if prefer is not None else []
+        top = top_indices(scores[row], k, excluded, preferred)
         result.append(Candidates([ids[i] for i in top], scores[row, top].astype(np.float64)))
     return result
 
@@ -131,7 +156,11 @@ def recommender_class(name: str) -> type[Recommender]:
     return RECOMMENDERS.get_class(name)
 
 
-def build_recommender(name: str, catalog: Catalog, options: dict[str, Any] | None = None) -> Recommender:
+def build_recommender(name: str, catalog: Catalog, options: dict[str, Any] | None = None,
+                      resources: Resources | None = None) -> Recommender:
+    """The recommender ``name`` with ``options`` checked against its config (a :class:`ConfigError` naming
+    the option otherwise); ``resources`` go to a class that :attr:`~Recommender.uses_resources` (None: it
+    takes :meth:`Resources.from_env`), and are ignored by the others."""
     cls = recommender_class(name)
     try:
         config = cls.config_class(**(options or {}))
@@ -140,6 +169,8 @@ def build_recommender(name: str, catalog: Catalog, options: dict[str, Any] | Non
         field = ".".join(str(p) for p in problem["loc"])
         raise ConfigError(f"recommender '{name}', option '{field}': {problem['msg']} "
                         f"(see `convrec recommenders`)") from None
+    if cls.uses_resources:
+        return cls(catalog, config, resources=resources)
     return cls(catalog, config)
 
 

@@ -16,24 +16,21 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
+from convrec.catalog.items import Catalog
 from convrec.data.dataset import Split
 from convrec.data.model import ContextView
 from convrec.evaluate.metrics import recall_and_ndcg_at
+from convrec.resources import Resources
 from convrec.retrieval.base import Recommender, RecommenderConfig, item_counts, register
-from convrec.text.encoder import (
-    EncoderConfig,
-    TextEncoder,
-    context_cache_file,
-    default_cache_dir,
-    item_cache_file,
-)
+from convrec.text.encoder import EncoderConfig, context_cache_file, item_cache_file
 
 
 class DenseTextConfig(RecommenderConfig):
     encoder: EncoderConfig = EncoderConfig()
     context_chars: int = Field(600, ge=50, description="most recent characters of the dialogue used as query")
     seeker_only: bool = Field(False, description="embed only the seeker's turns")
-    cache_dir: str | None = Field(None, description="where embeddings are cached (default ~/.cache/convrec)")
+    cache_dir: str | None = Field(None, description="where embeddings are cached (default $CONVREC_CACHE_DIR or "
+                                  "~/.cache/convrec)")
     popularity_weight: float | None = Field(None, ge=0, description="weight of the popularity term; None: "
                                             "chosen on validation Recall@10 from popularity_grid")
     popularity_grid: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.4)
@@ -46,11 +43,16 @@ class DenseText(Recommender):
     name = "dense-text"
     config_class = DenseTextConfig
     config: DenseTextConfig
+    uses_resources = True
 
-    def __init__(self, catalog, config=None):
+    def __init__(self, catalog: Catalog, config: DenseTextConfig | None = None, *,
+                 resources: Resources | None = None):
+        """``resources`` (None: :meth:`Resources.from_env`) give the text encoder, shared with every other
+        component built from them, and the embedding cache unless ``cache_dir`` is set."""
         super().__init__(catalog, config)
-        self.encoder = TextEncoder(self.config.encoder)
-        self.cache_root = Path(self.config.cache_dir) if self.config.cache_dir else default_cache_dir()
+        resources = resources or Resources.from_env()
+        self.encoder = resources.encoder(self.config.encoder)
+        self.cache_root = Path(self.config.cache_dir) if self.config.cache_dir else resources.cache_dir
         self._item_vectors: np.ndarray | None = None
 
     @property

@@ -22,6 +22,7 @@ from convrec.rerank.pointwise import PointwiseOptions, PointwiseReranker
 from convrec.rerank.prompts import PromptOptions
 from convrec.rerank.reply import ReplyOptions, ReplyWriter
 from convrec.rerank.types import Reranker
+from convrec.resources import Resources
 from convrec.retrieval import build_recommender
 from convrec.retrieval.base import Recommender, item_counts
 from convrec.serve.engine import Engine
@@ -63,14 +64,16 @@ class ChatConfig(BaseModel):
         return TRAINED_RETRIEVER if self.checkpoint else QUICK_RETRIEVER
 
 
-def build_retriever(dataset: CRSDataset, config: ChatConfig, train: Split | None = None) -> Recommender:
-    """The retriever, fit on the train split (or loaded from ``checkpoint``)."""
+def build_retriever(dataset: CRSDataset, config: ChatConfig, train: Split | None = None, *,
+                    resources: Resources | None = None) -> Recommender:
+    """The retriever, fit on the train split (or loaded from ``checkpoint``); a text retriever takes its
+    encoder and embedding cache from ``resources`` (None: from the environment)."""
     options = dict(config.retriever_options)
     if config.checkpoint is not None:
         options["checkpoint"] = config.checkpoint
     if config.retriever_name == "rar":
         raise ValueError("the chat runs its own two stages: choose a retriever, not rar")
-    retriever = build_recommender(config.retriever_name, dataset.catalog, options)
+    retriever = build_recommender(config.retriever_name, dataset.catalog, options, resources=resources)
     retriever.fit(train or dataset.split("train"), None)
     return retriever
 
@@ -84,18 +87,20 @@ def build_reranker(dataset: CRSDataset, config: ChatConfig, llm: LLM) -> Reranke
 
 
 def build_engine(dataset: CRSDataset, config: ChatConfig, llm: LLM | None = None,
-                 retriever: Recommender | None = None) -> Engine:
-    """An engine ready for any number of sessions. ``llm`` replaces the one ``config.llm`` describes (built
-    here otherwise, which loads a local model; the caller closes it); ``retriever`` replaces building and
-    fitting one. The prompts and replies speak of the dataset's items (books, movies) in its words: the
-    domain of ``dataset`` replaces the config's (``engine.config`` is the config it ran with)."""
+                 retriever: Recommender | None = None, *, resources: Resources | None = None) -> Engine:
+    """An engine ready for any number of sessions. ``llm`` replaces the one ``config.llm`` describes, which is
+    otherwise ``resources``' client of that config (closed by ``resources.close()``), or without
+    ``resources`` built here (which loads a local model; the caller closes it); ``retriever`` replaces building
+    and fitting one (with ``resources``). The prompts and replies speak of the dataset's items (books, movies)
+    in its words: the domain of ``dataset`` replaces the config's (``engine.config`` is the config it ran
+    with)."""
     catalog = dataset.catalog
     domain = domain_for(dataset.name, catalog)
     config = config.model_copy(update={"prompt": config.prompt.model_copy(update={"domain": domain})})
     train = dataset.split("train")
-    retriever = retriever or build_retriever(dataset, config, train)
+    retriever = retriever or build_retriever(dataset, config, train, resources=resources)
     if llm is None and config.llm is not None:
-        llm = build_llm(config.llm)
+        llm = resources.llm(config.llm) if resources is not None else build_llm(config.llm)
     reranker = build_reranker(dataset, config, llm) if llm is not None else None
     writer = ReplyWriter(catalog, llm, ReplyOptions(n_items=min(3, config.session.top), polish=config.polish,
                                                    prompt=config.prompt), TitleLinker(catalog))

@@ -13,12 +13,14 @@ Per user message (:meth:`Engine.turn`):
    items (an author, a director: :func:`convrec.catalog.people.find_people`) are found too: their items come
    first among this turn's candidates, in the retriever's order ("The Shining by Stephen King" asks for
    Stephen King's books, whether or not The Shining is in the catalogue);
-2. the retriever scores the whole catalogue for the dialogue so far (a :class:`ContextView` at its end) and
-   its top-k go to the re-ranker. Items already in the dialogue are left out unless asked otherwise, and so
-   are those the user disliked or has seen (``/dislike N``, ``/seen N``); items the user liked (``/like N``)
-   count as items the user named. The items of the recommender's own turns are not shown to the retriever
-   unless ``count_recommended``: the user has not endorsed them (naming one again makes it the user's), and
-   three per turn would drown the one or two the user named;
+2. the retriever's top-k for the dialogue so far (a :class:`ContextView` at its end), asked of its
+   :meth:`~convrec.retrieval.base.Recommender.retrieve` with the named people's items first (``prefer``), go
+   to the re-ranker with the retriever's score of each. Items already in the dialogue are left out unless
+   asked otherwise (``exclude``), and so are those the user disliked or has seen (``/dislike N``,
+   ``/seen N``); items the user liked (``/like N``) count as items the user named. The items of the
+   recommender's own turns are not shown to the retriever unless ``count_recommended``: the user has not
+   endorsed them (naming one again makes it the user's), and three per turn would drown the one or two the
+   user named;
 3. the re-ranker (an LLM; none: the retriever's order) orders them, the top ``top`` are the
    recommendations, and :class:`~convrec.rerank.reply.ReplyWriter` writes a reply that names exactly those
    items; the reply becomes a recommender turn holding them.
@@ -52,7 +54,7 @@ from convrec.data.model import ContextView, Dialogue, RecSample, Turn, render_tu
 from convrec.errors import ConvrecError
 from convrec.rerank.reply import Reply, ReplyWriter, choose_reason, seeker_text
 from convrec.rerank.types import Ranking, RerankDiagnostics, Reranker
-from convrec.retrieval.base import Recommender, top_indices
+from convrec.retrieval.base import Recommender
 from convrec.serve.state import (
     FeedbackKind,
     ItemFeedback,
@@ -103,7 +105,6 @@ class Engine:
         self.config = config  # what it was built from (a ChatConfig), for reports
         self.vocabulary: Vocabulary = writer.options.prompt.vocabulary
         self.people_index = PeopleIndex(catalog, self.vocabulary.creator_fields)
-        self._ids = catalog.ids
 
     def new_state(self, options: SessionOptions | None = None) -> SessionState:
         return SessionState(options=options or self.options)
@@ -118,21 +119,20 @@ class Engine:
         turns = (*state.turns, Turn("seeker", message.strip(), tuple(m.item_id for m in mentions)))
         dialogue_id = f"chat-{state.conversation}"
         view = self._retrieval_view(dialogue_id, turns, state.liked(), options.count_recommended)
-        scores = np.asarray(self.retriever.score([view])[0], dtype=np.float64)
         excluded = state.excluded()
         if not options.include_mentioned:
             excluded |= {item for turn in turns for item in turn.items}
-        preferred = self.catalog.indices(dict.fromkeys(i for person in people for i in person.item_ids))
-        top = _preferred_first(scores, options.k, sorted(self.catalog.indices(excluded)), preferred)
-        candidates = [self._ids[i] for i in top]
+        preferred = list(dict.fromkeys(i for person in people for i in person.item_ids))
+        retrieved = self.retriever.retrieve([view], options.k, [excluded], prefer=[preferred])[0]
+        candidates, scores = list(retrieved.item_ids), np.asarray(retrieved.scores, dtype=np.float64)
         retrieval_ms = (time.monotonic() - started) * 1000
         window_start = _window_start(turns, state.window_start, options.window_chars)
         llm_sample = RecSample(Dialogue(dialogue_id, "test", list(turns[window_start:])), len(turns) - window_start, "")
         # With people named, the candidates' order is not the scores' order: the re-ranker gets it as a rank.
-        order = np.arange(len(top), 0, -1, dtype=np.float64) if preferred else scores[top]
-        ranking = self._rerank(llm_sample, candidates, scores[top], order)
+        order = np.arange(len(candidates), 0, -1, dtype=np.float64) if preferred else scores
+        ranking = self._rerank(llm_sample, candidates, scores, order)
         rerank_s = ranking.diagnostics.latency_s if self.reranker is not None else 0.0
-        recommendations = self._recommendations(ranking, candidates, scores[top], options.top)
+        recommendations = self._recommendations(ranking, candidates, scores, options.top)
         reply_started = time.monotonic()
         reply = self.writer.write(llm_sample, [r.item_id for r in recommendations])
         reply_s = time.monotonic() - reply_started
@@ -241,16 +241,6 @@ def _window_start(turns: Sequence[Turn], start: int, window_chars: int) -> int:
         while start < len(turns) - 1 and len(render_turns(turns[start:])) > window_chars // 2:
             start += 1
     return start
-
-
-def _preferred_first(scores: np.ndarray, k: int, exclude: list[int], preferred: list[int]) -> np.ndarray:
-    """The ``k`` candidates: the ``preferred`` columns first, then the best of the rest, each part best first."""
-    if not preferred:
-        return top_indices(scores, k, exclude)
-    others = np.ones(len(scores), dtype=bool)
-    others[preferred] = False
-    first = top_indices(scores, k, np.flatnonzero(others).tolist() + exclude)
-    return np.concatenate([first, top_indices(scores, k - len(first), exclude + first.tolist())])
 
 
 def _usage(reranking: RerankDiagnostics, *responses: Any) -> dict[str, int]:

