@@ -13,6 +13,7 @@ from pathlib import Path
 from convrec import __version__
 from convrec.cli import align_cmd, chat_cmd, data_cmd, eval_cmd, train_cmd
 from convrec.errors import ConvrecError
+from convrec.resources import Resources
 
 # Exit codes: 2 for an expected failure (bad input, config, checkpoint, unreachable LLM; argparse uses 2 for
 # bad arguments too), 70 (EX_SOFTWARE) for a bug in convrec, 130 for Ctrl-C.
@@ -54,7 +55,7 @@ def bug_report_dir() -> Path:
     """Where bug reports go: ``$CONVREC_LOG_DIR``, else ``$CONVREC_CACHE_DIR/logs`` (``~/.cache/convrec/logs``)."""
     if os.environ.get("CONVREC_LOG_DIR"):
         return Path(os.environ["CONVREC_LOG_DIR"])
-    return Path(os.environ.get("CONVREC_CACHE_DIR", Path.home() / ".cache" / "convrec")) / "logs"
+    return Resources.from_env().cache_dir / "logs"
 
 
 def write_bug_report(argv: list[str], error: BaseException) -> Path | None:

@@ -32,6 +32,7 @@ from tqdm import tqdm
 from convrec.data.registry import DATASETS, DatasetSpec, RemoteFile, get_spec
 from convrec.errors import OutputPathError
 from convrec.io import _UMASK, DataError, sha256_file
+from convrec.resources import Resources
 
 MIRROR_ENV = "CONVREC_DATA_MIRROR"
 DATA_DIR_ENV = "CONVREC_DATA_DIR"
@@ -57,9 +58,9 @@ def default_mirror() -> Path | None:
 
 
 def default_data_dir() -> Path:
-    """``CONVREC_DATA_DIR`` if set, else ``./data`` relative to the current directory."""
-    value = os.environ.get(DATA_DIR_ENV)
-    return Path(value) if value else Path("data")
+    """``CONVREC_DATA_DIR`` if set, else ``./data`` relative to the current directory (read by
+    :meth:`convrec.resources.Resources.from_env`, the one reader of convrec's folder variables)."""
+    return Resources.from_env().data_dir
 
 
 def resolve(name: str) -> list[DatasetSpec]:
