@@ -26,6 +26,7 @@ BUILTIN_RECOMMENDERS = {
     "lrurec": "convrec.retrieval.lrurec.recommender:LRURecRecommender",
     "lrurec-text": "convrec.retrieval.lrurec.recommender:LRURecTextRecommender",
     "rar": "convrec.rerank.pipeline:RAR",
+    "harpo": "convrec.agent.harpo:HarpoRecommender",
 }
 
 

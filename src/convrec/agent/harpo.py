@@ -1,0 +1,194 @@
+"""The HARPO agent (part 1: VTOs, tracked state, MAVEN's three roles) and the ``harpo`` recommender.
+
+:class:`HarpoAgent` answers one point of a conversation: the Recommender reads the turns into an
+:class:`~convrec.agent.state.AgentState` and proposes through the VTOs, the Critic checks and edits the slate,
+the Explainer writes the reply. :class:`HarpoTurn` holds all of it (action, slate, reply, reasons, state,
+VTO trace, the Critic's notes), JSON-serialisable.
+
+:class:`HarpoRecommender` (``harpo`` in the registry) makes the agent a recommender like any other, so
+``convrec eval --recommender harpo`` runs it on every dataset and protocol. Its score matrix is its final
+ranking of the whole catalogue, in tiers: the slate after critique first, then the other candidates that
+hold the state's constraints (in ``rank_options``' order), then the rest of the catalogue in the retriever's
+order, then items that break a stated constraint, and last the items the seeker ruled out (disliked, seen,
+turned down). Within a tier the order is the retriever's. Only the turns before the target are read (a
+:class:`~convrec.data.model.ContextView`), never the questionnaire.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from convrec.agent.config import HarpoOptions
+from convrec.agent.domain import DomainAdapter
+from convrec.agent.maven import CriticAgent, CritiqueNote, ExplainerAgent, RecommenderAgent, hard_constraints
+from convrec.agent.operations import VTOS, AgentContext, Explanation, UserModel
+from convrec.agent.sentiment import SentimentAnalyzer
+from convrec.agent.state import AgentState
+from convrec.agent.vto import Trace, VTOCall
+from convrec.catalog.items import Catalog
+from convrec.data.dataset import Split
+from convrec.data.model import ContextView, Turn
+from convrec.errors import ConfigError
+from convrec.resources import Resources
+from convrec.retrieval.base import Recommender, build_recommender, recommender_class, register
+
+NOT_RETRIEVERS = ("harpo", "rar")
+
+
+class HarpoTurn(BaseModel):
+    """One answer of the agent."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    action: UserModel
+    slate: tuple[str, ...]
+    proposed: tuple[str, ...]  # the Recommender's slate, before critique
+    reply: str
+    reasons: tuple[Explanation, ...]
+    state: AgentState
+    critique: tuple[CritiqueNote, ...]
+    trace: tuple[VTOCall, ...]
+    removed: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass
+class HarpoAgent:
+    """The three agents over one context (adapter, retriever, sentiment reader, options)."""
+
+    ctx: AgentContext
+
+    @classmethod
+    def build(cls, catalog: Catalog, retriever: Recommender, options: HarpoOptions,
+              dataset_name: str | None = None) -> HarpoAgent:
+        adapter = DomainAdapter.of(catalog, dataset_name)
+        return cls(AgentContext(adapter, retriever, SentimentAnalyzer(catalog, adapter.vocabulary), options))
+
+    def respond(self, view: ContextView, marks: Sequence[tuple[str, str]] = (), scores: np.ndarray | None = None,
+                last_proposed: Sequence[str] = (), ctx: AgentContext | None = None) -> HarpoTurn:
+        """The agent's answer after the turns of ``view`` (its last turn is the seeker's message in a chat).
+        ``last_proposed``: the agent's previous slate, to read a rejection of it in the latest message."""
+        ctx = ctx or self.ctx
+        trace = Trace()
+        recommender, critic, explainer = RecommenderAgent(ctx), CriticAgent(ctx), ExplainerAgent(ctx)
+        turns: tuple[Turn, ...] = view.context
+        state = recommender.read(turns, marks, trace)
+        message = next((t.text for t in reversed(turns) if t.role == "seeker"), "") if turns and \
+            turns[-1].role == "seeker" else ""
+        proposal = recommender.propose(view, state, scores, trace, last_proposed, message)
+        if proposal.action.action == "ask" and ctx.options.vtos:
+            attribute = proposal.action.ask_about or "genre"
+            state = proposal.state.model_copy(update={"asked": (*proposal.state.asked, attribute)})
+            return HarpoTurn(action=proposal.action, slate=(), proposed=(), reply=explainer.ask(attribute), reasons=(),
+                             state=state, critique=(), trace=tuple(trace), removed=proposal.removed)
+        slate, notes = proposal.slate, []
+        if ctx.options.critic and ctx.options.vtos:
+            slate, notes = critic.review(proposal, trace)
+        reply, reasons = explainer.explain(slate, proposal.state, trace)
+        state = proposal.state.model_copy(update={"recommended": tuple(dict.fromkeys((*proposal.state.recommended,
+                                                                                        *slate)))})
+        return HarpoTurn(action=proposal.action, slate=tuple(slate), proposed=proposal.slate, reply=reply,
+                         reasons=tuple(reasons), state=state, critique=tuple(notes), trace=tuple(trace),
+                         removed=proposal.removed)
+
+    def final_scores(self, view: ContextView, scores: np.ndarray) -> tuple[np.ndarray, HarpoTurn]:
+        """The agent's ranking of the whole catalogue as scores (see the module docstring), and its turn."""
+        ctx = replace(self.ctx, retriever=_Scored(self.ctx.retriever, scores))
+        turn = self.respond(view, scores=scores, ctx=ctx)
+        catalog = ctx.adapter.catalog
+        n = len(catalog)
+        # the retriever's scores squeezed into [0, 1) (ties stay ties: the metrics break them at random in
+        # expectation), so that the tiers below, whole numbers, decide first and the retriever within a tier
+        finite = np.where(np.isfinite(scores), scores, np.nan)
+        low, high = np.nanmin(finite) if np.isfinite(finite).any() else 0.0, np.nanmax(finite) if \
+            np.isfinite(finite).any() else 1.0
+        base = np.nan_to_num((finite - low) / (high - low + 1e-12), nan=0.0) * 0.999
+        final = base.copy()
+        options = ctx.options
+        if not options.vtos:
+            return final, turn
+        ranked = [i for i in _ranked_ids(turn)]
+        positions = catalog.indices(ranked)
+        final[positions] = 2.0 + (1.0 - np.arange(len(positions)) / max(len(positions), 1))
+        slate = catalog.indices(turn.slate)
+        final[slate] = 4.0 + (1.0 - np.arange(len(slate)) / max(len(slate), 1))
+        if options.state_tracking:
+            state = turn.state
+            broken = np.zeros(n, dtype=bool)
+            for constraint in hard_constraints(state, options):
+                satisfied, known = ctx.adapter.mask(constraint)
+                broken |= known & ~satisfied
+            final[broken] -= 4.0
+            blocked = state.blocked if options.demote_seen else frozenset(state.disliked) | frozenset(state.rejected)
+            final[catalog.indices(sorted(blocked))] = base[catalog.indices(sorted(blocked))] - 8.0
+        return final, turn
+
+
+def _ranked_ids(turn: HarpoTurn) -> list[str]:
+    removed = {item_id for item_id, _ in turn.removed}
+    return [i for i in turn.proposed if i not in removed]
+
+
+class _Scored(Recommender):
+    """The retriever's scores of one sample, computed once in a batch: the agent's search reads them."""
+
+    name = "precomputed"
+
+    def __init__(self, inner: Recommender, scores: np.ndarray):
+        super().__init__(inner.catalog, inner.config)
+        self._scores = scores
+
+    def score(self, samples: Sequence[ContextView]) -> np.ndarray:
+        return np.tile(self._scores, (len(samples), 1)).astype(np.float32)
+
+
+@register
+class HarpoRecommender(Recommender):
+    """HARPO part 1 as a recommender: the agent's final ranking of the catalogue for each context."""
+
+    name = "harpo"
+    config_class = HarpoOptions
+    config: HarpoOptions
+    uses_resources = True
+
+    def __init__(self, catalog: Catalog, config: HarpoOptions | None = None, *, resources: Resources | None = None):
+        super().__init__(catalog, config)
+        if self.config.retriever in NOT_RETRIEVERS:
+            raise ConfigError(f"harpo: retriever {self.config.retriever!r} is not a first-stage retriever: choose "
+                              "one of lrurec-text, lrurec, ease, itemknn, dense-text, popularity")
+        recommender_class(self.config.retriever)  # an unknown name fails here, before any work
+        self.resources = resources or Resources.from_env()
+        self.retriever_: Recommender | None = None
+        self.agent_: HarpoAgent | None = None
+        self.turns_: list[HarpoTurn] = []  # per sample of the last score() call
+
+    def fit(self, train: Split, valid: Split | None = None) -> None:
+        options = dict(self.config.retriever_options)
+        if self.config.checkpoint is not None:
+            options["checkpoint"] = self.config.checkpoint
+        self.retriever_ = build_recommender(self.config.retriever, self.catalog, options, resources=self.resources)
+        self.retriever_.fit(train, valid)
+        self.agent_ = HarpoAgent.build(self.catalog, self.retriever_, self.config, train.dataset or None)
+
+    def score(self, samples: Sequence[ContextView]) -> np.ndarray:
+        if self.agent_ is None or self.retriever_ is None:
+            raise RuntimeError("harpo: call fit() before score()")
+        base = np.asarray(self.retriever_.score(samples), dtype=np.float64)
+        out = np.empty_like(base, dtype=np.float32)
+        self.turns_ = []
+        for row, view in enumerate(samples):
+            final, turn = self.agent_.final_scores(view, base[row])
+            out[row] = final
+            self.turns_.append(turn)
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        described = super().describe()
+        if self.retriever_ is not None:
+            described["retriever"] = self.retriever_.describe()
+        described["vtos"] = len(VTOS)
+        return described

@@ -1,0 +1,285 @@
+"""MAVEN's three roles over the VTOs: the :class:`RecommenderAgent` proposes, the :class:`CriticAgent` checks the
+proposal against the state and edits it (up to ``critique_rounds`` rounds), the :class:`ExplainerAgent` writes
+the reply, every fact in it from the catalogue (checked).
+
+Every step is a VTO call recorded in the turn's :class:`~convrec.agent.vto.Trace` with the agent that made
+it, and every edit of the Critic is a :class:`CritiqueNote` (which item, what was wrong, what replaced it), so
+``/trace`` can show why the slate is what it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from convrec.agent.constraints import Constraint
+from convrec.agent.operations import (
+    VTOS,
+    AgentContext,
+    BeliefArgs,
+    Candidates,
+    CompareArgs,
+    Entities,
+    ExplainArgs,
+    Explanation,
+    FilterArgs,
+    GraphArgs,
+    KnowledgeArgs,
+    MatchArgs,
+    MessageArgs,
+    ModelStateArgs,
+    RankArgs,
+    Ranked,
+    RefineArgs,
+    RejectionArgs,
+    SearchArgs,
+    SelectArgs,
+    StateArgs,
+    TurnsArgs,
+    UserModel,
+)
+from convrec.agent.state import AgentState
+from convrec.agent.vto import Trace
+from convrec.data.model import ContextView, Turn
+
+
+class CritiqueNote(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    round: int
+    item_id: str
+    problem: str
+    replacement: str | None
+
+
+@dataclass
+class Proposal:
+    """The Recommender's work for one turn: the state it read, the action, the ranked candidates, the slate."""
+
+    state: AgentState
+    action: UserModel
+    ranked: Ranked
+    slate: tuple[str, ...]
+    removed: tuple[tuple[str, str], ...] = ()
+
+
+def _call(ctx: AgentContext, trace: Trace | None, agent: str):
+    def call(name: str, args: BaseModel):
+        return VTOS.call(name, ctx, args, trace, agent)
+    return call
+
+
+class RecommenderAgent:
+    """Reads the dialogue into a state and proposes a ranked list and a slate, through the VTOs."""
+
+    name = "recommender"
+
+    def __init__(self, ctx: AgentContext):
+        self.ctx = ctx
+
+    def read(self, turns: Sequence[Turn], marks: Sequence[tuple[str, str]] = (), trace: Trace | None = None
+             ) -> AgentState:
+        """The state after ``turns``: every seeker turn's constraints and people in order (only the latest one's
+        calls are traced), the sentiment of every item, explicit ``marks`` (item, like/dislike/seen) on top."""
+        call = _call(self.ctx, trace, self.name)
+        quiet = _call(self.ctx, None, self.name)
+        turns = tuple(turns)
+        history = call("track_history", TurnsArgs(turns=turns))
+        sentiments = call("analyze_sentiment", TurnsArgs(turns=turns))
+        seekers = [i for i, t in enumerate(turns) if t.role == "seeker"]
+        state = AgentState()
+        constraints: list[Constraint] = []
+        people: list[str] = []
+        for index in seekers:
+            latest = index == seekers[-1]
+            run = call if latest else quiet
+            entities: Entities = run("extract_entities", MessageArgs(message=turns[index].text, turn=index))
+            found = run("identify_constraints", MessageArgs(message=turns[index].text, turn=index)).constraints
+            state = state.model_copy(update={"constraints": state.constraints.update(found)})
+            constraints += found
+            people += entities.people
+        return call("update_beliefs", BeliefArgs(state=AgentState(constraints=state.constraints), history=history,
+                                                 sentiments=sentiments, people=tuple(people),
+                                                 marks=tuple(marks)))
+
+    def propose(self, view: ContextView, state: AgentState, scores: np.ndarray | None = None,
+                trace: Trace | None = None, last_proposed: Sequence[str] = (), message: str = "") -> Proposal:
+        """``scores``: the retriever's scores of the whole catalogue for ``view`` when already computed."""
+        ctx, options = self.ctx, self.ctx.options
+        call = _call(ctx, trace, self.name)
+        rejected_now: tuple[str, ...] = ()
+        if last_proposed and message:
+            sentiments = call("analyze_sentiment", TurnsArgs(turns=view.context))
+            rejection = call("handle_rejection", RejectionArgs(message=message, turn=len(view.context) - 1,
+                                                               proposed=tuple(last_proposed), sentiments=sentiments))
+            rejected_now = rejection.rejected
+            if rejected_now:
+                refined = call("refine_query", RefineArgs(state=state, rejection=rejection))
+                state = state.model_copy(update={
+                    "rejected": tuple(dict.fromkeys((*state.rejected, *rejected_now))),
+                    "constraints": state.constraints.update(rejection.reasons)})
+                del refined
+        action = call("model_user_state", ModelStateArgs(state=state, message=message, rejected_now=rejected_now))
+        blocked = tuple(sorted(state.blocked if options.demote_seen else
+                               set(state.disliked) | set(state.rejected))) if options.state_tracking else ()
+        candidates = call("search_candidates", SearchArgs(view=view, n=options.candidates, exclude=blocked))
+        removed: tuple[tuple[str, str], ...] = ()
+        constraints = hard_constraints(state, options) if options.state_tracking else ()
+        if options.state_tracking:
+            filtered = call("filter_results", FilterArgs(candidates=candidates, constraints=constraints,
+                                                         blocked=blocked))
+            removed = filtered.removed
+            kept = filtered.kept
+            if len(kept.item_ids) < options.slate and constraints:
+                kept = self._widen(kept, view, constraints, blocked, scores)
+        else:
+            kept = candidates
+        liked = tuple(i for i in state.mentioned if i in set(state.liked))
+        wanted = tuple(state.constraints.wants)
+        if options.implicit and liked:
+            wanted += call("infer_implicit", GraphArgs(candidates=kept.item_ids, liked=liked)).wanted
+        matches = call("match_attributes", MatchArgs(item_ids=kept.item_ids, wanted=wanted)) if wanted else None
+        support = (call("reason_over_graph", GraphArgs(candidates=kept.item_ids, liked=liked)).support
+                   if options.graph_weight and liked else None)
+        ranked = call("rank_options", RankArgs(candidates=kept, matches=matches, support=support))
+        slate = call("select_best", SelectArgs(ranked=ranked, k=options.slate)).item_ids
+        return Proposal(state=state, action=action, ranked=ranked, slate=slate, removed=removed)
+
+    def _widen(self, kept: Candidates, view: ContextView, constraints: Sequence[Constraint],
+               blocked: Sequence[str], scores: np.ndarray | None) -> Candidates:
+        """Too few of the top-N hold the constraints: take the best items of the whole catalogue that do."""
+        adapter = self.ctx.adapter
+        if scores is None:
+            scores = np.asarray(self.ctx.retriever.score([view])[0], dtype=np.float64)
+        ids = [i for i in adapter.filter(_by_score(adapter.catalog.ids, scores), constraints, unknown="drop")
+               if i not in set(blocked)]
+        extra = [i for i in ids if i not in set(kept.item_ids)][: self.ctx.options.candidates]
+        positions = adapter.catalog.indices(extra)
+        return Candidates(item_ids=kept.item_ids + tuple(extra),
+                          scores=kept.scores + tuple(float(scores[p]) for p in positions))
+
+
+def hard_constraints(state: AgentState, options) -> tuple[Constraint, ...]:
+    """The constraints no candidate may break: avoided values always, wanted ones when ``wants`` is hard."""
+    return tuple(c for c in state.constraints.constraints
+                 if c.polarity == "avoid" or (c.polarity == "want" and options.wants == "hard"))
+
+
+def _by_score(ids: list[str], scores: np.ndarray) -> list[str]:
+    order = np.argsort(-scores, kind="stable")
+    return [ids[k] for k in order]
+
+
+class CriticAgent:
+    """Checks a slate against the state: a broken constraint, an item ruled out (disliked, seen, turned down),
+    a duplicate title, two items too alike (a sequel and its original with the same people), an ungrounded
+    claim; replaces each with the next candidate that passes."""
+
+    name = "critic"
+
+    def __init__(self, ctx: AgentContext):
+        self.ctx = ctx
+
+    def review(self, proposal: Proposal, trace: Trace | None = None) -> tuple[tuple[str, ...], list[CritiqueNote]]:
+        ctx, options = self.ctx, self.ctx.options
+        call = _call(ctx, trace, self.name)
+        slate = list(proposal.slate)
+        notes: list[CritiqueNote] = []
+        used = set(slate)
+        spare = [i for i in proposal.ranked.item_ids if i not in used]
+        state = proposal.state
+        constraints = state.constraints.constraints if options.state_tracking else ()
+        blocked = state.blocked if options.state_tracking else frozenset()
+        liked = tuple(i for i in state.mentioned if i in set(state.liked))
+        for round_number in range(1, options.critique_rounds + 1):
+            problems: list[tuple[int, str]] = []
+            check = call("filter_results", FilterArgs(candidates=Candidates(item_ids=tuple(slate),
+                                                                            scores=(0.0,) * len(slate)),
+                                                      constraints=constraints, blocked=tuple(blocked)))
+            for item_id, why in check.removed:
+                problems.append((slate.index(item_id), why))
+            for a in range(len(slate)):
+                for b in range(a + 1, len(slate)):
+                    if any(p[0] == b for p in problems):
+                        continue
+                    comparison = call("compare_options", CompareArgs(first=slate[a], second=slate[b], liked=liked))
+                    if comparison.similar:
+                        problems.append((b, f"too like {ctx.adapter.catalog.get(slate[a]).display_title}"))
+            if not problems:
+                break
+            for position, why in sorted(problems, reverse=True):
+                item_id = slate[position]
+                replacement = self._next(spare, slate, constraints, blocked)
+                if replacement is None:
+                    slate.pop(position)
+                else:
+                    slate[position] = replacement
+                if trace is not None:
+                    trace.mark_changed()
+                notes.append(CritiqueNote(round=round_number, item_id=item_id, problem=why, replacement=replacement))
+        return tuple(slate), notes
+
+    def _next(self, spare: list[str], slate: list[str], constraints: Sequence[Constraint],
+              blocked: frozenset[str]) -> str | None:
+        titles = {self.ctx.adapter.catalog.get(i).title.strip().lower() for i in slate}
+        while spare:
+            item_id = spare.pop(0)
+            if item_id in blocked or item_id in slate:
+                continue
+            if self.ctx.adapter.catalog.get(item_id).title.strip().lower() in titles:
+                continue
+            if constraints and not self.ctx.adapter.filter([item_id], constraints, unknown="drop"):
+                continue
+            return item_id
+        return None
+
+
+class ExplainerAgent:
+    """The reply: the first item with its reason, the next ones by title; every reason from ``explain_choice``,
+    whose facts are checked against ``query_knowledge`` (a reason stating a fact the item lacks is replaced by
+    the plain template)."""
+
+    name = "explainer"
+
+    def __init__(self, ctx: AgentContext):
+        self.ctx = ctx
+
+    def explain(self, slate: Sequence[str], state: AgentState, trace: Trace | None = None
+                ) -> tuple[str, list[Explanation]]:
+        call = _call(self.ctx, trace, self.name)
+        catalog, vocabulary = self.ctx.adapter.catalog, self.ctx.adapter.vocabulary
+        if not slate:
+            return (f"I could not find a {vocabulary.noun} that fits everything you asked for. Could you loosen "
+                    "one of your wishes?"), []
+        explanations = []
+        for item_id in slate:
+            explanation = call("explain_choice", ExplainArgs(item_id=item_id, state=state))
+            known = call("query_knowledge", KnowledgeArgs(item_id=item_id)).facts
+            if not grounded(explanation, known):
+                explanation = Explanation(text=f"It is a {vocabulary.noun} I think fits what you said.", facts=(),
+                                          ties=())
+            explanations.append(explanation)
+        first = catalog.get(slate[0]).display_title
+        text = f"How about {first}? {explanations[0].text}"
+        others = [catalog.get(i).display_title for i in slate[1:3]]
+        if others:
+            text += " You might also like " + " or ".join(others) + "."
+        return text, explanations
+
+    def ask(self, attribute: str) -> str:
+        noun = self.ctx.adapter.vocabulary.noun
+        label = attribute.replace("_", " ")
+        return (f"Happy to help! What kind of {noun} are you in the mood for: a {label} you enjoy, a {noun} "
+                f"you liked, or someone whose work you like?")
+
+
+def grounded(explanation: Explanation, known: Sequence) -> bool:
+    """Every fact the explanation states is one of the item's catalogue facts."""
+    facts = {(f.attribute, str(f.value).lower()) for f in known}
+    return all((f.attribute, str(f.value).lower()) in facts for f in explanation.facts)
+
+
+__all__ = ["CriticAgent", "CritiqueNote", "ExplainerAgent", "Proposal", "RecommenderAgent", "StateArgs", "grounded"]
