@@ -97,7 +97,7 @@ class HarpoAgent:
 
     def final_scores(self, view: ContextView, scores: np.ndarray) -> tuple[np.ndarray, HarpoTurn]:
         """The agent's ranking of the whole catalogue as scores (see the module docstring), and its turn."""
-        ctx = replace(self.ctx, retriever=_Scored(self.ctx.retriever, scores))
+        ctx = replace(self.ctx, retriever=PrecomputedScores(self.ctx.retriever, scores))
         turn = self.respond(view, scores=scores, ctx=ctx)
         catalog = ctx.adapter.catalog
         n = len(catalog)
@@ -133,7 +133,7 @@ def _ranked_ids(turn: HarpoTurn) -> list[str]:
     return [i for i in turn.proposed if i not in removed]
 
 
-class _Scored(Recommender):
+class PrecomputedScores(Recommender):
     """The retriever's scores of one sample, computed once in a batch: the agent's search reads them."""
 
     name = "precomputed"

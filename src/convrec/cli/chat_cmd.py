@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+from convrec.agent.operations import VTOS
 from convrec.cli import chat_view as view
 from convrec.cli.common import (
     add_data_options,
@@ -64,11 +65,12 @@ LLM re-ranks its top-k, and a reply names the top items (only catalogue titles, 
   convrec chat --train-in-background runs/lrurec-text-redial  # talk now, RAR's retriever when trained
   convrec chat --model smollm2-135m              # a tiny model for a quick try (weak answers)
   convrec chat --no-llm                          # the retriever alone
+  convrec chat --agent harpo                     # the HARPO agent (state, constraints, Critic, reasons)
   convrec chat -m "I loved Alien (1979), something similar?" -m "/why 1" --json turns.json
   convrec chat --state me.json                   # continue the conversation saved in me.json (saved each turn)
   convrec chat --llm-backend openai --model gpt-4o-mini --api-key-env OPENAI_API_KEY --strategy listwise
 
-Inside the chat: /why N, /like N, /dislike N, /seen N, /reset, /status, /help, /quit (or Ctrl-D).
+Inside the chat: /why N, /like N, /dislike N, /seen N, /reset, /trace, /status, /help, /quit (or Ctrl-D).
 """
 
 
@@ -83,6 +85,11 @@ def add_parser(commands) -> None:
                       "in a second; ease fits in ~30 s; any name of `convrec recommenders`)")
     chat.add_argument("--checkpoint", type=Path, default=None,
                       help="a `convrec train` run dir for the retriever (lrurec, lrurec-text)")
+    chat.add_argument("--agent", choices=["harpo"], default=None,
+                      help="harpo: the HARPO agent answers instead of retriever + LLM re-ranker: it tracks what you "
+                      "like, dislike, have seen and ask for (eras, genres, people) over the same retriever, asks "
+                      "when it knows nothing yet, checks its slate (Critic) and gives a reason for each item from "
+                      "the catalogue; /trace shows its steps. It needs no LLM (the reply is a template)")
     chat.add_argument("--train-in-background", type=Path, default=None, metavar="RUN_DIR",
                       help="RAR's retriever without the wait: a finished `convrec train` run in RUN_DIR is loaded "
                       f"at once (as with --checkpoint); otherwise the chat opens at once on {QUICK_RETRIEVER} while "
@@ -158,7 +165,7 @@ def chat_config(args: argparse.Namespace) -> ChatConfig:
     if not 0.0 <= args.fusion_weight <= 1.0:
         raise ConfigError(f"--fusion-weight must be in [0, 1], got {args.fusion_weight}")
     llm = None
-    if not args.no_llm:
+    if not args.no_llm and args.agent is None:
         if args.llm_backend == "openai" and not args.model:
             raise ConfigError("--llm-backend openai needs --model: the model name the server knows")
         cache = None if args.no_llm_cache else (args.llm_cache or default_llm_cache())
@@ -186,7 +193,7 @@ def chat_config(args: argparse.Namespace) -> ChatConfig:
     # k is what the LLM re-ranks (its cost); without an LLM, candidates are free and --top decides
     k = args.k if llm is not None else max(args.k, args.top)
     session = SessionOptions(k=k, top=min(args.top, k), include_mentioned=args.include_mentioned)
-    return ChatConfig(retriever=args.retriever, retriever_options=parse_options(args.options),
+    return ChatConfig(agent=args.agent, retriever=args.retriever, retriever_options=parse_options(args.options),
                       checkpoint=str(checkpoint) if checkpoint else None, llm=llm,
                       strategy=args.strategy, fusion_weight=args.fusion_weight, polish=args.polish,
                       prompt=CHAT_PROMPT.model_copy(update={"plot_chars": args.plot_chars, "max_people": args.people}), session=session)
@@ -358,6 +365,8 @@ def _handle(line: str, chat: Chat, screen: view.Screen) -> bool:
                 state, item = engine.feedback(chat.state, _number(argument), FEEDBACK[command])
                 chat.update(state)
                 view.show_feedback(out, item, FEEDBACK[command])
+            elif command == "/trace":
+                view.show_trace(out, chat.state.last)
             elif command == "/status":
                 _show_status(chat, screen)
             elif command in ("/help", "/?"):
@@ -427,7 +436,10 @@ def _banner_lines(args: argparse.Namespace, config: ChatConfig, chat: Chat, fit_
         lines.append(("", "RAR's trained retriever: " + TRAIN_HINT.format(dataset=args.dataset)
                       + f", then --checkpoint runs/lrurec-text-{args.dataset} (or, without waiting: "
                       f"--train-in-background runs/lrurec-text-{args.dataset})"))
-    if config.llm is None:
+    if config.agent is not None:
+        lines.append(("agent", f"{config.agent}: tracked state, {len(VTOS)} VTOs, Critic and Explainer over the "
+                      "retriever's candidates; /trace shows its steps"))
+    elif config.llm is None:
         lines.append(("re-ranker", "none (--no-llm): the retriever's order"))
     else:
         threads = config.llm.local.n_threads or chat_threads()

@@ -17,7 +17,7 @@ from convrec.catalog.vocabulary import GENERIC, Vocabulary
 from convrec.serve.engine import NoSuchRecommendation, Why
 from convrec.serve.state import FeedbackKind, TurnRecord
 
-COMMANDS = "/why N, /like N, /dislike N, /seen N, /reset, /status, /help, /quit (or Ctrl-D)"
+COMMANDS = "/why N, /like N, /dislike N, /seen N, /reset, /trace, /status, /help, /quit (or Ctrl-D)"
 HELP = """\
 Type what you are looking for, in your own words. Titles you mention are recognised when they are
 quoted ("Up"), followed by their year (It 2017), written with capitals (Get Out, The Notebook) or three
@@ -29,6 +29,7 @@ first. The chat shows what it recognised.
   /dislike N  you dislike it: it is not recommended again in this conversation
   /seen N     you have seen it already: not recommended again either
   /reset      start a new conversation (forget the dialogue and the marks so far)
+  /trace      the steps of the last turn (with --agent harpo: each VTO call, the Critic's edits)
   /status     which retriever answers, and how its training in the background is going
   /help       this text
   /quit       leave (Ctrl-D too)
@@ -155,3 +156,31 @@ def show_no_such_recommendation(console: Console, command: str, error: NoSuchRec
         console.print("[yellow]no recommendations yet in this conversation[/yellow]")
     else:
         console.print(f"[yellow]usage: {escape(command)} N, with N from 1 to {error.count}[/yellow]")
+
+
+def show_trace(console: Console, turn: TurnRecord | None) -> None:
+    """The last turn's steps: the stages (link, retrieve, rerank, reply) and, for an agent, every VTO call with
+    its agent, arguments, result, time and whether it changed the slate, then the Critic's edits."""
+    if turn is None:
+        console.print("[yellow]no turn yet in this conversation[/yellow]")
+        return
+    stages = Table(title="stages", title_justify="left", show_edge=False)
+    for column in ("stage", "in", "out", "ms"):
+        stages.add_column(column, overflow="fold")
+    for record in turn.trace:
+        stages.add_row(record.stage.value, escape(record.input), escape(record.output), f"{record.seconds * 1000:.1f}")
+    console.print(stages)
+    if turn.action is None:
+        return
+    console.print(f"[bold]action[/bold]: {escape(turn.action)}"
+                  + (f" · constraints: {escape('; '.join(turn.constraints))}" if turn.constraints else ""))
+    calls = Table(title="VTO calls", title_justify="left", show_edge=False)
+    for column in ("agent", "operation", "arguments", "result", "ms", "changed"):
+        calls.add_column(column, overflow="fold")
+    for call in turn.vto_calls:
+        calls.add_row(call.agent, call.operation, escape(call.arguments), escape(call.result),
+                      f"{call.seconds * 1000:.1f}", "yes" if call.changed_slate else "")
+    console.print(calls)
+    for note in turn.critique:
+        replaced = f"replaced by {note.replacement}" if note.replacement else "dropped"
+        console.print(f"critic, round {note.round}: {escape(note.item_id)} {escape(note.problem)}; {replaced}")

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from convrec.agent.config import HarpoOptions
 from convrec.catalog.titles import TitleLinker
 from convrec.catalog.vocabulary import domain_for
 from convrec.data.dataset import CRSDataset, Split
@@ -25,6 +26,7 @@ from convrec.rerank.types import Reranker
 from convrec.resources import Resources
 from convrec.retrieval import build_recommender
 from convrec.retrieval.base import Recommender, item_counts
+from convrec.serve.agent_engine import build_agent_engine
 from convrec.serve.engine import Engine
 from convrec.serve.state import SessionOptions
 
@@ -56,6 +58,9 @@ class ChatConfig(BaseModel):
     prompt: PromptOptions = Field(CHAT_PROMPT, description="what the LLM reads about the dialogue and each "
                                   "candidate (the session's window follows its context_chars)")
     session: SessionOptions = SessionOptions()
+    agent: Literal["harpo"] | None = Field(None, description="harpo: the HARPO agent answers (VTOs, tracked state, "
+                                           "Critic, Explainer) over the same retriever; None: retriever + re-ranker")
+    agent_options: dict[str, Any] = Field(default_factory=dict, description="the agent's options (HarpoOptions)")
 
     @property
     def retriever_name(self) -> str:
@@ -107,4 +112,9 @@ def build_engine(dataset: CRSDataset, config: ChatConfig, llm: LLM | None = None
     counts = item_counts(train)
     popularity = dict(zip(catalog.ids, counts.tolist(), strict=True))
     options = config.session.model_copy(update={"window_chars": config.prompt.context_chars})
+    if config.agent == "harpo":
+        agent_options = HarpoOptions(**{"retriever": config.retriever_name, "slate": options.top,
+                                        **config.agent_options})
+        return build_agent_engine(catalog, retriever, writer, options, popularity, config, dataset.name,
+                                  agent_options)
     return Engine(catalog, retriever, writer, reranker, options, popularity, config)

@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from convrec.agent.maven import CritiqueNote
+from convrec.agent.vto import VTOCall
 from convrec.catalog.items import Catalog
 from convrec.catalog.mentions import TitleMention
 from convrec.catalog.people import PersonMention
@@ -93,6 +95,13 @@ class TurnRecord(BaseModel):
     reply_rejection: str | None = None
     people: tuple[PersonMention, ...] = ()  # whose items came first among the candidates
     trace: tuple[TraceRecord, ...] = ()  # each stage of the turn, in order (convrec.trace)
+    # An agent's turn (convrec chat --agent harpo): what it chose to do, its VTO calls, the Critic's edits, the
+    # reason given for each recommendation and the constraints it held. Empty for the two-stage engine.
+    action: str | None = None
+    vto_calls: tuple[VTOCall, ...] = ()
+    critique: tuple[CritiqueNote, ...] = ()
+    reasons: tuple[str, ...] = ()
+    constraints: tuple[str, ...] = ()
 
     def to_json(self, catalog: Catalog) -> dict[str, Any]:
         return {
@@ -118,6 +127,11 @@ class TurnRecord(BaseModel):
             "fallback": self.fallback,
             "timing": vars(self.timing),
             "trace": [record.model_dump(mode="json") for record in self.trace],
+            **({"agent": {"action": self.action, "reasons": list(self.reasons),
+                          "constraints": list(self.constraints),
+                          "critique": [note.model_dump(mode="json") for note in self.critique],
+                          "vto_calls": [call.model_dump(mode="json") for call in self.vto_calls]}}
+               if self.action is not None else {}),
         }
 
 

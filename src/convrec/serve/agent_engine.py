@@ -1,0 +1,118 @@
+"""The HARPO agent behind the chat's engine interface: :class:`AgentEngine`.
+
+The same operations as :class:`~convrec.serve.engine.Engine` (``new_state``, ``turn``, ``reset``, ``why``,
+``feedback``) on the same :class:`~convrec.serve.state.SessionState`, so ``convrec chat --agent harpo`` and,
+later, the HTTP API drive it unchanged. Per user message the titles are linked as in the two-stage engine,
+then :class:`~convrec.agent.harpo.HarpoAgent` reads the whole dialogue into its state (explicit ``/like``,
+``/dislike`` and ``/seen`` marks included), reads a rejection of its previous slate, and either asks about an
+attribute (once per conversation, while nothing is known) or recommends a critiqued slate with a reason for each
+item. The agent state is not stored: it is derived from the dialogue and the marks every turn (a few ms), so
+a saved session needs nothing new to continue. The turn record carries the VTO calls, the Critic's edits and
+the reasons, for ``/trace`` and ``/why``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from convrec.agent.config import HarpoOptions
+from convrec.agent.harpo import HarpoAgent, HarpoTurn, PrecomputedScores
+from convrec.catalog.items import Catalog
+from convrec.catalog.mentions import find_titles
+from convrec.data.model import ContextView, Turn
+from convrec.rerank.reply import Reason, Reply, ReplyWriter
+from convrec.serve.engine import Engine, Why, _nth
+from convrec.serve.state import Recommendation, SessionOptions, SessionState, TurnRecord, TurnTiming
+from convrec.trace import Stage, TraceRecord, brief_list
+
+MAX_MESSAGE_CHARS = 4000  # longer messages are cut: linking titles in 100 KB takes seconds
+
+
+class AgentEngine(Engine):
+    """Answers conversations with the HARPO agent (see the module docstring)."""
+
+    def __init__(self, catalog: Catalog, agent: HarpoAgent, writer: ReplyWriter, options: SessionOptions | None = None,
+                 popularity: dict[str, float] | None = None, config: object = None):
+        super().__init__(catalog, agent.ctx.retriever, writer, None, options, popularity, config)
+        self.agent = agent
+
+    def turn(self, state: SessionState, message: str) -> tuple[SessionState, TurnRecord]:
+        started = time.monotonic()
+        note = None
+        if len(message) > MAX_MESSAGE_CHARS:
+            message, note = message[:MAX_MESSAGE_CHARS], f"message cut to its first {MAX_MESSAGE_CHARS:,} characters"
+        mentions = tuple(find_titles(message, self.linker, self.popularity, not_titles=self.vocabulary.not_titles))
+        linked_s = time.monotonic() - started
+        turns = (*state.turns, Turn("seeker", message.strip(), tuple(m.item_id for m in mentions)))
+        view = ContextView(f"chat-{state.conversation}", turns)
+        scores = np.asarray(self.retriever.score([view])[0], dtype=np.float64)
+        retrieval_s = time.monotonic() - started - linked_s
+        asked = any(r.action == "ask" for r in state.history if r.conversation == state.conversation)
+        options: HarpoOptions = self.agent.ctx.options.model_copy(update={
+            "slate": state.options.top, "ask_first": self.agent.ctx.options.ask_first and not asked})
+        ctx = replace(self.agent.ctx, retriever=PrecomputedScores(self.retriever, scores), options=options)
+        last = tuple(r.item_id for r in state.last.recommendations) if state.last else ()
+        answer = self.agent.respond(view, _marks(state), scores=scores, last_proposed=last, ctx=ctx)
+        recommendations = _recommendations(self.catalog, answer, scores)
+        reply = Reply(answer.reply, answer.slate, Reason("none", answer.reasons[0].text if answer.reasons else ""))
+        total_s = time.monotonic() - started
+        number = state.turns_in_conversation + 1
+        record = TurnRecord(
+            conversation=state.conversation, number=number, user_text=message, mentions=mentions,
+            context_items=view.context_items, n_candidates=options.candidates, recommendations=recommendations,
+            reply=reply, timing=TurnTiming(retrieval_s * 1000, 0.0, total_s - linked_s - retrieval_s, total_s),
+            fallback=note, trace=self._agent_trace(message, mentions, answer, linked_s, retrieval_s),
+            action=answer.action.action, vto_calls=answer.trace, critique=answer.critique,
+            reasons=tuple(r.text for r in answer.reasons), constraints=tuple(answer.state.constraints.describe()))
+        new_state = state.model_copy(update={
+            "turns": (*turns, Turn("recommender", reply.text, reply.item_ids)),
+            "turns_in_conversation": number,
+            "history": (*state.history, record)[-state.options.max_history:],
+        })
+        return new_state, record
+
+    def _agent_trace(self, message: str, mentions, answer: HarpoTurn, linked_s: float,
+                     retrieval_s: float) -> tuple[TraceRecord, ...]:
+        titles = [self.catalog.get(m.item_id).display_title for m in mentions]
+        agent_s = sum(call.seconds for call in answer.trace)
+        return (TraceRecord.of(Stage.LINK, message, brief_list(titles), linked_s),
+                TraceRecord.of(Stage.RETRIEVE, "the whole dialogue", "scores over the catalogue", retrieval_s),
+                TraceRecord.of(Stage.REPLY, f"{answer.action.action}: {answer.action.reason}", answer.reply, agent_s))
+
+    def why(self, state: SessionState, number: int) -> Why:
+        recommendation = _nth(state.last, number)
+        last = state.last
+        reason = last.reasons[number - 1] if last is not None and number - 1 < len(last.reasons) else ""
+        return Why(number, recommendation, self.catalog.get(recommendation.item_id), last.n_candidates if last else 0,
+                   reason)
+
+
+def _marks(state: SessionState) -> list[tuple[str, str]]:
+    """The user's explicit marks, in the order update_beliefs applies them (seen last: it wins)."""
+    marks: list[tuple[str, str]] = []
+    for item_id, mark in state.feedback.items():
+        if mark.liked is not None:
+            marks.append((item_id, "like" if mark.liked else "dislike"))
+        if mark.seen:
+            marks.append((item_id, "seen"))
+    return marks
+
+
+def _recommendations(catalog: Catalog, answer: HarpoTurn, scores: np.ndarray) -> tuple[Recommendation, ...]:
+    out = []
+    for position, item_id in enumerate(answer.slate):
+        index = catalog.indices([item_id])[0]
+        rank = int((scores > scores[index]).sum()) + 1  # the retriever's rank over the whole catalogue
+        out.append(Recommendation(item_id, catalog.get(item_id).display_title, float(scores[index]), rank, None,
+                                  float(len(answer.slate) - position)))
+    return tuple(out)
+
+
+def build_agent_engine(catalog: Catalog, retriever, writer: ReplyWriter, options: SessionOptions,
+                       popularity: dict[str, float], config: object, dataset_name: str | None,
+                       agent_options: HarpoOptions | None = None) -> AgentEngine:
+    agent = HarpoAgent.build(catalog, retriever, agent_options or HarpoOptions(slate=options.top), dataset_name)
+    return AgentEngine(catalog, agent, writer, options, popularity, config)

@@ -1,0 +1,102 @@
+"""``convrec chat --agent harpo`` on the real ReDial and OpenDialKG-books data: the agent asks while it knows
+nothing, holds a stated era and a disliked or seen item in every later slate, gives reasons tied to what the
+user said, shows its VTO calls on /trace, and continues a saved session (the agent state is derived from the
+dialogue, so nothing new is saved)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from convrec.serve.agent_engine import MAX_MESSAGE_CHARS, AgentEngine
+from convrec.serve.build import ChatConfig, build_engine
+from convrec.serve.state import SessionOptions, SessionState
+
+
+@pytest.fixture(scope="module")
+def engine(redial) -> AgentEngine:
+    built = build_engine(redial, ChatConfig(llm=None, agent="harpo", session=SessionOptions(k=10, top=5)))
+    assert isinstance(built, AgentEngine)
+    return built
+
+
+def years(engine: AgentEngine, item_ids) -> list[int | None]:
+    return [engine.catalog.get(i).year for i in item_ids]
+
+
+def test_the_agent_asks_first_when_nothing_is_known_and_only_once(engine):
+    state, first = engine.turn(engine.new_state(), "hi there")
+    assert first.action == "ask" and not first.recommendations and "?" in first.reply.text
+    state, second = engine.turn(state, "hmm, not sure")
+    assert second.action != "ask" and second.recommendations  # asked once: it recommends what it can
+
+
+def test_a_stated_era_holds_in_every_later_slate_and_reasons_tie_to_the_user(engine):
+    state, first = engine.turn(engine.new_state(), "I loved Notting Hill (1999)")
+    assert first.recommendations and "Notting Hill" in first.reasons[0]
+    # the two-stage chat ignored this follow-up (3 of 4 items older); the agent must not
+    state, later = engine.turn(state, "something from after 2010 please")
+    assert later.recommendations and all(y is not None and y >= 2010 for y in years(engine, later.reply.item_ids))
+    state, last = engine.turn(state, "a comedy maybe")
+    assert all(y is not None and y >= 2010 for y in years(engine, last.reply.item_ids))
+    assert any("2011" in c or "2010" in c for c in last.constraints)
+
+
+def test_seen_and_disliked_items_are_never_recommended_again(engine):
+    state, first = engine.turn(engine.new_state(), "I loved Alien (1979), anything similar?")
+    top = first.recommendations[0].item_id
+    state, _ = engine.feedback(state, 1, "seen")
+    second_id = first.recommendations[1].item_id
+    title = engine.catalog.get(second_id).display_title
+    state, second = engine.turn(state, f"I didn't like {title} at all")
+    for record in (second, engine.turn(state, "more like that please")[1]):
+        assert top not in record.reply.item_ids and second_id not in record.reply.item_ids
+
+
+def test_the_trace_holds_the_vto_calls_of_each_agent(engine):
+    _, record = engine.turn(engine.new_state(), "I loved Toy Story (1995), no horror please")
+    agents = {call.agent for call in record.vto_calls}
+    operations = {call.operation for call in record.vto_calls}
+    assert {"recommender", "critic", "explainer"} <= agents
+    assert {"analyze_sentiment", "identify_constraints", "search_candidates", "filter_results",
+            "explain_choice"} <= operations
+    assert any("genre != horror" in c for c in record.constraints)
+    assert all(not set(engine.catalog.get(i).genres()) & {"horror"} for i in record.reply.item_ids)
+
+
+def test_a_saved_session_continues_with_the_same_replies(engine, tmp_path: Path):
+    state, _ = engine.turn(engine.new_state(), "I loved Notting Hill (1999)")
+    state, _ = engine.turn(state, "from after 2010 please")
+    path = tmp_path / "state.json"
+    state.save(path)
+    loaded = SessionState.load(path, engine.catalog)
+    assert engine.turn(loaded, "with Hugh Grant?")[1].reply == engine.turn(state, "with Hugh Grant?")[1].reply
+
+
+def test_a_huge_message_is_cut_with_a_note_not_an_error(engine):
+    _, record = engine.turn(engine.new_state(), "I loved Alien (1979). " + "x" * 100_000)
+    assert record.fallback and f"{MAX_MESSAGE_CHARS:,}" in record.fallback
+
+
+def test_the_books_agent_speaks_of_books(mirror, data_dir):
+    from convrec.data.load import load_dataset
+
+    books = load_dataset("opendialkg-books", data_dir, mirror)
+    engine = build_engine(books, ChatConfig(llm=None, agent="harpo"))
+    _, record = engine.turn(engine.new_state(), "I enjoyed Pride and Prejudice, something by Jane Austen?")
+    assert record.recommendations
+    assert all("Jane Austen" in engine.catalog.get(i).metadata.get("author", []) for i in record.reply.item_ids)
+    assert "movie" not in record.reply.text.lower() and "written by Jane Austen" in " ".join(record.reasons)
+
+
+def test_the_command_shows_the_agent_and_its_trace(run_cli, mirror, data_dir, tmp_path):
+    out = tmp_path / "turns.json"
+    run = run_cli("chat", "--agent", "harpo", "--data-dir", data_dir, "--mirror", mirror, "-m",
+                  "I loved Alien (1979), nothing before 2000", "-m", "/trace", "-m", "/why 1", "--json", out)
+    assert run.rc == 0, run.err
+    assert "harpo: tracked state, 21 VTOs" in run.out and "VTO calls" in run.out and "search_candidates" in run.out
+    turn = json.loads(out.read_text())["turns"][0]
+    assert turn["agent"]["action"] == "recommend" and turn["agent"]["vto_calls"]
+    assert all(r["title"][-5:-1] >= "2000" for r in turn["recommendations"])
