@@ -11,6 +11,11 @@
 
 Items have genres and plots, and dialogues have text, so the dense retriever and the text models can use
 them. Build it with :func:`world`; everything is deterministic.
+
+``world(classics=True)`` adds ten real-looking movies with directors and casts that no dialogue mentions
+(:data:`CLASSICS`, 50 items in all): what title grounding and reply reasons need, including the traps of a
+remake that shares its original's title (Halloween, 1978 and 2007) and a sequel one letter longer than its
+original (Alien, Aliens). They change no answer above: popularity 0, never seen with another item.
 """
 
 from __future__ import annotations
@@ -24,6 +29,12 @@ from convrec.data.model import Dialogue, Turn
 CLUSTER_SIZE = 12
 BLOCKBUSTER = "heist"
 BLOCKBUSTER_DIALOGUES = 40
+BLOCKBUSTER_REQUEST = "Hi, what is a good movie to watch tonight?"  # what the seekers of those dialogues say
+
+# LRURec options that learn the clusters in a second or two (items only, one thread): for tests that need a
+# trained retriever on this world rather than a test of its training.
+FAST_LRUREC = {"hidden": 16, "n_blocks": 1, "dropout": 0.0, "text_init": False,
+               "train": {"epochs": 8, "batch_size": 32, "lr": 0.01, "patience": 8, "threads": 1}}
 
 # Per genre: the plot template and the 12 settings that tell its movies apart.
 GENRES = {
@@ -44,11 +55,40 @@ DOCUMENTARIES = {
 }
 
 
+def movie(item_id: str, title: str, year: int, genre: list[str], director: str, stars: list[str], plot: str) -> Item:
+    return Item(item_id, title, year, {"genre": genre, "director": [director], "star": stars, "plot": plot})
+
+
+CLASSICS = [
+    movie("conjuring", "The Conjuring", 2013, ["horror", "mystery"], "James Wan", ["Vera Farmiga", "Patrick Wilson"],
+          "Paranormal investigators work to help a family terrorized by a dark presence in their farmhouse."),
+    movie("insidious", "Insidious", 2010, ["horror", "mystery", "thriller"], "James Wan",
+          ["Patrick Wilson", "Rose Byrne"], "A family looks to prevent evil spirits from trapping their comatose "
+          "child in a realm called The Further."),
+    movie("toystory", "Toy Story", 1995, ["animation", "comedy", "family"], "John Lasseter",
+          ["Tom Hanks", "Tim Allen"], "A cowboy doll is profoundly threatened when a new spaceman toy arrives."),
+    movie("nemo", "Finding Nemo", 2003, ["animation", "adventure"], "Andrew Stanton",
+          ["Albert Brooks", "Ellen DeGeneres"], "A clownfish searches the ocean for his captured son."),
+    movie("notebook", "The Notebook", 2004, ["drama", "romance"], "Nick Cassavetes", ["Ryan Gosling", "Rachel McAdams"],
+          "A poor yet passionate young man falls in love with a rich young woman."),
+    movie("halloween78", "Halloween", 1978, ["horror", "thriller"], "John Carpenter",
+          ["Jamie Lee Curtis", "Donald Pleasence"], "A masked killer stalks babysitters on Halloween night."),
+    movie("halloween07", "Halloween", 2007, ["horror"], "Rob Zombie", ["Malcolm McDowell"],
+          "A remake of the slasher classic about Michael Myers."),
+    movie("alien", "Alien", 1979, ["horror", "sci-fi"], "Ridley Scott", ["Sigourney Weaver", "Tom Skerritt"],
+          "The crew of a commercial spacecraft encounter a deadly lifeform."),
+    movie("aliens", "Aliens", 1986, ["action", "sci-fi"], "James Cameron", ["Sigourney Weaver", "Michael Biehn"],
+          "Ripley returns to the moon where her crew encountered the hostile creature."),
+    movie("up", "Up", 2009, ["animation", "adventure"], "Pete Docter", ["Ed Asner"],
+          "An old man ties thousands of balloons to his house to fly to South America."),
+]
+
+
 def cluster_ids(genre: str) -> list[str]:
     return [f"{genre}{n}" for n in range(CLUSTER_SIZE)]
 
 
-def catalog() -> Catalog:
+def catalog(classics: bool = False) -> Catalog:
     items = []
     for genre, (plot, settings) in GENRES.items():
         for item_id, setting in zip(cluster_ids(genre), settings, strict=True):
@@ -58,6 +98,8 @@ def catalog() -> Catalog:
         "genre": ["crime", "action"], "plot": "A crew of thieves plans to rob a Las Vegas casino vault."}))
     for item_id, (title, plot) in DOCUMENTARIES.items():
         items.append(Item(item_id, title, 2015, {"genre": ["documentary"], "plot": plot}))
+    if classics:
+        items += CLASSICS
     return Catalog(items, name="test-world")
 
 
@@ -84,20 +126,21 @@ class World:
 
     def dataset(self) -> CRSDataset:
         dialogues = [*self.train.dialogues, *self.valid.dialogues, *self.test.dialogues]
-        return CRSDataset(self.catalog.name, self.catalog, dialogues, {"fingerprint": "test-world"})
+        return CRSDataset(self.catalog.name, self.catalog, dialogues, {"fingerprint": f"test-world-{len(self.catalog)}"})
 
     def item(self, item_id: str) -> Item:
         return self.catalog[self.catalog.index_of[item_id]]
 
 
-def world() -> World:
+def world(classics: bool = False) -> World:
     """Train: every ordered pair of one cluster once, and the blockbuster alone. Valid (test): the first
-    (second) movie of each cluster followed by each of the 11 others."""
-    items = catalog()
+    (second) movie of each cluster followed by each of the 11 others. ``classics``: the catalogue also holds
+    :data:`CLASSICS`, which no dialogue mentions."""
+    items = catalog(classics)
     by_id = {item.item_id: item for item in items}
     train = [liked_then_recommended(f"t-{a}-{b}", "train", by_id[a], by_id[b])
              for genre in GENRES for a in cluster_ids(genre) for b in cluster_ids(genre) if a != b]
-    train += [open_request(f"t-pop{n}", "train", "Hi, what is a good movie to watch tonight?", by_id[BLOCKBUSTER])
+    train += [open_request(f"t-pop{n}", "train", BLOCKBUSTER_REQUEST, by_id[BLOCKBUSTER])
               for n in range(BLOCKBUSTER_DIALOGUES)]
 
     def from_context(split: str, position: int) -> list[Dialogue]:

@@ -1,5 +1,6 @@
 """LLM feedback as reward: sets without the target cost nothing, each (context, item) is asked once, and the
-reward is NDCG of the target in the LLM's ranking. The LLM is the real SmolLM2."""
+reward is NDCG of the target in the LLM's ranking. The LLM is the real SmolLM2, the catalogue the shared test
+world's (tests/worlds.py)."""
 
 from __future__ import annotations
 
@@ -27,9 +28,10 @@ def client(smollm2, tmp_path):
 
 @pytest.mark.slow
 def test_rewards_ask_only_for_sets_with_the_target_and_each_item_once(movie_world, sample, client):
-    assert sample.target == "insidious"
+    assert sample.context_items == ("horror0",) and sample.target == "horror1"
     feedback = LLMFeedback(PointwiseReranker(client, movie_world.catalog), reward_k=2)
-    sets = [["toystory", "nemo", "up"], ["insidious", "halloween", "alien"], ["alien", "insidious", "titanic"]]
+    sets = [["animation0", "animation1", "animation2"], ["horror1", "horror2", "heist"],
+            ["heist", "horror1", "romance0"]]
     retriever = [np.array([3.0, 2.0, 1.0])] * 3
     rewards = feedback.rewards(sample, sets, retriever)
 
@@ -41,13 +43,13 @@ def test_rewards_ask_only_for_sets_with_the_target_and_each_item_once(movie_worl
     for g in (1, 2):
         llm = np.array([feedback.memo[(key, item)] for item in sets[g]])
         order = sorted(range(3), key=lambda i: (-llm[i], i))  # LLM score, ties by the retriever's order
-        rank = [sets[g][i] for i in order].index("insidious")
+        rank = [sets[g][i] for i in order].index("horror1")
         assert rewards[g].target_rank == rank and rewards[g].reward == pytest.approx(ndcg_at(rank, 2))
-        assert rewards[g].retriever_rank == sets[g].index("insidious")  # scores 3 > 2 > 1: the set's own order
+        assert rewards[g].retriever_rank == sets[g].index("horror1")  # scores 3 > 2 > 1: the set's own order
 
-    again = feedback.rewards(sample, [["titanic", "insidious", "halloween"]], [np.array([1.0, 2.0, 3.0])])
+    again = feedback.rewards(sample, [["romance0", "horror1", "horror2"]], [np.array([1.0, 2.0, 3.0])])
     assert feedback.counts.llm_requests == 4 and feedback.counts.memo_hits == 3  # all scored already
-    assert again[0].target_rank is not None and again[0].retriever_rank == 1  # scores 1, 2, 3: insidious 2nd
+    assert again[0].target_rank is not None and again[0].retriever_rank == 1  # scores 1, 2, 3: horror1 2nd
 
     fresh = LLMFeedback(PointwiseReranker(client, movie_world.catalog), reward_k=2)
     assert [r.reward for r in fresh.rewards(sample, sets, retriever)] == [r.reward for r in rewards]

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from convrec.align.losses import group_advantages, grpo_loss, preference_pairs
+from convrec.align.losses import dpo_loss, group_advantages, grpo_loss, preference_pairs
 
 
 @pytest.mark.parametrize("function", [preference_pairs, group_advantages])
@@ -63,3 +63,22 @@ def test_clip_fraction_counts_only_what_the_clip_cut(ratio, advantage, cut) -> N
     _, stats = grpo_loss(torch.full((1, 1), math.log(ratio)), torch.zeros(1, 1), torch.zeros(1, 1),
                          torch.full((1, 1), advantage))
     assert stats["clip_fraction"] == cut
+
+
+@pytest.mark.parametrize(("ratio", "advantage"), [(1.5, 1.0), (0.5, -1.0)])
+def test_a_ratio_exactly_at_the_clip_bound_is_not_cut(ratio, advantage) -> None:
+    # clip_eps 0.5: the bounds 1.5 and 0.5 and these ratios are exact in float32, so the comparison is exact
+    _, stats = grpo_loss(torch.full((1, 1), math.log(ratio)), torch.zeros(1, 1), torch.zeros(1, 1),
+                         torch.full((1, 1), advantage), clip_eps=0.5)
+    assert stats["mean_ratio"] == ratio and stats["clip_fraction"] == 0.0
+
+
+def test_dpo_stats_are_named_and_exact_with_pairs_and_without() -> None:
+    # margins beta * ((pc - rc) - (pr - rr)): 0.5 and -0.25 with beta 1; a positive margin below 1 still counts
+    chosen, rejected = torch.tensor([-1.0, -2.0]), torch.tensor([-1.5, -1.75])
+    zeros = torch.zeros(2)
+    loss, stats = dpo_loss(chosen, rejected, zeros, zeros, beta=1.0)
+    assert stats == pytest.approx({"dpo_loss": float(loss), "dpo_accuracy": 0.5, "dpo_margin": 0.125, "pairs": 2.0})
+    assert float(loss) == pytest.approx(-(math.log(1 / (1 + math.exp(-0.5))) + math.log(1 / (1 + math.exp(0.25)))) / 2)
+    _, none = dpo_loss(chosen, rejected, zeros, zeros, beta=1.0, valid=torch.zeros(2, dtype=torch.bool))
+    assert none == {"dpo_loss": 0.0, "dpo_accuracy": 0.0, "dpo_margin": 0.0, "pairs": 0.0}

@@ -1,85 +1,34 @@
-"""A tiny movie world built here (catalogue with real-looking metadata, train/valid/test dialogues), and
-failure injectors. The LLM is the real SmolLM2 (``smollm2`` in tests/conftest.py); the classes below are
-fakes that exist only to make a call fail or answer nonsense, and are named so.
+"""The shared test world (tests/worlds.py) with its ten classics (50 items: three clusters of 12 movies, a
+blockbuster, three documentaries, and real-looking movies with directors and casts), a small LRURec trained on
+it here (seconds), and failure injectors. The LLM is the real SmolLM2 (``smollm2`` in tests/conftest.py); the
+classes below are fakes that exist only to make a call fail or answer nonsense, and are named so.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+import torch
 
-from convrec.catalog.items import Catalog, Item
+import worlds
+from convrec.catalog.items import Catalog
 from convrec.data.dataset import CRSDataset, Split
 from convrec.data.model import Dialogue, RecSample, Turn
 from convrec.llm import ChatRequest, ChatResponse, LLMRequestError
+from convrec.retrieval import build_recommender
 
-
-def movie(item_id, title, year, genre, director, stars, plot):
-    return Item(item_id, title, year, {"genre": genre, "director": [director], "star": stars, "plot": plot})
-
-
-MOVIES = [
-    movie("conjuring", "The Conjuring", 2013, ["horror", "mystery"], "James Wan", ["Vera Farmiga", "Patrick Wilson"],
-          "Paranormal investigators work to help a family terrorized by a dark presence in their farmhouse."),
-    movie("insidious", "Insidious", 2010, ["horror", "mystery", "thriller"], "James Wan",
-          ["Patrick Wilson", "Rose Byrne"], "A family looks to prevent evil spirits from trapping their comatose "
-          "child in a realm called The Further."),
-    movie("toystory", "Toy Story", 1995, ["animation", "comedy", "family"], "John Lasseter",
-          ["Tom Hanks", "Tim Allen"], "A cowboy doll is profoundly threatened when a new spaceman toy arrives."),
-    movie("nemo", "Finding Nemo", 2003, ["animation", "adventure"], "Andrew Stanton",
-          ["Albert Brooks", "Ellen DeGeneres"], "A clownfish searches the ocean for his captured son."),
-    movie("notebook", "The Notebook", 2004, ["drama", "romance"], "Nick Cassavetes", ["Ryan Gosling", "Rachel McAdams"],
-          "A poor yet passionate young man falls in love with a rich young woman."),
-    movie("halloween78", "Halloween", 1978, ["horror", "thriller"], "John Carpenter",
-          ["Jamie Lee Curtis", "Donald Pleasence"], "A masked killer stalks babysitters on Halloween night."),
-    movie("halloween07", "Halloween", 2007, ["horror"], "Rob Zombie", ["Malcolm McDowell"],
-          "A remake of the slasher classic about Michael Myers."),
-    movie("alien", "Alien", 1979, ["horror", "sci-fi"], "Ridley Scott", ["Sigourney Weaver", "Tom Skerritt"],
-          "The crew of a commercial spacecraft encounter a deadly lifeform."),
-    movie("aliens", "Aliens", 1986, ["action", "sci-fi"], "James Cameron", ["Sigourney Weaver", "Michael Biehn"],
-          "Ripley returns to the moon where her crew encountered the hostile creature."),
-    movie("up", "Up", 2009, ["animation", "adventure"], "Pete Docter", ["Ed Asner"],
-          "An old man ties thousands of balloons to his house to fly to South America."),
-]
-
-
-def dialogue(dialogue_id: str, split: str, *turns: tuple[str, str, tuple[str, ...]]) -> Dialogue:
-    return Dialogue(dialogue_id, split, [Turn(role, text, items) for role, text, items in turns])
-
-
-HORROR = dialogue(
-    "horror", "test",
-    ("seeker", "Hi! I love scary horror movies like The Conjuring.", ("conjuring",)),
-    ("recommender", "Have you seen Insidious? Same director, very creepy.", ("insidious",)),
-)
-FAMILY = dialogue(
-    "family", "test",
-    ("seeker", "I want an animated movie to watch with my kids, something like Toy Story.", ("toystory",)),
-    ("recommender", "Finding Nemo is a lovely one.", ("nemo",)),
-)
-VALID = [
-    dialogue("v-horror", "valid",
-             ("seeker", "Something scary please, I liked Halloween.", ("halloween78",)),
-             ("recommender", "Try The Conjuring.", ("conjuring",))),
-    dialogue("v-kids", "valid",
-             ("seeker", "A cartoon for my kids?", ()),
-             ("recommender", "Toy Story is great.", ("toystory",))),
-]
-TRAIN = [
-    dialogue(f"t{n}", "train", ("seeker", "", first), ("recommender", "", second))
-    for n, (first, second) in enumerate([
-        (("conjuring",), ("insidious",)), (("conjuring",), ("halloween78",)), (("insidious",), ("conjuring",)),
-        (("toystory",), ("nemo",)), (("toystory",), ("up",)), (("nemo",), ("toystory",)),
-        (("alien",), ("aliens",)), (("notebook",), ("toystory",)), (("up",), ("toystory",)),
-    ])
-]
+# A conversation about the classics, in no split: what the re-ranker and reply tests ask about.
+HORROR = Dialogue("horror", "test", [
+    Turn("seeker", "Hi! I love scary horror movies like The Conjuring.", ("conjuring",)),
+    Turn("recommender", "Have you seen Insidious? Same director, very creepy.", ("insidious",)),
+])
 
 
 @pytest.fixture(scope="session")
 def world() -> CRSDataset:
-    catalog = Catalog(MOVIES, name="tiny-movies")
-    return CRSDataset("tiny-movies", catalog, [*TRAIN, *VALID, HORROR, FAMILY], {"fingerprint": "tiny"})
+    return worlds.world(classics=True).dataset()
 
 
 @pytest.fixture(scope="session")
@@ -95,6 +44,18 @@ def horror_sample() -> RecSample:
 @pytest.fixture
 def splits(world: CRSDataset) -> tuple[Split, Split, Split]:
     return world.split("train"), world.split("valid"), world.split("test")
+
+
+@pytest.fixture(scope="session")
+def lrurec_run(world: CRSDataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished `convrec train`-style run dir of lrurec on the world: it has learned the clusters, and its
+    scores differ between cluster mates (unlike itemknn's), so fusing them with the LLM's is not a no-op."""
+    previous = torch.get_num_threads()
+    run = tmp_path_factory.mktemp("lrurec") / "run"
+    recommender = build_recommender("lrurec", world.catalog, {**worlds.FAST_LRUREC, "run_dir": str(run)})
+    recommender.fit(world.split("train"), world.split("valid"))
+    torch.set_num_threads(previous)
+    return run
 
 
 class FailingLLM:

@@ -63,12 +63,24 @@ def test_requests_put_dialogue_and_question_before_the_candidate(catalog, horror
 
 
 @pytest.mark.slow
-def test_smollm2_scores_are_probabilities_and_cached_the_second_time(smollm2, catalog, horror_sample, tmp_path):
+def test_smollm2_scores_are_p_yes_and_cached_the_second_time(smollm2, catalog, horror_sample, tmp_path):
     client = LLMClient(smollm2, ResponseCache(tmp_path / "llm.sqlite"))
     reranker = PointwiseReranker(client, catalog, fusion_weight=1.0)
     first = reranker.rerank(horror_sample, CANDIDATES, SCORES)
-    assert sorted(first.item_ids) == sorted(CANDIDATES)
-    assert np.all((first.llm_scores >= 0) & (first.llm_scores <= 1)) and np.all(np.diff(first.scores) <= 1e-12)
+    # each score is P(Yes) / (P(Yes) + P(No)) of the model's first token, read here from its raw replies (the
+    # cache's: the same requests), and with weight 1 the candidates come in that order
+    expected = {}
+    for item_id, request in zip(CANDIDATES, reranker.requests(horror_sample, CANDIDATES), strict=True):
+        words = {"yes": 0.0, "no": 0.0}
+        for token, logprob in client.complete(request).top_logprobs[0].items():
+            word = token.strip(" \t\n.▁Ġ").lower()
+            if word in words:
+                words[word] += math.exp(logprob)
+        expected[item_id] = words["yes"] / (words["yes"] + words["no"])
+    assert dict(zip(first.item_ids, first.llm_scores, strict=True)) == pytest.approx(expected)
+    assert list(first.item_ids) == sorted(CANDIDATES, key=lambda item_id: -expected[item_id])
+    # the model disagrees with the retriever here, so a re-ranker that kept the retriever's order fails above
+    assert list(first.item_ids) != CANDIDATES
     assert first.diagnostics.llm_calls == 4 and first.diagnostics.cache_hits == 0
     assert first.diagnostics.prompt_tokens > 4 * 50 and first.diagnostics.completion_tokens == 4
     assert first.diagnostics.neutral_scores < 4 and first.diagnostics.fallback is None

@@ -1,4 +1,5 @@
-"""LRURec as a recommender: BOS handling, training with early stopping, checkpoints, resume, dialogue text."""
+"""LRURec as a recommender on the shared test world (tests/worlds.py, 40 items): BOS handling, training with
+early stopping, checkpoints, resume, dialogue text."""
 
 import json
 
@@ -14,9 +15,16 @@ from convrec.evaluate.metrics import recall_and_ndcg_at
 from convrec.retrieval import build_recommender
 from convrec.retrieval.lrurec.recommender import link_by_imdb, relabel_dialogues
 from convrec.retrieval.lrurec.sequences import TokenMap, dialogue_examples, left_pad
+from worlds import BLOCKBUSTER, BLOCKBUSTER_REQUEST, FAST_LRUREC, GENRES, cluster_ids, open_request
 
 FAST = {"hidden": 16, "n_blocks": 1, "dropout": 0.0, "text_init": False,
         "train": {"epochs": 30, "batch_size": 8, "lr": 0.01, "patience": 30, "threads": 1}}
+
+# Seekers who name no movie, only what they feel like; each is answered with the first movie of the genre.
+GENRE_REQUESTS = {"horror": "Something scary with ghosts and demons, please.",
+                  "animation": "A funny cartoon I can watch with my kids?",
+                  "romance": "I would like a tender love story tonight."}
+REQUEST_ANSWERS = [cluster_ids(genre)[0] for genre in GENRES] + [BLOCKBUSTER]
 
 
 @pytest.fixture(autouse=True)
@@ -26,50 +34,47 @@ def one_thread():
     torch.set_num_threads(previous)
 
 
-def chain_world():
-    """Deterministic chains a->b->c and d->e->f; first recommendations are a or d depending on the text."""
-    catalog = Catalog([Item(c, f"Movie {c}", 2000, {"genre": ["g"]}) for c in "abcdef"])
-
-    def dialogue(did, split, first, chain):
-        text = "I want something funny" if first == "a" else "I want something scary"
-        turns = [Turn("seeker", text), Turn("recommender", f"try {first}", (first,))]
-        turns += [Turn("recommender", f"then {item}", (item,)) for item in chain]
-        return Dialogue(did, split, turns)
-
-    train = Split("train", catalog, [dialogue(f"t{i}", "train", *(("a", "bc") if i % 2 else ("d", "ef")))
-                                     for i in range(16)])
-    valid = Split("valid", catalog, [dialogue("v1", "valid", "a", "bc"), dialogue("v2", "valid", "d", "ef")])
-    return catalog, train, valid
+@pytest.fixture(scope="module")
+def text_cache(tmp_path_factory) -> str:
+    """One embedding cache for the module: the world's dialogue texts are embedded once."""
+    return str(tmp_path_factory.mktemp("text-cache"))
 
 
-def test_examples_start_with_bos_and_keep_target_turns():
-    catalog, train, _ = chain_world()
-    tokens = TokenMap(len(catalog))
-    [example, *_] = dialogue_examples(train.dialogues, catalog, tokens, max_len=50)
-    assert example.tokens[0] == tokens.bos == 7
-    assert example.tokens[1:].tolist() == [4, 5, 6]  # d, e, f -> catalogue index + 1
-    assert example.target_turns.tolist() == [1, 2, 3]
-    short = dialogue_examples(train.dialogues, catalog, tokens, max_len=2)[0]
-    assert short.tokens.tolist() == [4, 5, 6] and short.target_turns.tolist() == [2, 3]
+def with_requests(test_world) -> tuple[Split, Split, Split]:
+    """The shared world's train and valid splits plus genre requests (8 per genre in train), and the requests
+    to score: one per genre and one for the blockbuster. From the items alone (BOS only) every request looks
+    like the blockbuster's, by far the most frequent first item: only the text tells them apart."""
+    def requests(split: str, copies: int) -> list[Dialogue]:
+        return [open_request(f"{split}-{genre}-request{n}", split, text, test_world.item(cluster_ids(genre)[0]))
+                for genre, text in GENRE_REQUESTS.items() for n in range(copies)]
+
+    asked = Split("valid", test_world.catalog, [*requests("valid", 1), open_request(
+        "valid-pop", "valid", BLOCKBUSTER_REQUEST, test_world.item(BLOCKBUSTER))])
+    train = Split("train", test_world.catalog, [*test_world.train.dialogues, *requests("train", 8)])
+    valid = Split("valid", test_world.catalog, [*test_world.valid.dialogues, *asked.dialogues])
+    return train, valid, asked
+
+
+def first_choices(recommender, samples) -> list[str]:
+    return [recommender.catalog[int(i)].item_id for i in recommender.score(samples).argmax(axis=1)]
+
+
+def test_examples_start_with_bos_and_keep_target_turns(test_world):
+    tokens = TokenMap(len(test_world.catalog))
+    liked, blockbuster = dialogue_examples([test_world.train.dialogues[0], test_world.train.dialogues[-1]],
+                                           test_world.catalog, tokens, max_len=50)
+    assert liked.dialogue.dialogue_id == "t-horror0-horror1" and tokens.bos == 41
+    assert liked.tokens.tolist() == [41, 1, 2]  # horror0, horror1 -> catalogue index + 1
+    assert liked.target_turns.tolist() == [0, 1]  # the seeker's movie is a target too, predicted from BOS
+    assert blockbuster.tokens.tolist() == [41, 37] and blockbuster.target_turns.tolist() == [1]  # heist: 36 + 1
+    short = dialogue_examples(test_world.train.dialogues[:1], test_world.catalog, tokens, max_len=1)[0]
+    assert short.tokens.tolist() == [1, 2] and short.target_turns.tolist() == [1]  # the window starts at an item
+    no_items = Dialogue("x", "train", [Turn("seeker", "hello"), Turn("recommender", "what do you like?")])
+    assert dialogue_examples([no_items], test_world.catalog, tokens, max_len=50) == []  # nothing to predict
 
 
 def test_left_pad():
     assert left_pad([[1, 2], [3]]).tolist() == [[1, 2], [0, 3]]
-
-
-def test_lrurec_learns_chains_and_predicts_first_item_from_bos(tmp_path):
-    catalog, train, valid = chain_world()
-    rec = build_recommender("lrurec", catalog, {**FAST, "run_dir": str(tmp_path / "run")})
-    rec.fit(train, valid)
-    scores = rec.score(valid.samples)
-    # samples: [a | -], [b | a], [c | a b], [d | -], [e | d], [f | d e]
-    top = [catalog[int(i)].item_id for i in scores.argmax(axis=1)]
-    assert top[1:3] == ["b", "c"] and top[4:6] == ["e", "f"]
-    assert top[0] in "ad" and top[3] in "ad"  # from BOS alone the first item is a coin flip between a and d
-    run = tmp_path / "run"
-    for name in ("config.json", "model.safetensors", "state.pt", "history.json", "curve.png"):
-        assert (run / name).exists(), name
-    assert json.loads((run / "config.json").read_text())["catalog_hash"] == catalog.content_hash()
 
 
 def test_lrurec_learns_the_clusters_of_the_shared_world(test_world, tmp_path):
@@ -79,6 +84,14 @@ def test_lrurec_learns_the_clusters_of_the_shared_world(test_world, tmp_path):
                "train": {**FAST["train"], "epochs": 10, "batch_size": 32, "patience": 10}}
     rec = build_recommender("lrurec", test_world.catalog, options)
     rec.fit(test_world.train, test_world.valid)
+    # from BOS alone (no movie named yet) the first item is the blockbuster: 40 first mentions, 11 at most
+    # for any other movie
+    nothing_named = Split("test", test_world.catalog, [open_request("x", "test", "hello", test_world.item("whales"))])
+    assert first_choices(rec, nothing_named.samples) == [BLOCKBUSTER]
+    run = tmp_path / "run"
+    for name in ("config.json", "model.safetensors", "state.pt", "history.json", "curve.png"):
+        assert (run / name).exists(), name
+    assert json.loads((run / "config.json").read_text())["catalog_hash"] == test_world.catalog.content_hash()
     samples = test_world.test.selection_samples
     targets = np.asarray(test_world.catalog.indices(s.target for s in samples))
     test_recall = float(recall_and_ndcg_at(rec.score(samples), targets)[0].mean())
@@ -99,48 +112,51 @@ def test_lrurec_learns_the_clusters_of_the_shared_world(test_world, tmp_path):
     assert kept == pytest.approx(best, abs=1e-4)
 
 
-def test_lrurec_text_uses_the_dialogue_to_pick_the_first_item(tmp_path):
-    catalog, train, valid = chain_world()
-    rec = build_recommender("lrurec-text", catalog, {**FAST, "text_match": False, "cache_dir": str(tmp_path / "cache")})
+def test_lrurec_text_uses_the_dialogue_to_pick_the_first_item(test_world, text_cache):
+    train, valid, asked = with_requests(test_world)
+    rec = build_recommender("lrurec-text", test_world.catalog, {**FAST_LRUREC, "text_match": False,
+                                                                "cache_dir": text_cache})
     rec.fit(train, valid)
-    scores = rec.score(valid.samples)
-    top = [catalog[int(i)].item_id for i in scores.argmax(axis=1)]
-    assert top == ["a", "b", "c", "d", "e", "f"]
+    assert first_choices(rec, asked.samples) == REQUEST_ANSWERS
+    items_only = build_recommender("lrurec", test_world.catalog, FAST_LRUREC)
+    items_only.fit(train, valid)
+    assert first_choices(items_only, asked.samples) == [BLOCKBUSTER] * 4  # what the items alone say
 
 
-def test_checkpoint_loads_identically_and_rejects_other_catalogue(tmp_path):
-    catalog, train, valid = chain_world()
-    trained = build_recommender("lrurec", catalog, {**FAST, "train": {**FAST["train"], "epochs": 3},
-                                                    "run_dir": str(tmp_path / "run")})
+def test_checkpoint_loads_identically_and_rejects_other_catalogue(test_world, tmp_path):
+    train, valid = test_world.train, test_world.valid
+    options = {**FAST_LRUREC, "train": {**FAST_LRUREC["train"], "epochs": 3}}
+    trained = build_recommender("lrurec", test_world.catalog, {**options, "run_dir": str(tmp_path / "run")})
     trained.fit(train, valid)
-    loaded = build_recommender("lrurec", catalog, {**FAST, "checkpoint": str(tmp_path / "run")})
+    loaded = build_recommender("lrurec", test_world.catalog, {**options, "checkpoint": str(tmp_path / "run")})
     loaded.fit(train, valid)
     np.testing.assert_allclose(loaded.score(valid.samples), trained.score(valid.samples), rtol=1e-5, atol=1e-6)
-    other = Catalog([Item(c, f"Other {c}") for c in "abcdef"])
+    other = Catalog([Item(f"other{i}", f"Other {i}") for i in range(len(test_world.catalog))])
     with pytest.raises(CheckpointError, match="another catalogue"):
-        build_recommender("lrurec", other, {**FAST, "checkpoint": str(tmp_path / "run")})
+        build_recommender("lrurec", other, {**options, "checkpoint": str(tmp_path / "run")})
 
 
-def test_interrupted_training_resumes_from_the_last_epoch(tmp_path):
-    catalog, train, valid = chain_world()
-    options = {**FAST, "run_dir": str(tmp_path / "run"), "train": {**FAST["train"], "epochs": 4, "patience": 10}}
-    first = build_recommender("lrurec", catalog, {**options, "train": {**options["train"], "epochs": 2}})
+def test_interrupted_training_resumes_from_the_last_epoch(test_world, tmp_path):
+    train, valid = test_world.train, test_world.valid
+    options = {**FAST_LRUREC, "run_dir": str(tmp_path / "run"),
+               "train": {**FAST_LRUREC["train"], "epochs": 4, "patience": 10}}
+    first = build_recommender("lrurec", test_world.catalog, {**options, "train": {**options["train"], "epochs": 2}})
     first.fit(train, valid)  # stands for a run killed after epoch 2: its state.pt is what survives
-    resumed = build_recommender("lrurec", catalog, options)
+    resumed = build_recommender("lrurec", test_world.catalog, options)
     resumed.fit(train, valid)
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2, 3, 4]  # epochs 1-2 kept, 3-4 added, none repeated
-    uninterrupted = build_recommender("lrurec", catalog, {**options, "run_dir": str(tmp_path / "run2")})
+    uninterrupted = build_recommender("lrurec", test_world.catalog, {**options, "run_dir": str(tmp_path / "run2")})
     uninterrupted.fit(train, valid)
     history2 = json.loads((tmp_path / "run2" / "history.json").read_text())
     # same seed, same data: resuming reproduces the uninterrupted losses
     assert [round(h["loss"], 4) for h in history] == [round(h["loss"], 4) for h in history2]
     # a finished run is not trained further by running it again
-    build_recommender("lrurec", catalog, options).fit(train, valid)
+    build_recommender("lrurec", test_world.catalog, options).fit(train, valid)
     assert len(json.loads((tmp_path / "run" / "history.json").read_text())) == 4
     # resuming with other options is refused, not silently mixed
     with pytest.raises(ValueError, match="other options"):
-        build_recommender("lrurec", catalog, {**options, "hidden": 32}).fit(train, valid)
+        build_recommender("lrurec", test_world.catalog, {**options, "hidden": 32}).fit(train, valid)
 
 
 def test_pretraining_dialogues_are_linked_by_imdb_id():
@@ -167,26 +183,24 @@ def test_hashed_bag_of_words_is_stable_and_normalised():
     np.testing.assert_array_equal(hashed_bag_of_words(["will ferrell"], 64), hashed_bag_of_words(["Will Ferrell"], 64))
 
 
-def test_lrurec_text_with_bag_of_words_trains(tmp_path):
-    catalog, train, valid = chain_world()
-    rec = build_recommender("lrurec-text", catalog, {**FAST, "bow_dim": 32, "fusion": "mlp", "text_match": False,
-                                                     "cache_dir": str(tmp_path / "cache")})
+def test_lrurec_text_with_bag_of_words_trains(test_world, text_cache):
+    train, valid, asked = with_requests(test_world)
+    rec = build_recommender("lrurec-text", test_world.catalog, {**FAST_LRUREC, "bow_dim": 32, "fusion": "mlp",
+                                                                "text_match": False, "cache_dir": text_cache})
     rec.fit(train, valid)
-    top = [catalog[int(i)].item_id for i in rec.score(valid.samples).argmax(axis=1)]
-    assert top == ["a", "b", "c", "d", "e", "f"]
+    assert first_choices(rec, asked.samples) == REQUEST_ANSWERS
 
 
-def test_text_match_needs_text_initialised_items(tmp_path):
-    catalog, train, valid = chain_world()
+def test_text_match_needs_text_initialised_items(test_world, text_cache):
+    train, valid, asked = with_requests(test_world)
     with pytest.raises(ValueError, match="text_match"):
-        build_recommender("lrurec-text", catalog, {**FAST, "text_match": True, "cache_dir": str(tmp_path)}).fit(
-            train, valid)
-    rec = build_recommender("lrurec-text", catalog, {**FAST, "text_init": True, "text_match": True,
-                                                     "cache_dir": str(tmp_path)})
+        build_recommender("lrurec-text", test_world.catalog, {**FAST_LRUREC, "text_match": True,
+                                                              "cache_dir": text_cache}).fit(train, valid)
+    rec = build_recommender("lrurec-text", test_world.catalog, {**FAST_LRUREC, "text_init": True, "text_match": True,
+                                                                "cache_dir": text_cache})
     rec.fit(train, valid)
     assert rec.network.match_scale is not None
-    top = [catalog[int(i)].item_id for i in rec.score(valid.samples).argmax(axis=1)]
-    assert top == ["a", "b", "c", "d", "e", "f"]
+    assert first_choices(rec, asked.samples) == REQUEST_ANSWERS
 
 
 def test_turn_sources_point_before_the_first_item_of_each_turn():
