@@ -87,3 +87,125 @@ def test_each_domain_has_its_words_that_are_not_titles():
     linker = TitleLinker(Catalog([Item("friday", "Friday", 1995)], name="days"))
     for not_titles in (NOT_TITLES_ALONE, BOOKS.not_titles, MOVIES.not_titles, GENERIC.not_titles):
         assert find_titles("See you on Friday", linker, not_titles=not_titles) == []
+
+
+# Titles made only of function words, and titles whose year decides between items: the traps of a year read as
+# a title's year ("from 2010 to 2015", "a 2012 movie") beside the real short titles typed with their year.
+SHORT_TITLES = [
+    Item("to", "To", 2015), Item("a", "A", 2012), Item("it", "It", 2017), Item("it90", "It", 1990),
+    Item("up", "Up", 2009), Item("her", "Her", 2013), Item("us", "Us", 2019), Item("after", "After", 2019),
+    Item("may", "May", 2002), Item("mebefore", "Me Before You", 2016), Item("insideout", "Inside Out", 2015),
+    Item("9to5", "9 to 5", 1980), Item("2012", "2012", 2009), Item("watch", "The Watch", 2012),
+    Item("yes", "Yes", 2004), Item("d", "D", 2005), Item("robots", "Robots", 2005), Item("post", "The Post", 2017),
+    Item("saw", "Saw", 2004), Item("meet", "Meet the Parents", 2000), Item("meet-again", "Meet the Parents", 2000),
+    Item("alien", "Alien", 1979), Item("halloween", "Halloween", 1978),
+]
+
+
+@pytest.fixture(scope="module")
+def short_linker() -> TitleLinker:
+    return TitleLinker(Catalog(SHORT_TITLES, name="short titles"))
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "something from 2010 to 2015",  # "To" (2015): a range of years
+        "a 2012 movie please",  # "A" (2012): an article before a year
+        "A 2012 movie please",  # ... capitalised only because it starts the sentence
+        "After 2019 please",  # "After" (2019): a preposition before a year
+        "I saw her 2013 album",  # a possessive before a year
+        "anything from May 2002",  # a date, not "May" (2002)
+        "call me before you go",  # three function words are no title ("Me Before You")
+        "like post 2014",  # real (ReDial train 14460): no "The Post" is from 2014
+        "yes 2012: Ice Age is my favorite part",  # real (ReDial train 9320): "Yes" is from 2004
+        "yes!!",  # a reply, not the film "Yes"
+        "lol",
+        "take your time i need a good one :D",  # real (ReDial test 21425): a face, not the film "D"
+        "it",  # function words in lower case as a whole message
+    ],
+)
+def test_function_words_before_a_year_are_not_titles(short_linker, message):
+    assert find_titles(message, short_linker) == []
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("It (2017)", [("It", "it")]),
+        ("It 2017", [("It", "it")]),
+        ("Up 2009", [("Up", "up")]),
+        ("Her (2013)", [("Her", "her")]),
+        ("Us 2019", [("Us", "us")]),
+        ("I loved Us 2019 and Her 2013", [("Us", "us"), ("Her", "her")]),  # capitalised mid-sentence
+        ("It 2017 was too much for me", [("It", "it")]),  # no prose puts a year after a pronoun
+        ("i have seen it 1990 and up 2009", [("it", "it90"), ("up", "up")]),  # nor after a particle
+        ("we liked it (1990), the old one", [("it", "it90")]),  # a year in brackets is a title's year
+        ("i also loved inside out 2015", [("inside out", "insideout")]),
+        ("She loved 9 to 5 1980 , for example", [("9 to 5", "9to5")]),  # a number is no function word
+        ("I liked Me Before You", [("Me Before You", "mebefore")]),
+        ("I'll watch 2012 (2009)", [("2012", "2012")]),  # real (ReDial train 18409): "2012" is the title
+        ("Alien 1980 was better than Halloween 1978", [("Alien", "alien"), ("Halloween", "halloween")]),
+        ("I really love Robots :D", [("Robots", "robots")]),  # the face after it is no capitalised name
+        ("Yes (2004)", [("Yes", "yes")]),  # a reply word with its year in brackets is the title
+        ('I said "Yes"', [("Yes", "yes")]),
+    ],
+)
+def test_short_titles_with_their_year_are_found(short_linker, message, expected):
+    assert [(m.text, m.item_id) for m in find_titles(message, short_linker)] == expected
+
+
+def test_a_year_that_fits_no_item_of_the_title_is_no_evidence(short_linker):
+    """"I saw 1922" is a year of watching; "Saw" (2004) is not from then, and lower case is no title."""
+    assert find_titles("I saw 1922 on Netflix", short_linker) == []
+    # a capitalised title with another year is still found by its capitals, and the year is not used up
+    [mention] = find_titles("I watched Alien 2015 on a plane", short_linker)
+    assert (mention.item_id, mention.evidence, mention.text) == ("alien", "capitals", "Alien")
+
+
+def test_a_year_chooses_the_most_popular_item_of_that_title_and_year(short_linker):
+    """A catalogue may list one film twice (ReDial has two "Meet the Parents (2000)"): the more popular wins."""
+    message = "I love Meet the Parents (2000)"
+    assert [m.item_id for m in find_titles(message, short_linker)] == ["meet"]  # catalogue order
+    popular = {"meet": 4.0, "meet-again": 38.0}
+    assert [m.item_id for m in find_titles(message, short_linker, popular)] == ["meet-again"]
+    assert [m.item_id for m in find_titles('"Meet the Parents (2000)"', short_linker, popular)] == ["meet-again"]
+
+
+@pytest.fixture(scope="module")
+def redial_titles(redial):
+    from convrec.retrieval.base import item_counts
+
+    popularity = dict(zip(redial.catalog.ids, item_counts(redial.split("train")).tolist(), strict=True))
+    return TitleLinker(redial.catalog), popularity
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        # ReDial's own seeker messages (dialogue ids in brackets) against its 6,924-movie catalogue
+        ("something from 2010 to 2015", []),  # "To" (1964)
+        ("I haven't heard of it but it's a 2018 movie.", []),  # train 18013: "A" (1998)
+        ("yes!!", []),  # "Yes" (2004), eleven times in the test split
+        ("Awesome!", []),  # "Awesome" (2006)
+        ("Ah The Departed (2006) is a classic by now everybody have seen it :D", ["The Departed (2006)"]),
+        ("I don't think I have seen gamer 2009", ["Gamer (2009)"]),  # train 599
+        ("Have you seen Jumanji (1995) Jumanji 2018 one!", ["Jumanji (1995)", "Jumanji (2017)"]),  # test 21084
+        ("It 2017 was a bit too much for me", ["It (2017)"]),
+        ("Up 2009", ["Up (2009)"]),
+        ("Her (2013)", ["Her (2013)"]),
+    ],
+)
+def test_real_redial_messages(redial_titles, message, expected):
+    linker, popularity = redial_titles
+    found = find_titles(message, linker, popularity, not_titles=MOVIES.not_titles)
+    assert [linker.catalog.get(m.item_id).display_title for m in found] == expected
+
+
+def test_the_gold_meet_the_parents_of_redial_test_is_linked(redial_titles, redial):
+    """ReDial test dialogue 21113 marks "Meet the Parents (2000)" as @170722, the more mentioned of two."""
+    linker, popularity = redial_titles
+    [turn] = [t for d in redial.split("test").dialogues if d.dialogue_id == "21113" for t in d.turns
+              if t.role == "seeker" and "Ben Stiller. Meet the Parents" in t.text]
+    found = find_titles(turn.text, linker, popularity, not_titles=MOVIES.not_titles)
+    assert [m.item_id for m in found] == list(turn.items) == ["170722"]
