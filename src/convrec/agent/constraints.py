@@ -10,13 +10,19 @@ same rules serve movies, books and any imported catalogue; it never names a doma
    "before 2000" / "older than 1980" (-1999 / -1979), "between 1990 and 2000", "1990-2000", "from 2015"
    (2015), "from the 90s" / "90s" / "nineties" / "late 80s", "a 2015 movie", "2010 or later", "the last 5
    years", "recent" / "newer" / "modern" (the catalogue's newest ``recent_years`` years), "classic" / "old"
-   / "oldies" / "black and white" (``classic_age`` years before its newest item or older). "Recent" and
-   "classic" are measured against the catalogue's newest item, not today's date: the catalogue is the
-   clock its seekers had. A year alone ("I saw it in 2010") and an age ("in my 30s") are no era.
+   / "oldies" / "black and white" (``classic_age`` years before its newest item or older), centuries
+   ("a nineteenth-century novel", "the 1800s", "this century"). "Recent" and "classic" are measured against
+   the catalogue's newest item, not today's date: the catalogue is the clock its seekers had. Such a vague
+   word gives way to an era the same message states with numbers ("classics, so before 1950" is -1949). A
+   year alone ("I saw it in 2010"), an age ("in my 30s") and an era said of an item ("Ferdinand is from this
+   century") are no era.
 3. **People**: full names (two words or more) of the catalogue's people, anywhere in the message; a one-word
    name ("Madonna") only when a role word comes right before it ("with", "by", "starring"). The role word
    picks the attribute when the catalogue gives the person several ("with Clint Eastwood": star; "by
-   Christopher Nolan": director); without one, a person with several roles is the virtual ``person``.
+   Christopher Nolan": director); without one, a person with several roles is the virtual ``person``. A
+   surname alone ("Spielberg") the same way as a one-word name, next to a role word before or after it
+   ("what else Spielberg directed", "Nolan movies"), when it is no ordinary word and names one person
+   clearly (:func:`surname`).
 4. **Values** of categorical attributes (genre, a generic catalogue's "color"...): the gazetteer's words,
    whole words only ("war" is not in "award"), longest first; hints such as "scary" (horror) and ambiguous
    words such as "short" only in a request context ("a funny movie", "nothing too scary", "short films").
@@ -24,11 +30,13 @@ same rules serve movies, books and any imported catalogue; it never names a doma
 5. **Polarity**, per mention: "avoid" when a negation comes before it in its clause ("no horror", "I don't
    like horror", "anything but romance", "not Adam Sandler", "nothing before 2000"), when it continues a
    list that began negated ("no horror or romance"), when "too" qualifies it ("not too scary", "too old"),
-   or when a negative remark follows it ("horror is not my thing", "romance? no thanks"). Clauses end at
-   sentence punctuation, at "but" (not "anything but"), at a comma for negations, and where a new wish
-   begins ("I want", "how about", "maybe"). Phrases that only look negative do not negate ("I don't mind
-   horror", "not sure, maybe horror", "I've never seen a western"). "Avoid" an open era ("not before 2000")
-   is stated as the era it leaves ("2000-").
+   or when a negative remark follows it ("horror is not my thing", "romance? no thanks"); weariness and
+   refusal negate too ("I've had enough war films", "I'm done with Cassandra Clare", "she refuses to watch
+   anything before 2012"), and so does what the seeker has exhausted ("I've seen all the classics", "I've
+   read everything by C.S. Lewis"). Clauses end at sentence punctuation, at "but" (not "anything but"), at a
+   comma for negations, and where a new wish begins ("I want", "how about", "maybe"). Phrases that only
+   look negative do not negate ("I don't mind horror", "not sure, maybe horror", "I've never seen a
+   western"). "Avoid" an open era ("not before 2000") is stated as the era it leaves ("2000-").
 6. **Lifted constraints**: "any genre is fine", "the year doesn't matter", "I don't care about the era"
    give polarity "any" on that attribute.
 
@@ -40,6 +48,8 @@ from __future__ import annotations
 
 import bisect
 import re
+import threading
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
@@ -150,6 +160,12 @@ NEGATIONS = tuple(tuple(p.split()) for p in (
     "instead of", "other than", "apart from", "aside from", "anything but", "everything but", "all but",
     "stay away from", "steer clear of", "less", "nah", "than", "against", "not a fan of", "no more",
     "not in the mood for", "not looking for", "not interested in", "not into",
+    # weariness and refusal: "I've had enough war films", "I'm done with Cassandra Clare", "she refuses to watch"
+    "had enough", "done with", "fed up with", "bored of", "bored with", "no longer", "refuse to", "refuses to",
+    "refused to",
+    # what the seeker has exhausted is no wish: "I've seen all the classics", "read everything by C.S. Lewis"
+    *(f"{verb} {what}" for verb in ("seen", "saw", "watched", "read") for what in (
+        "everything by", "everything from", "everything of", "all of", "all the", "all by", "every")),
 ))
 NOT_NEGATIONS = tuple(tuple(p.split()) for p in (
     "dont mind", "do not mind", "wouldnt mind", "would not mind", "dont care", "doesnt matter", "not sure",
@@ -173,6 +189,9 @@ _CLAUSE_END = frozenset((".", "!", ";", "\n", "?", ":"))
 # Role words before a name, and the fields they point to (the vocabulary's cast and creator fields resolve them).
 _CAST_WORDS = frozenset(("with", "starring", "stars", "star", "featuring", "actor", "actress", "cast"))
 _MAKER_WORDS = frozenset(("by", "from", "director", "directed", "author", "writer", "written", "wrote"))
+# Verbs right after a name that say its role ("what else Spielberg directed"), and the fields they point to.
+_ROLE_VERBS = {"directed": ("director",), "directs": ("director",), "wrote": ("author", "writer"),
+               "writes": ("author", "writer"), "starred": ("star", "actor", "cast"), "stars": ("star", "actor", "cast")}
 _ABOUT_SKIP = frozenset(("a", "an", "the", "some", "any"))
 _COPULAS = frozenset(("is", "was", "are", "were", "its", "thats", "whats"))
 _WISH_SUBJECTS = frozenset(("that", "which", "who", "genre", "favorite", "favourite", "want", "like", "mood",
@@ -199,6 +218,11 @@ _AFTER_OPS = {"after": "after", "post": "after", "later than": "after", "newer t
               "earlier than": "before", "until": "until", "up to": "until", "up until": "until",
               "no later than": "until"}
 _OPS = "|".join(sorted((re.escape(op) for op in _AFTER_OPS), key=len, reverse=True))
+# "released in 2010": the words that make a year the item's own
+_IN = r"(?:made|released|published|written|filmed|came\s+out|produced)\s+in"
+_ORDINALS = {"fifteenth": 15, "sixteenth": 16, "seventeenth": 17, "eighteenth": 18, "nineteenth": 19,
+             "twentieth": 20, "twenty first": 21}
+_CENTURY = r"(?:fifteenth|sixteenth|seventeenth|eighteenth|nineteenth|twentieth|twenty[\s-]first|1[5-9]th|20th|21st)"
 _NUMBER_WORDS = {"couple": 2, "couple of": 2, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
                  "eight": 8, "nine": 9, "ten": 10, "fifteen": 15, "twenty": 20}
 _I = re.IGNORECASE
@@ -207,11 +231,15 @@ ERA_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("span", re.compile(rf"\b(?:from\s+)?(?P<a>{_POINT})\s*(?:-|–|—|\bto\b|\btill\b|\buntil\b|\bthrough\b|\bthru\b)"
                         rf"\s*(?P<b>{_POINT}|now\b|today\b|the present\b|present\b)", _I)),
     ("op", re.compile(rf"\b(?P<op>{_OPS})\s*-?\s*(?P<a>{_POINT})", _I)),
-    ("or later", re.compile(rf"\b(?:from\s+|since\s+)?(?P<a>{_POINT})\s*(?:\+|(?:or|and)\s+(?:later|newer|after|up|"
+    ("or later", re.compile(rf"\b(?:from\s+|since\s+|{_IN}\s+)?(?P<a>{_POINT})\s*"
+                            rf"(?:\+|(?:or|and)\s+(?:later|newer|after|up|"
                             rf"beyond|more recent)\b|on(?:wards?)?\b(?=\s*(?:[.,!?;]|$|and\b|please\b)))", _I)),
-    ("or earlier", re.compile(rf"\b(?:from\s+)?(?P<a>{_POINT})\s*(?:or|and)\s+(?:earlier|older|before)\b", _I)),
-    ("exact", re.compile(rf"\b(?:from|made in|released in|published in|written in|filmed in|came out in|"
-                         rf"produced in|during|of)\s+(?P<a>{_POINT})", _I)),
+    ("or earlier", re.compile(rf"\b(?:from\s+|{_IN}\s+)?(?P<a>{_POINT})\s*(?:or|and)\s+"
+                              rf"(?:earlier|older|before)\b", _I)),
+    ("exact", re.compile(rf"\b(?:from|{_IN}|during|of)\s+(?P<a>{_POINT})", _I)),
+    ("century", re.compile(rf"\b(?:(?:the|this|a|an)\s+)?(?P<c>{_CENTURY})[\s-]+century\b"
+                           r"|\b(?P<now>this|the current|our)\s+century\b|\b(?P<last>last|the previous)\s+century\b",
+                           _I)),
     ("exact", re.compile(rf"\b(?P<a>{_POINT})\s+{_NOUNS}\b", _I)),
     ("decade", re.compile(rf"(?<![\w'’])(?P<a>(?:the\s+)?{_DECADE})(?![\w'’])", _I)),
     ("last years", re.compile(r"\b(?:the\s+)?(?:last|past)\s+(?P<n>few|couple(?: of)?|\d{1,2}|two|three|four|five|"
@@ -240,6 +268,8 @@ def _point(text: str, newest: int) -> tuple[int, int]:
     elif text.rstrip("'’").endswith("s") and digits:
         if len(digits) == 4:
             first = int(digits)
+            if first % 100 == 0 and first < 2000:
+                return first, first + 99  # "the 1800s", "the 1900s": a century
         else:  # "90s", "'10s": the latest such decade that has begun by the catalogue's newest year
             tens = int(digits)
             first = 2000 + tens if 2000 + tens <= newest else 1900 + tens
@@ -262,6 +292,7 @@ class _Era:
     low: int | None
     high: int | None
     adjective: bool = False  # "old", "recent": "too" before it turns it down
+    relative: bool = False  # "recent", "classics", "old": a vague word, measured from the catalogue's newest year
 
 
 def _eras(message: str, newest: int, config: ExtractionConfig, taken: Sequence[tuple[int, int]]) -> list[_Era]:
@@ -313,6 +344,14 @@ def _era(kind: str, match: re.Match[str], message: str, newest: int, config: Ext
             return None  # "in my 30s" is an age
         low, high = _point(match.group("a"), newest)
         return _Era(start, end, low, high)
+    if kind == "century":
+        if match.group("now"):
+            return _Era(start, end, 2000, None)
+        if match.group("last"):
+            return _Era(start, end, 1900, 1999)
+        said = " ".join(match.group("c").lower().replace("-", " ").split())
+        number = _ORDINALS.get(said) or int(re.sub(r"\D", "", said))
+        return _Era(start, end, (number - 1) * 100, (number - 1) * 100 + 99)
     if kind in ("last years", "last decade"):
         if kind == "last decade":
             years = 10
@@ -321,9 +360,9 @@ def _era(kind: str, match: re.Match[str], message: str, newest: int, config: Ext
             years = config.few_years if n == "few" else _NUMBER_WORDS.get(n) or int(n)
         return _Era(start, end, newest - years + 1, newest)
     if kind == "recent":
-        return _Era(start, end, newest - config.recent_years + 1, None, adjective=True)
+        return _Era(start, end, newest - config.recent_years + 1, None, adjective=True, relative=True)
     if kind == "classic":
-        return _Era(start, end, None, newest - config.classic_age)
+        return _Era(start, end, None, newest - config.classic_age, relative=True)
     # "old", "older", "classic" alone: only in a request context ("old movies", "something older", "too old")
     before = message[:start].split()
     after = message[end:].split()
@@ -332,7 +371,7 @@ def _era(kind: str, match: re.Match[str], message: str, newest: int, config: Ext
     if previous.endswith(("year", "years", "-")) or message[max(0, start - 1) : start] == "-" or previous == "how":
         return None  # "ten years old", "5-year-old", "how old"
     if (singular(following) in CONTEXT_NOUNS and following not in ("one", "ones")) or previous in REQUEST_WORDS:
-        return _Era(start, end, None, newest - config.classic_age, adjective=True)
+        return _Era(start, end, None, newest - config.classic_age, adjective=True, relative=True)
     return None
 
 
@@ -439,10 +478,17 @@ def _lifted(message: str, adapter: DomainAdapter, turn: int) -> list[Constraint]
     return lifted
 
 
-def _role_attribute(words: Sequence[str], first: int, fields: tuple[str, ...], adapter: DomainAdapter) -> str:
-    """The people attribute a named person stands for here (see the module docstring)."""
+def _role_attribute(words: Sequence[str], first: int, fields: tuple[str, ...], adapter: DomainAdapter,
+                    last: int | None = None) -> str:
+    """The people attribute a named person stands for here (see the module docstring); ``last``: the end of
+    the name, where a role verb may follow it."""
     cues = set(words[max(0, first - 2) : first])
     vocabulary = adapter.vocabulary
+    verb = words[last] if last is not None and last < len(words) else ""
+    if verb in _ROLE_VERBS:
+        preferred_after = next((f for f in fields if f in _ROLE_VERBS[verb]), None)
+        if preferred_after is not None:
+            return preferred_after
     if cues & {"director", "directed"}:
         preferred: tuple[str, ...] = ("director",)
     elif cues & {"author", "writer", "written", "wrote"}:
@@ -505,7 +551,7 @@ def extract_constraints(message: str, adapter: DomainAdapter, turn: int = 0,
 
     for era in eras:
         first, last = token_range(era.start, era.end)
-        if last > first:
+        if last > first and not _describes_an_item(tokens, first):  # "Ferdinand is from this century"
             mentions.append(_Mention(first, last, [{"attribute": YEAR, "low": era.low, "high": era.high}],
                                      adjective=era.adjective))
             taken.append((era.start, era.end))
@@ -522,23 +568,84 @@ def extract_constraints(message: str, adapter: DomainAdapter, turn: int = 0,
     for i, token in enumerate(tokens):
         if i in used or not token.word[:1].isalpha() or not message[token.start].isupper():
             continue
-        name = adapter.single_name(token.word)
-        cue = i > 0 and words[i - 1] in _CAST_WORDS | _MAKER_WORDS
+        name = adapter.single_name(token.word) or surname(adapter, token.word)
+        cue = (i > 0 and words[i - 1] in _CAST_WORDS | _MAKER_WORDS) or (i + 1 < len(words)
+                                                                         and words[i + 1] in _ROLE_VERBS)
         if name is not None and (cue or (i + 1 < len(words) and singular(words[i + 1]) in nouns)):
             fields = adapter.people_fields_of(name)
-            mentions.append(_Mention(i, i + 1, [{"attribute": _role_attribute(words, i, fields, adapter),
+            mentions.append(_Mention(i, i + 1, [{"attribute": _role_attribute(words, i, fields, adapter, i + 1),
                                                  "value": name}]))
             used.add(i)
     mentions += _value_mentions(tokens, used, adapter, nouns)
     mentions.sort(key=lambda m: m.first)
     _set_polarity(mentions, words, config)
-    found = [*_constraints(mentions, tokens, message, turn), *_lifted(message, adapter, turn)]
+    found = _explicit_eras_win(_constraints(mentions, tokens, message, turn),
+                               {(era.start, era.end) for era in eras if era.relative})
+    found += _lifted(message, adapter, turn)
     unique: dict[tuple, Constraint] = {}
     for constraint in sorted(found, key=lambda c: c.start):
         key = (constraint.attribute, value_key(constraint.value or ""), constraint.low, constraint.high,
                constraint.polarity)
         unique.setdefault(key, constraint)
     return list(unique.values())
+
+
+def _explicit_eras_win(found: list[Constraint], relative: set[tuple[int, int]]) -> list[Constraint]:
+    """A vague era word next to a number says the same thing less precisely: "classics, so before 1950",
+    "older stuff, published before 1980", "only recent stuff, 2010 or later". A wanted era of a word
+    ("recent", "classic", "old") that overlaps a wanted era the message states with numbers is dropped, so the
+    numbers hold rather than the union of the two."""
+    explicit = [c for c in found if c.attribute == YEAR and c.polarity == "want" and c.is_range
+                and (c.start, c.end) not in relative]
+    return [c for c in found if not (c.attribute == YEAR and c.polarity == "want" and (c.start, c.end) in relative
+                                     and any(_overlaps(c, other) for other in explicit))]
+
+
+_SURNAMES: weakref.WeakKeyDictionary[DomainAdapter, dict[str, str]] = weakref.WeakKeyDictionary()
+_SURNAMES_LOCK = threading.Lock()
+SURNAME_MIN_ITEMS = 3  # a surname alone names someone only when their work is known well enough to be asked for
+
+
+def surname(adapter: DomainAdapter, word: str) -> str | None:
+    """The catalogue person a surname alone names ("Spielberg", "Tarantino"), or None: the surname of a person
+    with at least :data:`SURNAME_MIN_ITEMS` items and twice as many as anyone else of that surname, that is no
+    ordinary word (never written in lower case in the catalogue's long texts, no value a message may name).
+    Like a one-word name, it counts only next to a role word ("by Nolan", "Spielberg directed", "Tarantino
+    movies"): "King" and "Lee" are ordinary words or too many people."""
+    with _SURNAMES_LOCK:
+        surnames = _SURNAMES.get(adapter)
+        if surnames is None:
+            surnames = _SURNAMES[adapter] = _surnames(adapter)
+    return surnames.get(value_key(word))
+
+
+def _surnames(adapter: DomainAdapter) -> dict[str, str]:
+    gazetteer = adapter.gazetteer
+    counts: dict[str, int] = {}
+    for field in adapter.schema.people_fields:
+        for key, positions in gazetteer.value_keys(field).items():
+            name = gazetteer.spelling(field, key)
+            counts[name] = counts.get(name, 0) + len(positions)
+    by_surname: dict[str, list[tuple[int, str]]] = {}
+    for name, count in counts.items():
+        words = name.replace(".", " ").split()
+        if len(words) >= 2 and words[-1].isalpha() and len(words[-1]) >= 3:
+            by_surname.setdefault(value_key(words[-1]), []).append((count, name))
+    ordinary: set[str] = set()
+    for item in adapter.catalog:
+        for field in adapter.schema.text_fields:
+            text = item.metadata.get(field)
+            if isinstance(text, str):
+                ordinary.update(re.findall(r"\b[a-z]+\b", text))
+    found: dict[str, str] = {}
+    for key, people in by_surname.items():
+        people.sort(reverse=True)
+        best, name = people[0]
+        runner_up = people[1][0] if len(people) > 1 else 0
+        if best >= SURNAME_MIN_ITEMS and best >= 2 * runner_up and key not in ordinary \
+                and key not in gazetteer.surface:
+            found[key] = name
+    return found
 
 
 def _blanked(message: str, spans: Iterable[tuple[int, int]]) -> str:

@@ -7,11 +7,12 @@ VTO trace, the Critic's notes), JSON-serialisable.
 
 :class:`HarpoRecommender` (``harpo`` in the registry) makes the agent a recommender like any other, so
 ``convrec eval --recommender harpo`` runs it on every dataset and protocol. Its score matrix is its final
-ranking of the whole catalogue, in tiers: the slate after critique first, then the other candidates that
-hold the state's constraints (in ``rank_options``' order), then the rest of the catalogue in the retriever's
-order, then items that break a stated constraint, and last the items the seeker ruled out (disliked, seen,
-turned down). Within a tier the order is the retriever's. Only the turns before the target are read (a
-:class:`~convrec.data.model.ContextView`), never the questionnaire.
+ranking of the whole catalogue, in tiers: the slate after critique first (in its order), then the rest of the
+Recommender's draft slate (in ``rank_options``' order), then the rest of the catalogue in the retriever's
+order, then items that break an avoided value (or a wanted one, when ``wants`` is hard), and last the items
+the seeker ruled out (disliked, seen, turned down). Items the seeker named, or that were proposed before, are
+never in a slate, but they are not ruled out: they keep their place in the retriever's order. Only the turns
+before the target are read (a :class:`~convrec.data.model.ContextView`), never the questionnaire.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from convrec.agent.config import HarpoOptions
+from convrec.agent.constraints import Constraint
 from convrec.agent.domain import DomainAdapter
 from convrec.agent.maven import CriticAgent, CritiqueNote, ExplainerAgent, RecommenderAgent, hard_constraints
 from convrec.agent.operations import VTOS, AgentContext, Explanation, UserModel
@@ -54,6 +56,7 @@ class HarpoTurn(BaseModel):
     critique: tuple[CritiqueNote, ...]
     trace: tuple[VTOCall, ...]
     removed: tuple[tuple[str, str], ...] = ()
+    relaxed: tuple[Constraint, ...] = ()  # older wishes let go this turn: no item held them all
 
 
 @dataclass
@@ -84,16 +87,17 @@ class HarpoAgent:
             attribute = proposal.action.ask_about or "genre"
             state = proposal.state.model_copy(update={"asked": (*proposal.state.asked, attribute)})
             return HarpoTurn(action=proposal.action, slate=(), proposed=(), reply=explainer.ask(attribute), reasons=(),
-                             state=state, critique=(), trace=tuple(trace), removed=proposal.removed)
+                             state=state, critique=(), trace=tuple(trace), removed=proposal.removed,
+                             relaxed=proposal.relaxed)
         slate, notes = proposal.slate, []
         if ctx.options.critic and ctx.options.vtos:
             slate, notes = critic.review(proposal, trace)
-        reply, reasons = explainer.explain(slate, proposal.state, trace)
+        reply, reasons = explainer.explain(slate, proposal.state, trace, proposal.relaxed)
         state = proposal.state.model_copy(update={"recommended": tuple(dict.fromkeys((*proposal.state.recommended,
                                                                                         *slate)))})
         return HarpoTurn(action=proposal.action, slate=tuple(slate), proposed=proposal.slate, reply=reply,
                          reasons=tuple(reasons), state=state, critique=tuple(notes), trace=tuple(trace),
-                         removed=proposal.removed)
+                         removed=proposal.removed, relaxed=proposal.relaxed)
 
     def final_scores(self, view: ContextView, scores: np.ndarray) -> tuple[np.ndarray, HarpoTurn]:
         """The agent's ranking of the whole catalogue as scores (see the module docstring), and its turn."""

@@ -33,6 +33,7 @@ from convrec.agent.operations import (
     ModelStateArgs,
     RankArgs,
     Ranked,
+    RecallArgs,
     RefineArgs,
     RejectionArgs,
     SearchArgs,
@@ -40,6 +41,7 @@ from convrec.agent.operations import (
     StateArgs,
     TurnsArgs,
     UserModel,
+    a_noun,
 )
 from convrec.agent.state import AgentState
 from convrec.agent.vto import Trace
@@ -64,6 +66,14 @@ class Proposal:
     ranked: Ranked
     slate: tuple[str, ...]
     removed: tuple[tuple[str, str], ...] = ()
+    turns: tuple[Turn, ...] = ()  # the dialogue it answers (the Critic recalls what the seeker said)
+    constraints: tuple[Constraint, ...] = ()  # what every item of the slate must hold (the Critic checks)
+    relaxed: tuple[Constraint, ...] = ()  # older wishes let go: no item of the catalogue held them all
+
+
+# A seeker message is read from its first characters only: the rules take about 30 ms per 1,000 characters
+# on ReDial, and no chat message is this long (the chat itself cuts at 4,000).
+MAX_MESSAGE_CHARS = 20_000
 
 
 def _call(ctx: AgentContext, trace: Trace | None, agent: str):
@@ -96,8 +106,9 @@ class RecommenderAgent:
         for index in seekers:
             latest = index == seekers[-1]
             run = call if latest else quiet
-            entities: Entities = run("extract_entities", MessageArgs(message=turns[index].text, turn=index))
-            found = run("identify_constraints", MessageArgs(message=turns[index].text, turn=index)).constraints
+            text = turns[index].text[:MAX_MESSAGE_CHARS]
+            entities: Entities = run("extract_entities", MessageArgs(message=text, turn=index))
+            found = run("identify_constraints", MessageArgs(message=text, turn=index)).constraints
             state = state.model_copy(update={"constraints": state.constraints.update(found)})
             constraints += found
             people += entities.people
@@ -111,6 +122,7 @@ class RecommenderAgent:
         ctx, options = self.ctx, self.ctx.options
         call = _call(ctx, trace, self.name)
         rejected_now: tuple[str, ...] = ()
+        message = message[:MAX_MESSAGE_CHARS]
         if last_proposed and message:
             sentiments = call("analyze_sentiment", TurnsArgs(turns=view.context))
             rejection = call("handle_rejection", RejectionArgs(message=message, turn=len(view.context) - 1,
@@ -128,13 +140,23 @@ class RecommenderAgent:
         candidates = call("search_candidates", SearchArgs(view=view, n=options.candidates, exclude=blocked))
         removed: tuple[tuple[str, str], ...] = ()
         constraints = hard_constraints(state, options) if options.state_tracking else ()
+        known = tuple(sorted(state.known)) if options.state_tracking else ()
+        holds: tuple[Constraint, ...] = ()
+        relaxed: tuple[Constraint, ...] = ()
         if options.state_tracking:
             filtered = call("filter_results", FilterArgs(candidates=candidates, constraints=constraints,
                                                          blocked=blocked))
             removed = filtered.removed
             kept = filtered.kept
-            if len(kept.item_ids) < options.slate and constraints:
-                kept = self._widen(kept, view, constraints, blocked, scores)
+            holds, relaxed = self._slate_constraints(state, set(blocked) | set(known))
+            # the slate holds every constraint (wanted values too, whatever ``wants`` says of the ranking): when
+            # too few of the top-N do, the best of the whole catalogue that do are added
+            new = set(kept.item_ids) - set(known)
+            holding = [i for i in self.ctx.adapter.filter(kept.item_ids, holds) if i in new] if holds else []
+            if holds and len(holding) < options.slate:
+                if relaxed:  # the few items that hold everything first ("Hugh Grant" and "after 2010")
+                    kept = self._widen(kept, view, (*holds, *relaxed), (*blocked, *known), scores)
+                kept = self._widen(kept, view, holds, (*blocked, *known), scores)
         else:
             kept = candidates
         liked = tuple(i for i in state.mentioned if i in set(state.liked))
@@ -145,8 +167,31 @@ class RecommenderAgent:
         support = (call("reason_over_graph", GraphArgs(candidates=kept.item_ids, liked=liked)).support
                    if options.graph_weight and liked else None)
         ranked = call("rank_options", RankArgs(candidates=kept, matches=matches, support=support))
-        slate = call("select_best", SelectArgs(ranked=ranked, k=options.slate)).item_ids
-        return Proposal(state=state, action=action, ranked=ranked, slate=slate, removed=removed)
+        slate = call("select_best", SelectArgs(ranked=ranked, k=options.slate, skip=known)).item_ids
+        return Proposal(state=state, action=action, ranked=ranked, slate=slate, removed=removed,
+                        turns=tuple(view.context), constraints=holds, relaxed=relaxed)
+
+    def _slate_constraints(self, state: AgentState, excluded: set[str]
+                           ) -> tuple[tuple[Constraint, ...], tuple[Constraint, ...]]:
+        """The constraints a slate must hold, and the ones let go. Every stated one, unless no item of the whole
+        catalogue (not excluded) holds them all: then the wishes of the oldest turn are let go first, one turn
+        at a time ("thrillers", later "stick to James Patterson", and no book of his is listed as a thriller).
+        A few items that hold everything make a short slate rather than a slate that breaks a wish. Avoided
+        values are never let go: a seeker who said no to something never gets it."""
+        adapter = self.ctx.adapter
+        holds = list(state.constraints.constraints)
+        relaxed: list[Constraint] = []
+        catalog_ids = adapter.catalog.ids
+        while True:
+            wants = [c for c in holds if c.polarity == "want"]
+            if not wants:
+                break
+            if any(i not in excluded for i in adapter.filter(catalog_ids, holds)):
+                break
+            oldest = min(c.turn for c in wants)
+            relaxed += [c for c in wants if c.turn == oldest]
+            holds = [c for c in holds if not (c.polarity == "want" and c.turn == oldest)]
+        return tuple(holds), tuple(relaxed)
 
     def _widen(self, kept: Candidates, view: ContextView, constraints: Sequence[Constraint],
                blocked: Sequence[str], scores: np.ndarray | None) -> Candidates:
@@ -154,9 +199,9 @@ class RecommenderAgent:
         adapter = self.ctx.adapter
         if scores is None:
             scores = np.asarray(self.ctx.retriever.score([view])[0], dtype=np.float64)
-        ids = [i for i in adapter.filter(_by_score(adapter.catalog.ids, scores), constraints, unknown="drop")
-               if i not in set(blocked)]
-        extra = [i for i in ids if i not in set(kept.item_ids)][: self.ctx.options.candidates]
+        excluded = set(blocked) | set(kept.item_ids)
+        ids = adapter.filter(_by_score(adapter.catalog.ids, scores), constraints, unknown="drop")
+        extra = [i for i in ids if i not in excluded][: self.ctx.options.candidates]
         positions = adapter.catalog.indices(extra)
         return Candidates(item_ids=kept.item_ids + tuple(extra),
                           scores=kept.scores + tuple(float(scores[p]) for p in positions))
@@ -175,8 +220,9 @@ def _by_score(ids: list[str], scores: np.ndarray) -> list[str]:
 
 class CriticAgent:
     """Checks a slate against the state: a broken constraint, an item ruled out (disliked, seen, turned down),
-    a duplicate title, two items too alike (a sequel and its original with the same people), an ungrounded
-    claim; replaces each with the next candidate that passes."""
+    an item the seeker already knows (named by them, linked or only typed, or proposed before), a duplicate
+    title, two items too alike (a sequel and its original with the same people); replaces each with the next
+    candidate that passes. (Ungrounded claims are the Explainer's check, on the reply.)"""
 
     name = "critic"
 
@@ -191,9 +237,15 @@ class CriticAgent:
         used = set(slate)
         spare = [i for i in proposal.ranked.item_ids if i not in used]
         state = proposal.state
-        constraints = state.constraints.constraints if options.state_tracking else ()
+        constraints = proposal.constraints if options.state_tracking else ()
         blocked = state.blocked if options.state_tracking else frozenset()
+        known = state.known if options.state_tracking else frozenset()
         liked = tuple(i for i in state.mentioned if i in set(state.liked))
+        turns = proposal.turns if options.state_tracking else ()
+        recalled: dict[str, bool] = {}
+        adapter = self.ctx.adapter
+        asked = (*state.people, *(str(c.value) for c in state.constraints.wants
+                                  if c.value is not None and adapter.attribute(c.attribute).kind == "person"))
         for round_number in range(1, options.critique_rounds + 1):
             problems: list[tuple[int, str]] = []
             check = call("filter_results", FilterArgs(candidates=Candidates(item_ids=tuple(slate),
@@ -201,25 +253,37 @@ class CriticAgent:
                                                       constraints=constraints, blocked=tuple(blocked)))
             for item_id, why in check.removed:
                 problems.append((slate.index(item_id), why))
+            for position, item_id in enumerate(slate):
+                if any(p[0] == position for p in problems):
+                    continue
+                if item_id in known:
+                    problems.append((position, "known to the seeker already (named or proposed before)"))
+                    continue
+                if turns and item_id not in recalled:
+                    recalled[item_id] = bool(call("recall_context", RecallArgs(turns=turns, item_id=item_id)).said)
+                if recalled.get(item_id):
+                    problems.append((position, "the seeker wrote its title already"))
             for a in range(len(slate)):
                 for b in range(a + 1, len(slate)):
                     if any(p[0] == b for p in problems):
                         continue
-                    comparison = call("compare_options", CompareArgs(first=slate[a], second=slate[b], liked=liked))
+                    comparison = call("compare_options", CompareArgs(first=slate[a], second=slate[b], liked=liked,
+                                                                     asked=asked))
                     if comparison.similar:
                         problems.append((b, f"too like {ctx.adapter.catalog.get(slate[a]).display_title}"))
             if not problems:
                 break
-            for position, why in sorted(problems, reverse=True):
+            edited: list[str | None] = list(slate)
+            # in slate order, so the best spare candidate takes the best place
+            for position, why in sorted(problems):
                 item_id = slate[position]
-                replacement = self._next(spare, slate, constraints, blocked)
-                if replacement is None:
-                    slate.pop(position)
-                else:
-                    slate[position] = replacement
+                edited[position] = None
+                replacement = self._next(spare, [i for i in edited if i is not None], constraints, blocked | known)
+                edited[position] = replacement
                 if trace is not None:
                     trace.mark_changed()
                 notes.append(CritiqueNote(round=round_number, item_id=item_id, problem=why, replacement=replacement))
+            slate = [i for i in edited if i is not None]
         return tuple(slate), notes
 
     def _next(self, spare: list[str], slate: list[str], constraints: Sequence[Constraint],
@@ -247,33 +311,38 @@ class ExplainerAgent:
     def __init__(self, ctx: AgentContext):
         self.ctx = ctx
 
-    def explain(self, slate: Sequence[str], state: AgentState, trace: Trace | None = None
-                ) -> tuple[str, list[Explanation]]:
+    def explain(self, slate: Sequence[str], state: AgentState, trace: Trace | None = None,
+                relaxed: Sequence[Constraint] = ()) -> tuple[str, list[Explanation]]:
+        """``relaxed``: wishes the Recommender let go because nothing held them all; the reply says so."""
         call = _call(self.ctx, trace, self.name)
         catalog, vocabulary = self.ctx.adapter.catalog, self.ctx.adapter.vocabulary
         if not slate:
-            return (f"I could not find a {vocabulary.noun} that fits everything you asked for. Could you loosen "
-                    "one of your wishes?"), []
+            return (f"I could not find {a_noun(vocabulary.noun)} that fits everything you asked for. Could you "
+                    "loosen one of your wishes?"), []
         explanations = []
         for item_id in slate:
             explanation = call("explain_choice", ExplainArgs(item_id=item_id, state=state))
             known = call("query_knowledge", KnowledgeArgs(item_id=item_id)).facts
             if not grounded(explanation, known):
-                explanation = Explanation(text=f"It is a {vocabulary.noun} I think fits what you said.", facts=(),
-                                          ties=())
+                explanation = Explanation(text=f"It is {a_noun(vocabulary.noun)} I think fits what you said.",
+                                          facts=(), ties=())
             explanations.append(explanation)
         first = catalog.get(slate[0]).display_title
         text = f"How about {first}? {explanations[0].text}"
         others = [catalog.get(i).display_title for i in slate[1:3]]
         if others:
             text += " You might also like " + " or ".join(others) + "."
+        if relaxed:
+            said = ", ".join(dict.fromkeys(c.text or c.describe() for c in relaxed))
+            text += (f" No {vocabulary.noun} fits everything you asked for, so these leave out what you asked "
+                     f"for first: {said}.")
         return text, explanations
 
     def ask(self, attribute: str) -> str:
         noun = self.ctx.adapter.vocabulary.noun
         label = attribute.replace("_", " ")
-        return (f"Happy to help! What kind of {noun} are you in the mood for: a {label} you enjoy, a {noun} "
-                f"you liked, or someone whose work you like?")
+        return (f"Happy to help! What kind of {noun} are you in the mood for: {a_noun(label)} you enjoy, "
+                f"{a_noun(noun)} you liked, or someone whose work you like?")
 
 
 def grounded(explanation: Explanation, known: Sequence) -> bool:

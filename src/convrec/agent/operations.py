@@ -8,6 +8,8 @@ agents of :mod:`convrec.agent.maven` call them in order; their arguments and res
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from convrec.agent.config import HarpoOptions
 from convrec.agent.constraints import Constraint, ConstraintState, extract_constraints
 from convrec.agent.domain import DomainAdapter, Fact
+from convrec.agent.normalise import value_key
 from convrec.agent.sentiment import SentimentAnalyzer, SentimentResult
 from convrec.agent.state import AgentState
 from convrec.agent.vto import Category, VTORegistry
@@ -66,8 +69,9 @@ def extract_entities(ctx: AgentContext, args: MessageArgs) -> Entities:
     titles = ctx.adapter.find_titles(args.message)
     people = ctx.adapter.find_people(args.message, [(t.start, t.end) for t in titles])
     found = extract_constraints(args.message, ctx.adapter, args.turn, titles)
-    values = tuple(Fact(attribute=c.attribute, value=c.value, kind=ctx.adapter.attribute(c.attribute).kind)
-                   for c in found if c.value is not None and c.attribute != "person")
+    kinds = {c.attribute: ctx.adapter.attribute(c.attribute).kind for c in found}
+    values = tuple(Fact(attribute=c.attribute, value=c.value, kind=kinds[c.attribute])
+                   for c in found if c.value is not None and kinds[c.attribute] != "person")  # people: above
     return Entities(item_ids=tuple(dict.fromkeys(t.item_id for t in titles)),
                     people=tuple(dict.fromkeys(p.name for p in people)), values=values)
 
@@ -181,7 +185,7 @@ def model_user_state(ctx: AgentContext, args: ModelStateArgs) -> UserModel:
     if args.rejected_now:
         return UserModel(action="refine", reason=f"turned down {len(args.rejected_now)} recommended items")
     if not state.has_signal and ctx.options.ask_first:
-        askable = [a.name for a in ctx.adapter.attributes if a.kind in ("categorical", "people")
+        askable = [a.name for a in ctx.adapter.attributes if a.kind in ("categorical", "person")
                    and a.name not in state.asked and not a.derived]
         if askable:
             return UserModel(action="ask", ask_about=askable[0], reason="no liked item, person or constraint yet")
@@ -311,6 +315,7 @@ class CompareArgs(_Model):
     first: str
     second: str
     liked: tuple[str, ...] = ()
+    asked: tuple[str, ...] = ()  # people the seeker asked for: sharing them is what they want, not sameness
 
     def summary(self) -> str:
         return f"{self.first} vs {self.second}"
@@ -328,10 +333,14 @@ class Comparison(_Model):
 
 @VTOS.operation(Category.RANKING, CompareArgs, Comparison)
 def compare_options(ctx: AgentContext, args: CompareArgs) -> Comparison:
-    """What two items share, and how much each is linked to the liked items (the Critic's diversity check)."""
+    """What two items share, and how much each is linked to the liked items (the Critic's diversity check: one
+    title twice, or two people in common besides those the seeker asked for, a sequel by the same director with
+    the same star, is too alike for one slate)."""
     shared = tuple(ctx.adapter.paths(args.first, args.second))
     support = [sum(len(ctx.adapter.paths(i, liked)) for liked in args.liked) for i in (args.first, args.second)]
-    similar = _same_title(ctx, args.first, args.second) or sum(1 for f in shared if f.kind == "people") >= 2
+    asked = {value_key(name) for name in args.asked}
+    people = sum(1 for f in shared if f.kind == "person" and value_key(str(f.value)) not in asked)
+    similar = _same_title(ctx, args.first, args.second) or people >= 2
     return Comparison(shared=shared, first_support=support[0], second_support=support[1], similar=similar)
 
 
@@ -343,9 +352,10 @@ def _same_title(ctx: AgentContext, a: str, b: str) -> bool:
 class SelectArgs(_Model):
     ranked: Ranked
     k: int = Field(ge=1)
+    skip: tuple[str, ...] = ()  # items known to the seeker (named, or proposed before): no slate repeats them
 
     def summary(self) -> str:
-        return f"best {self.k} of {len(self.ranked.item_ids)}"
+        return f"best {self.k} of {len(self.ranked.item_ids)}, {len(self.skip)} known skipped"
 
 
 class Slate(_Model):
@@ -357,10 +367,14 @@ class Slate(_Model):
 
 @VTOS.operation(Category.RANKING, SelectArgs, Slate)
 def select_best(ctx: AgentContext, args: SelectArgs) -> Slate:
-    """The top k, one entry per title (a catalogue may list a title twice: ReDial does)."""
+    """The top k, one entry per title (a catalogue may list a title twice: ReDial does), none of them known to
+    the seeker already."""
     chosen: list[str] = []
     titles: set[str] = set()
+    skip = set(args.skip)
     for item_id in args.ranked.item_ids:
+        if item_id in skip:
+            continue
         title = ctx.adapter.catalog.get(item_id).title.strip().lower()
         if title in titles:
             continue
@@ -421,7 +435,7 @@ def reason_over_graph(ctx: AgentContext, args: GraphArgs) -> GraphSupport:
             shared = tuple(ctx.adapter.paths(candidate, liked))
             if shared:
                 paths.append((candidate, liked, shared))
-                total += sum(1.0 if f.kind == "people" else 0.25 for f in shared)
+                total += sum(1.0 if f.kind == "person" else 0.25 for f in shared)
         support.append(min(total, 3.0) / 3.0)
     return GraphSupport(support=tuple(support), paths=tuple(paths))
 
@@ -440,12 +454,16 @@ def infer_implicit(ctx: AgentContext, args: GraphArgs) -> Implicit:
     if len(liked) < 2:
         return Implicit(wanted=())
     counts: Counter[tuple[str, str]] = Counter()
+    people: set[tuple[str, str]] = set()
     for item_id in liked:
-        for fact in {(f.attribute, str(f.value)) for f in ctx.adapter.facts(item_id) if f.kind != "numeric"}:
+        facts = [f for f in ctx.adapter.facts(item_id) if f.kind != "numeric"]
+        people.update((f.attribute, str(f.value)) for f in facts if f.kind == "person")
+        for fact in dict.fromkeys((f.attribute, str(f.value)) for f in facts):  # in schema order: ties stay put
             counts[fact] += 1
     need = max(2, (len(liked) + 1) // 2 + (1 if len(liked) > 2 else 0))
-    wanted = tuple(Constraint(attribute=a, value=v, text="(implicit)") for (a, v), n in counts.most_common(3)
-                   if n >= need)
+    # the most shared first; among equals a person (more telling than a genre), then in the order read
+    ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0] not in people))
+    wanted = tuple(Constraint(attribute=a, value=v, text="(implicit)") for (a, v), n in ranked[:3] if n >= need)
     return Implicit(wanted=wanted)
 
 
@@ -481,7 +499,7 @@ def explain_choice(ctx: AgentContext, args: ExplainArgs) -> Explanation:
             return Explanation(text=_says(ctx, fact, f"you asked for {constraint.text or constraint.value}"),
                                facts=(fact,), ties=(constraint.text or str(constraint.value),))
     for person in state.people:
-        facts = [f for f in ctx.adapter.facts(args.item_id) if f.kind == "people" and str(f.value) == person]
+        facts = [f for f in ctx.adapter.facts(args.item_id) if f.kind == "person" and str(f.value) == person]
         if facts:
             return Explanation(text=_says(ctx, facts[0], f"you asked for {person}"), facts=(facts[0],),
                                ties=(person,))
@@ -489,21 +507,26 @@ def explain_choice(ctx: AgentContext, args: ExplainArgs) -> Explanation:
         shared = [f for f in ctx.adapter.paths(args.item_id, liked) if f.kind != "numeric"]
         if shared:
             title = ctx.adapter.catalog.get(liked).display_title
-            best = sorted(shared, key=lambda f: f.kind != "people")[:2]
-            what = " and ".join(_phrase(ctx, f) for f in best)
+            best = sorted(shared, key=lambda f: f.kind != "person")[:2]
+            what = _phrases(ctx, best)
             return Explanation(text=f"Like {title}, which you enjoyed, it {what}.", facts=tuple(best), ties=(title,))
     year = next((f for f in ctx.adapter.facts(args.item_id, ["year"])), None)
     within = [c for c in state.constraints.wants if c.attribute == "year"]
     if year is not None and within:
         return Explanation(text=f"It is from {year.value}, as you asked ({within[0].text or within[0].describe()}).",
                            facts=(year,), ties=(within[0].text,))
-    return Explanation(text=f"It is a {vocabulary.noun} many seekers with similar taste were recommended.",
+    return Explanation(text=f"It is {a_noun(vocabulary.noun)} many seekers with similar taste were recommended.",
                        facts=(), ties=())
+
+
+def a_noun(noun: str) -> str:
+    """"a movie", "an item"."""
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
 
 def _fact_for(ctx: AgentContext, item_id: str, constraint: Constraint) -> Fact | None:
     facts = ctx.adapter.facts(item_id, [constraint.attribute]) if constraint.attribute != "person" else [
-        f for f in ctx.adapter.facts(item_id) if f.kind == "people"]
+        f for f in ctx.adapter.facts(item_id) if f.kind == "person"]
     wanted = str(constraint.value).lower()
     return next((f for f in facts if str(f.value).lower() == wanted), facts[0] if facts else None)
 
@@ -514,9 +537,24 @@ def _phrase(ctx: AgentContext, fact: Fact) -> str:
         return f"is {creators[fact.attribute]} {fact.value}"
     if fact.attribute in ("star", "cast", "actor"):
         return f"stars {fact.value}"
-    if fact.kind == "people":
+    if fact.kind == "person":
         return f"has {fact.value} ({fact.attribute})"
     return f"shares the {fact.attribute} {fact.value}"
+
+
+def _phrases(ctx: AgentContext, facts: Sequence[Fact]) -> str:
+    """Facts joined as one phrase: two values of one attribute said once ("shares the genres romance and
+    comedy", "shares the writers Chad Hayes and Carey W. Hayes"), others one after the other."""
+    if len(facts) == 2 and facts[0].attribute == facts[1].attribute:
+        attribute = facts[0].attribute
+        creators = {c.field: c.made_by for c in ctx.adapter.vocabulary.creators}
+        both = f"{facts[0].value} and {facts[1].value}"
+        if attribute in creators:
+            return f"is {creators[attribute]} {both}"
+        if attribute in ("star", "cast", "actor"):
+            return f"stars {both}"
+        return f"shares the {attribute}s {both}"
+    return " and ".join(_phrase(ctx, f) for f in facts)
 
 
 def _says(ctx: AgentContext, fact: Fact, because: str) -> str:
@@ -620,21 +658,28 @@ def update_beliefs(ctx: AgentContext, args: BeliefArgs) -> AgentState:
             group.pop(item_id, None)
         {"like": liked, "dislike": disliked, "seen": seen}[kind][item_id] = None
     seeker_items = set(args.history.seeker_items)
-    # an item the seeker named without a word about it counts as liked: "something like Alien"
+    # an item the seeker named without a word about it counts as liked: "something like Alien"; not one they
+    # only say they have seen ("no horror, and I've seen Insidious"): a reason must not say they enjoyed it
     for item_id in args.history.seeker_items:
-        if item_id not in disliked and item_id not in liked and result.get(item_id) is not None \
-                and result.get(item_id).label == "neutral":
+        read = result.get(item_id)
+        if item_id not in disliked and item_id not in liked and read is not None and read.label == "neutral" \
+                and item_id not in seen:
             liked[item_id] = None
     recommended = set(args.history.recommended)
     rejected = tuple(i for i in disliked if i in recommended and i not in seeker_items) + tuple(
         i for i in args.state.rejected if i not in disliked)
     state = args.state
+    constraints = state.constraints.update(args.constraints)
+    # "people the seeker asked for": not those they turned down ("no Nicolas Cage"), which the message names too
+    avoided = {value_key(c.value) for c in constraints.avoids if c.value is not None}
+    people = tuple(p for p in dict.fromkeys((*state.people, *args.people)) if value_key(p) not in avoided)
     return state.model_copy(update={
-        "constraints": state.constraints.update(args.constraints),
+        "constraints": constraints,
         "liked": tuple(liked), "disliked": tuple(disliked), "seen": tuple(seen),
         "rejected": tuple(dict.fromkeys(rejected)), "mentioned": args.history.mentioned,
-        "people": tuple(dict.fromkeys((*state.people, *args.people))),
+        "people": people,
         "recommended": tuple(dict.fromkeys((*state.recommended, *args.history.recommended))),
+        "named": tuple(dict.fromkeys((*state.named, *args.history.seeker_items))),
         "seeker_turns": args.history.seeker_turns,
     })
 
@@ -656,9 +701,31 @@ class Recollection(_Model):
 
 @VTOS.operation(Category.MEMORY, RecallArgs, Recollection)
 def recall_context(ctx: AgentContext, args: RecallArgs) -> Recollection:
-    """What the seeker said earlier about an item, in their words."""
-    said = tuple(t.text for t in args.turns if t.role == "seeker" and args.item_id in t.items)
+    """What the seeker said earlier about an item, in their words: the turns that name it, linked or not (a
+    title typed in lower case, "the conjuring is done", is not linked to the catalogue but is still said)."""
+    title = title_words(ctx.adapter.catalog.get(args.item_id).title)
+    said = tuple(t.text for t in args.turns if t.role == "seeker" and (
+        args.item_id in t.items or (title is not None and f" {title} " in f" {_words(t.text)} ")))
     return Recollection(said=said)
+
+
+TITLE_WORD_MIN_LETTERS = 7
+
+
+def title_words(title: str) -> str | None:
+    """A title as the words a message would hold (lower case, no punctuation, its article kept: "the notebook",
+    not "a notebook"), or None when it is too short to tell from ordinary words when typed in lower case: one
+    word of fewer than :data:`TITLE_WORD_MIN_LETTERS` letters ("Up", "Alien"), or no words at all."""
+    words = _words(title)
+    if not words or (" " not in words and len(words) < TITLE_WORD_MIN_LETTERS):
+        return None
+    return words
+
+
+def _words(text: str) -> str:
+    folded = unicodedata.normalize("NFKD", text)
+    folded = "".join(ch for ch in folded if not unicodedata.combining(ch)).lower().replace("&", " and ")
+    return " ".join(re.sub(r"[^\w\s]|_", " ", folded).split())
 
 
 def seeker_turn_indices(turns: Sequence[Turn]) -> list[int]:

@@ -154,7 +154,7 @@ class SentimentLexicon(BaseModel):
         "terrible", "horrible", "worst", "worse", "meh", "overrated", "stupid", "dumb", "lame", "corny",
         "annoying", "disappointing", "disappointed", "disappointment", "sucked", "sucks", "garbage", "trash",
         "confusing", "gross", "ridiculous", "dull", "mediocre", "cheesy", "silly", "eh", "nah", "skip",
-        "pass", "weird", "strange", "dreadful", "painful", "unwatchable", "waste", "creepy",
+        "pass", "weird", "strange", "dreadful", "painful", "unwatchable", "waste", "creepy", "letdown",
     })
     # "like" is also a preposition ("movies like Alien"): a verb only after one of these words.
     like_subjects: frozenset[str] = frozenset({
@@ -190,7 +190,7 @@ class SentimentLexicon(BaseModel):
         r"(didnt|did not|doesnt|wasnt|isnt) (really )?(work|hold up|age well)",
         r"turned (it )?off", r"walked out", r"stopped watching", r"couldnt finish", r"(hard|tough) to (watch|"
         r"sit through|get through|follow)",
-        r"scared (me|of)", r"creeped me out", r"freaked me out",
+        r"scared (me|of)", r"creeped me out", r"freaked me out", r"let (me|us|him|her) down", r"a let down",
     )
     positive_phrases: tuple[str, ...] = (
         r"check (it|that|this|them|those|these|him|her)?( one| ones| out| movie| book)* out", r"check out",
@@ -708,7 +708,9 @@ class RuleSentiment:
         if len(own) > 1:
             for item_id, mine in own.items():
                 if not mine:
-                    own[item_id] = [cue for cue in cues if cue.polarity != 0.0]
+                    # "I've already seen Interstellar and The Prestige": a seen cue is shared as well (not a "not
+                    # seen" one: sharing those lowered seen macro-F1 on ReDial valid, 0.761 -> 0.758)
+                    own[item_id] = [cue for cue in cues if cue.polarity != 0.0 or cue.seen > 0.0]
         return own
 
     @staticmethod

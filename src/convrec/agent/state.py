@@ -3,8 +3,8 @@
 Derived from the dialogue by the memory and user-modelling VTOs (``track_history``, ``update_beliefs``):
 items the seeker liked, disliked or has seen (from :mod:`convrec.agent.sentiment`), items the agent recommended
 and the seeker turned down, the attribute constraints the seeker stated (:class:`ConstraintState`), the people
-they asked for, and what the agent already asked and recommended. Explicit marks (``/like``, ``/dislike``,
-``/seen`` in the chat) are merged in and win over what the rules read.
+they asked for, the items they named, and what the agent already asked and recommended. Explicit marks
+(``/like``, ``/dislike``, ``/seen`` in the chat) are merged in and win over what the rules read.
 
 Never a feature: ReDial's questionnaire answers (``Dialogue.feedback``), written after the conversation. The
 state is built from the turns of a :class:`~convrec.data.model.ContextView`, which does not carry them.
@@ -32,12 +32,19 @@ class AgentState(BaseModel):
     people: tuple[str, ...] = ()  # people the seeker asked for, as the catalogue writes them
     asked: tuple[str, ...] = ()  # attributes the agent asked about
     recommended: tuple[str, ...] = ()  # every item the agent (or the logged recommender) proposed
+    named: tuple[str, ...] = ()  # items the seeker named, whatever they said of them: known to them
     seeker_turns: int = 0
 
     @property
     def blocked(self) -> frozenset[str]:
         """Items never to recommend again in this conversation: disliked, seen, or turned down."""
         return frozenset(self.disliked) | frozenset(self.seen) | frozenset(self.rejected)
+
+    @property
+    def known(self) -> frozenset[str]:
+        """Items no slate proposes again: those the seeker named (they know them) and those already proposed.
+        Unlike :attr:`blocked` they are not ruled out: the ranking keeps them in the retriever's order."""
+        return frozenset(self.named) | frozenset(self.recommended)
 
     @property
     def has_signal(self) -> bool:
