@@ -12,10 +12,9 @@ import pytest
 import worlds
 from convrec.agent.config import HarpoOptions
 from convrec.agent.constraints import Constraint, ConstraintState
-from convrec.agent.domain import DomainAdapter, Fact
+from convrec.agent.domain import Fact
 from convrec.agent.maven import CriticAgent, ExplainerAgent, Proposal, RecommenderAgent, grounded
 from convrec.agent.operations import VTOS, AgentContext, Explanation, KnowledgeArgs, Ranked, UserModel
-from convrec.agent.sentiment import SentimentAnalyzer
 from convrec.agent.state import AgentState
 from convrec.agent.vto import Trace
 from convrec.data.model import ContextView, Turn
@@ -29,9 +28,7 @@ def ctx() -> AgentContext:
     world = worlds.world(classics=True)
     retriever = build_recommender("itemknn", world.catalog, {})
     retriever.fit(world.train)
-    adapter = DomainAdapter(world.catalog)
-    return AgentContext(adapter, retriever, SentimentAnalyzer(world.catalog, adapter.vocabulary),
-                        HarpoOptions(retriever="itemknn"))
+    return AgentContext.for_catalog(world.catalog, retriever, HarpoOptions(retriever="itemknn"))
 
 
 def with_options(ctx: AgentContext, **options) -> AgentContext:

@@ -12,7 +12,6 @@ import pytest
 import worlds
 from convrec.agent.config import HarpoOptions
 from convrec.agent.constraints import Constraint, ConstraintState
-from convrec.agent.domain import DomainAdapter
 from convrec.agent.operations import (
     VTOS,
     AgentContext,
@@ -40,7 +39,6 @@ from convrec.agent.operations import (
     TurnsArgs,
     title_words,
 )
-from convrec.agent.sentiment import SentimentAnalyzer
 from convrec.agent.state import AgentState
 from convrec.catalog.items import Catalog
 from convrec.data.load import load_dataset
@@ -54,9 +52,7 @@ NOTTING_HILL = "191932"  # ReDial
 def context(catalog: Catalog, train, dataset: str | None = None, **options) -> AgentContext:
     retriever = build_recommender("itemknn", catalog, {})
     retriever.fit(train)
-    adapter = DomainAdapter.of(catalog, dataset)
-    return AgentContext(adapter, retriever, SentimentAnalyzer(catalog, adapter.vocabulary),
-                        HarpoOptions(retriever="itemknn", **options))
+    return AgentContext.for_catalog(catalog, retriever, HarpoOptions(retriever="itemknn", **options), dataset)
 
 
 @pytest.fixture(scope="module")

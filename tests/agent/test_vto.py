@@ -8,9 +8,7 @@ from pydantic import BaseModel
 
 import worlds
 from convrec.agent.config import HarpoOptions
-from convrec.agent.domain import DomainAdapter
 from convrec.agent.operations import VTOS, AgentContext, MessageArgs, StateArgs, TurnsArgs
-from convrec.agent.sentiment import SentimentAnalyzer
 from convrec.agent.state import AgentState
 from convrec.agent.vto import PAPER_OPERATIONS, Category, Trace, UnknownOperation, VTOCall, VTORegistry
 from convrec.data.model import Turn
@@ -23,9 +21,7 @@ def ctx() -> AgentContext:
     world = worlds.world(classics=True)
     retriever = build_recommender("itemknn", world.catalog, {})
     retriever.fit(world.train)
-    adapter = DomainAdapter(world.catalog)
-    return AgentContext(adapter, retriever, SentimentAnalyzer(world.catalog, adapter.vocabulary),
-                        HarpoOptions(retriever="itemknn"))
+    return AgentContext.for_catalog(world.catalog, retriever, HarpoOptions(retriever="itemknn"))
 
 
 def test_the_registry_holds_exactly_the_papers_21_operations_in_their_categories():

@@ -26,10 +26,8 @@ from pydantic import BaseModel, ConfigDict
 
 from convrec.agent.config import HarpoOptions
 from convrec.agent.constraints import Constraint
-from convrec.agent.domain import DomainAdapter
 from convrec.agent.maven import CriticAgent, CritiqueNote, ExplainerAgent, RecommenderAgent, hard_constraints
 from convrec.agent.operations import VTOS, AgentContext, Explanation, UserModel
-from convrec.agent.sentiment import SentimentAnalyzer
 from convrec.agent.state import AgentState
 from convrec.agent.vto import Trace, VTOCall
 from convrec.catalog.items import Catalog
@@ -68,8 +66,7 @@ class HarpoAgent:
     @classmethod
     def build(cls, catalog: Catalog, retriever: Recommender, options: HarpoOptions,
               dataset_name: str | None = None) -> HarpoAgent:
-        adapter = DomainAdapter.of(catalog, dataset_name)
-        return cls(AgentContext(adapter, retriever, SentimentAnalyzer(catalog, adapter.vocabulary), options))
+        return cls(AgentContext.for_catalog(catalog, retriever, options, dataset_name))
 
     def respond(self, view: ContextView, marks: Sequence[tuple[str, str]] = (), scores: np.ndarray | None = None,
                 last_proposed: Sequence[str] = (), ctx: AgentContext | None = None) -> HarpoTurn:

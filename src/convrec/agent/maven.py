@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from convrec.agent.constraints import Constraint
+from convrec.agent.constraints import Constraint, ConstraintState
 from convrec.agent.operations import (
     VTOS,
     AgentContext,
@@ -132,8 +132,7 @@ class RecommenderAgent:
                 refined = call("refine_query", RefineArgs(state=state, rejection=rejection))
                 state = state.model_copy(update={
                     "rejected": tuple(dict.fromkeys((*state.rejected, *rejected_now))),
-                    "constraints": state.constraints.update(rejection.reasons)})
-                del refined
+                    "constraints": ConstraintState(constraints=refined.constraints)})
         action = call("model_user_state", ModelStateArgs(state=state, message=message, rejected_now=rejected_now))
         blocked = tuple(sorted(state.blocked if options.demote_seen else
                                set(state.disliked) | set(state.rejected))) if options.state_tracking else ()

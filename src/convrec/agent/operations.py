@@ -25,6 +25,7 @@ from convrec.agent.normalise import value_key
 from convrec.agent.sentiment import SentimentAnalyzer, SentimentResult
 from convrec.agent.state import AgentState
 from convrec.agent.vto import Category, VTORegistry
+from convrec.catalog.items import Catalog
 from convrec.data.model import ContextView, Turn, render_turns
 from convrec.retrieval.base import Recommender
 
@@ -39,6 +40,13 @@ class AgentContext:
     retriever: Recommender
     sentiment: SentimentAnalyzer
     options: HarpoOptions
+
+    @classmethod
+    def for_catalog(cls, catalog: Catalog, retriever: Recommender, options: HarpoOptions,
+                    dataset_name: str | None = None) -> AgentContext:
+        """The context over ``catalog``: its shared adapter and a rule-path sentiment reader in its words."""
+        adapter = DomainAdapter.of(catalog, dataset_name)
+        return cls(adapter, retriever, SentimentAnalyzer(catalog, adapter.vocabulary), options)
 
 
 class _Model(BaseModel):
