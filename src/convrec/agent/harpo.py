@@ -26,7 +26,14 @@ from pydantic import BaseModel, ConfigDict
 
 from convrec.agent.config import HarpoOptions
 from convrec.agent.constraints import Constraint
-from convrec.agent.maven import CriticAgent, CritiqueNote, ExplainerAgent, RecommenderAgent, hard_constraints
+from convrec.agent.maven import (
+    CriticAgent,
+    CritiqueNote,
+    ExplainerAgent,
+    RecommenderAgent,
+    hard_constraints,
+    ruled_out,
+)
 from convrec.agent.operations import VTOS, AgentContext, Explanation, UserModel
 from convrec.agent.state import AgentState
 from convrec.agent.vto import Trace, VTOCall
@@ -77,8 +84,7 @@ class HarpoAgent:
         recommender, critic, explainer = RecommenderAgent(ctx), CriticAgent(ctx), ExplainerAgent(ctx)
         turns: tuple[Turn, ...] = view.context
         state = recommender.read(turns, marks, trace)
-        message = next((t.text for t in reversed(turns) if t.role == "seeker"), "") if turns and \
-            turns[-1].role == "seeker" else ""
+        message = turns[-1].text if turns and turns[-1].role == "seeker" else ""
         proposal = recommender.propose(view, state, scores, trace, last_proposed, message)
         if proposal.action.action == "ask" and ctx.options.vtos:
             attribute = proposal.action.ask_about or "genre"
@@ -104,16 +110,14 @@ class HarpoAgent:
         n = len(catalog)
         # the retriever's scores squeezed into [0, 1) (ties stay ties: the metrics break them at random in
         # expectation), so that the tiers below, whole numbers, decide first and the retriever within a tier
-        finite = np.where(np.isfinite(scores), scores, np.nan)
-        low, high = np.nanmin(finite) if np.isfinite(finite).any() else 0.0, np.nanmax(finite) if \
-            np.isfinite(finite).any() else 1.0
-        base = np.nan_to_num((finite - low) / (high - low + 1e-12), nan=0.0) * 0.999
+        finite = np.isfinite(scores)
+        low, high = (scores[finite].min(), scores[finite].max()) if finite.any() else (0.0, 1.0)
+        base = np.where(finite, (scores - low) / (high - low + 1e-12), 0.0) * 0.999
         final = base.copy()
         options = ctx.options
         if not options.vtos:
             return final, turn
-        ranked = [i for i in _ranked_ids(turn)]
-        positions = catalog.indices(ranked)
+        positions = catalog.indices(_ranked_ids(turn))
         final[positions] = 2.0 + (1.0 - np.arange(len(positions)) / max(len(positions), 1))
         slate = catalog.indices(turn.slate)
         final[slate] = 4.0 + (1.0 - np.arange(len(slate)) / max(len(slate), 1))
@@ -124,8 +128,8 @@ class HarpoAgent:
                 satisfied, known = ctx.adapter.mask(constraint)
                 broken |= known & ~satisfied
             final[broken] -= 4.0
-            blocked = state.blocked if options.demote_seen else frozenset(state.disliked) | frozenset(state.rejected)
-            final[catalog.indices(sorted(blocked))] = base[catalog.indices(sorted(blocked))] - 8.0
+            blocked = catalog.indices(sorted(ruled_out(state, options)))
+            final[blocked] = base[blocked] - 8.0
         return final, turn
 
 

@@ -134,8 +134,7 @@ class RecommenderAgent:
                     "rejected": tuple(dict.fromkeys((*state.rejected, *rejected_now))),
                     "constraints": ConstraintState(constraints=refined.constraints)})
         action = call("model_user_state", ModelStateArgs(state=state, message=message, rejected_now=rejected_now))
-        blocked = tuple(sorted(state.blocked if options.demote_seen else
-                               set(state.disliked) | set(state.rejected))) if options.state_tracking else ()
+        blocked = tuple(sorted(ruled_out(state, options))) if options.state_tracking else ()
         candidates = call("search_candidates", SearchArgs(view=view, n=options.candidates, exclude=blocked))
         removed: tuple[tuple[str, str], ...] = ()
         constraints = hard_constraints(state, options) if options.state_tracking else ()
@@ -204,6 +203,11 @@ class RecommenderAgent:
         positions = adapter.catalog.indices(extra)
         return Candidates(item_ids=kept.item_ids + tuple(extra),
                           scores=kept.scores + tuple(float(scores[p]) for p in positions))
+
+
+def ruled_out(state: AgentState, options) -> frozenset[str]:
+    """Items never to recommend again: disliked and turned down, and seen ones unless ``demote_seen`` is off."""
+    return state.blocked if options.demote_seen else frozenset(state.disliked) | frozenset(state.rejected)
 
 
 def hard_constraints(state: AgentState, options) -> tuple[Constraint, ...]:
