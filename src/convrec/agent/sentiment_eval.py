@@ -47,9 +47,10 @@ from convrec.data.dataset import CRSDataset
 from convrec.data.fetch import default_data_dir, default_mirror
 from convrec.data.load import load_dataset
 from convrec.data.model import Dialogue, ItemFeedback
-from convrec.errors import ConfigError, ConvrecError, OutputPathError
+from convrec.errors import ConfigError, OutputPathError
 from convrec.io import atomic_write, write_json
 from convrec.llm.types import LLM
+from convrec.options import report_main
 
 BOOTSTRAP = 1000
 # The grid searched on the tuning split (a few values each: the point is the protocol, not the last 0.1%).
@@ -472,15 +473,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        report = run(argv)
-    except ConvrecError as err:
-        print(f"sentiment_eval: error: {err}", file=sys.stderr)
-        if err.hint:
-            print(f"  {err.hint}", file=sys.stderr)
-        return 2
-    print(markdown(report))
-    return 0
+    return report_main("sentiment_eval", run, markdown, argv)
 
 
 if __name__ == "__main__":

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from convrec.data.fetch import default_data_dir, default_mirror
 from convrec.errors import ConfigError, OutputPathError
+from convrec.options import parse_options  # noqa: F401  (re-exported: the commands import it from here)
 
 
 def add_data_options(parser: argparse.ArgumentParser) -> None:
@@ -26,25 +25,6 @@ def data_dir(args: argparse.Namespace) -> Path:
 
 def mirror(args: argparse.Namespace) -> Path | None:
     return args.mirror or default_mirror()
-
-
-def parse_options(pairs: list[str] | None) -> dict[str, Any]:
-    """``["l2=100", "encoder.batch_size=32"]`` -> nested dict; values parsed as JSON when they parse."""
-    options: dict[str, Any] = {}
-    for pair in pairs or []:
-        if "=" not in pair:
-            raise ConfigError(f"--set expects KEY=VALUE, got {pair!r}")
-        key, raw = pair.split("=", 1)
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        target = options
-        *parents, leaf = key.split(".")
-        for parent in parents:
-            target = target.setdefault(parent, {})
-        target[leaf] = value
-    return options
 
 
 def check_output_file(path: Path, option: str) -> None:
