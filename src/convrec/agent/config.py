@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from convrec.llm.config import LLMConfig
 from convrec.retrieval.base import RecommenderConfig
 
 
@@ -33,3 +34,12 @@ class HarpoOptions(RecommenderConfig):
     liked_window: int = Field(5, ge=1, description="the most recent liked items the graph and inference read")
     demote_seen: bool = Field(True, description="items the seeker has seen are not recommended again")
     ask_first: bool = Field(True, description="chat: ask about an attribute when nothing is known yet")
+    explainer: Literal["template", "llm"] = Field(
+        "template", description="the reply: the Explainer's grounded template, or (llm) the template rewritten "
+        "by the LLM, kept only if the ReplyWriter's check and the agent's grounding accept it (the turn records "
+        "which, and why not)")
+    # named as rar names its LLM (RARConfig.llm, llm_cache), so one TOML table configures either
+    llm: LLMConfig = Field(LLMConfig(), description="the Explainer's LLM when explainer = llm; default local "
+                           "qwen2.5-coder-1.5b (e.g. --set llm.model=smollm2-135m)")
+    llm_cache: bool = Field(True, description="cache replies in $CONVREC_CACHE_DIR/llm/responses.sqlite when "
+                            "llm.cache_path is not set")

@@ -3,7 +3,9 @@
 :class:`HarpoAgent` answers one point of a conversation: the Recommender reads the turns into an
 :class:`~convrec.agent.state.AgentState` and proposes through the VTOs, the Critic checks and edits the slate,
 the Explainer writes the reply. :class:`HarpoTurn` holds all of it (action, slate, reply, reasons, state,
-VTO trace, the Critic's notes), JSON-serialisable.
+VTO trace, the Critic's notes, and whether the LLM's rewrite of the reply was kept or why not),
+JSON-serialisable. With ``explainer = "llm"`` the recommender takes its LLM client from its resources, as
+``rar`` does (``llm``, ``llm_cache``); a model that cannot load leaves the template replies, and says so.
 
 :class:`HarpoRecommender` (``harpo`` in the registry) makes the agent a recommender like any other, so
 ``convrec eval --recommender harpo`` runs it on every dataset and protocol. Its score matrix is its final
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -41,6 +43,9 @@ from convrec.catalog.items import Catalog
 from convrec.data.dataset import Split
 from convrec.data.model import ContextView, Turn
 from convrec.errors import ConfigError
+from convrec.llm.errors import LLMError
+from convrec.llm.types import LLM
+from convrec.rerank.pipeline import with_default_cache
 from convrec.resources import Resources
 from convrec.retrieval.base import Recommender, build_recommender, recommender_class, register
 
@@ -62,6 +67,12 @@ class HarpoTurn(BaseModel):
     trace: tuple[VTOCall, ...]
     removed: tuple[tuple[str, str], ...] = ()
     relaxed: tuple[Constraint, ...] = ()  # older wishes let go this turn: no item held them all
+    # the Explainer (HarpoOptions.explainer): who wrote ``reply``; with "llm", the template the LLM rewrote, the
+    # LLM's text when it was refused, and why (or why there was no LLM)
+    explainer_source: Literal["template", "llm"] = "template"
+    explainer_draft: str | None = None
+    explainer_rejected: str | None = None
+    explainer_refusal: str | None = None
 
 
 @dataclass
@@ -72,8 +83,9 @@ class HarpoAgent:
 
     @classmethod
     def build(cls, catalog: Catalog, retriever: Recommender, options: HarpoOptions,
-              dataset_name: str | None = None) -> HarpoAgent:
-        return cls(AgentContext.for_catalog(catalog, retriever, options, dataset_name))
+              dataset_name: str | None = None, llm: LLM | None = None, llm_problem: str | None = None) -> HarpoAgent:
+        """``llm``: the Explainer's, used when ``options.explainer`` is "llm" (``llm_problem``: why there is none)."""
+        return cls(AgentContext.for_catalog(catalog, retriever, options, dataset_name, llm, llm_problem))
 
     def respond(self, view: ContextView, marks: Sequence[tuple[str, str]] = (), scores: np.ndarray | None = None,
                 last_proposed: Sequence[str] = (), ctx: AgentContext | None = None) -> HarpoTurn:
@@ -95,12 +107,14 @@ class HarpoAgent:
         slate, notes = proposal.slate, []
         if ctx.options.critic and ctx.options.vtos:
             slate, notes = critic.review(proposal, trace)
-        reply, reasons = explainer.explain(slate, proposal.state, trace, proposal.relaxed)
+        explained = explainer.reply(view, slate, proposal.state, trace, proposal.relaxed)
         state = proposal.state.model_copy(update={"recommended": tuple(dict.fromkeys((*proposal.state.recommended,
                                                                                         *slate)))})
-        return HarpoTurn(action=proposal.action, slate=tuple(slate), proposed=proposal.slate, reply=reply,
-                         reasons=tuple(reasons), state=state, critique=tuple(notes), trace=tuple(trace),
-                         removed=proposal.removed, relaxed=proposal.relaxed)
+        return HarpoTurn(action=proposal.action, slate=tuple(slate), proposed=proposal.slate, reply=explained.text,
+                         reasons=explained.reasons, state=state, critique=tuple(notes), trace=tuple(trace),
+                         removed=proposal.removed, relaxed=proposal.relaxed, explainer_source=explained.source,
+                         explainer_draft=explained.draft, explainer_rejected=explained.rejected,
+                         explainer_refusal=explained.refusal)
 
     def final_scores(self, view: ContextView, scores: np.ndarray) -> tuple[np.ndarray, HarpoTurn]:
         """The agent's ranking of the whole catalogue as scores (see the module docstring), and its turn."""
@@ -177,7 +191,17 @@ class HarpoRecommender(Recommender):
             options["checkpoint"] = self.config.checkpoint
         self.retriever_ = build_recommender(self.config.retriever, self.catalog, options, resources=self.resources)
         self.retriever_.fit(train, valid)
-        self.agent_ = HarpoAgent.build(self.catalog, self.retriever_, self.config, train.dataset or None)
+        llm, problem = self._explainer_llm() if self.config.explainer == "llm" else (None, None)
+        self.agent_ = HarpoAgent.build(self.catalog, self.retriever_, self.config, train.dataset or None, llm,
+                                       problem)
+
+    def _explainer_llm(self) -> tuple[LLM | None, str | None]:
+        """The Explainer's LLM client, as rar gets its own (one per config from the resources, caching replies
+        unless ``llm_cache`` is off), or None and why: a model that cannot load leaves the template replies."""
+        try:
+            return self.resources.llm(with_default_cache(self.config.llm, self.config.llm_cache, self.resources)), None
+        except LLMError as err:
+            return None, f"{type(err).__name__}: {err}"[:300]
 
     def score(self, samples: Sequence[ContextView]) -> np.ndarray:
         if self.agent_ is None or self.retriever_ is None:

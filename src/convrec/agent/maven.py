@@ -2,6 +2,12 @@
 proposal against the state and edits it (up to ``critique_rounds`` rounds), the :class:`ExplainerAgent` writes
 the reply, every fact in it from the catalogue (checked).
 
+With ``explainer = "llm"`` the Explainer's template is rewritten by an LLM through the chat's
+:class:`~convrec.rerank.reply.ReplyWriter` (its polish prompt and its check: the same titles exactly, no other,
+no echo of the prompt) and then read against the items' catalogue facts (:meth:`ExplainerAgent.ungrounded`: no
+genre or person an item lacks); a rewrite either check refuses, a failed call or no LLM at all leaves the
+template, and :class:`ExplainerReply` says which text stands and why.
+
 Every step is a VTO call recorded in the turn's :class:`~convrec.agent.vto.Trace` with the agent that made
 it, and every edit of the Critic is a :class:`CritiqueNote` (which item, what was wrong, what replaced it), so
 ``/trace`` can show why the slate is what it is.
@@ -9,13 +15,18 @@ it, and every edit of the Critic is a :class:`CritiqueNote` (which item, what wa
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from convrec.agent.constraints import Constraint, ConstraintState
+from convrec.agent.constraints import Constraint, ConstraintState, surname
+from convrec.agent.domain import DomainAdapter
+from convrec.agent.gazetteer import person_key
+from convrec.agent.normalise import tokenize, value_key
 from convrec.agent.operations import (
     VTOS,
     AgentContext,
@@ -46,6 +57,7 @@ from convrec.agent.operations import (
 from convrec.agent.state import AgentState
 from convrec.agent.vto import Trace
 from convrec.data.model import ContextView, Turn
+from convrec.llm.errors import LLMUnavailableError
 
 
 class CritiqueNote(BaseModel):
@@ -304,10 +316,25 @@ class CriticAgent:
         return None
 
 
+class ExplainerReply(BaseModel):
+    """The Explainer's reply to one slate: the text shown, who wrote it (``source``), and with explainer "llm"
+    the template the LLM rewrote (``draft``), its text when refused (``rejected``) and why (``refusal``; also
+    why there was no LLM). JSON-serialisable."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    text: str
+    reasons: tuple[Explanation, ...] = ()
+    source: Literal["template", "llm"] = "template"
+    draft: str | None = None
+    rejected: str | None = None
+    refusal: str | None = None
+
+
 class ExplainerAgent:
     """The reply: the first item with its reason, the next ones by title; every reason from ``explain_choice``,
     whose facts are checked against ``query_knowledge`` (a reason stating a fact the item lacks is replaced by
-    the plain template)."""
+    the plain template). With ``explainer = "llm"`` the LLM may rewrite that template (:meth:`reply`)."""
 
     name = "explainer"
 
@@ -317,6 +344,89 @@ class ExplainerAgent:
     def explain(self, slate: Sequence[str], state: AgentState, trace: Trace | None = None,
                 relaxed: Sequence[Constraint] = ()) -> tuple[str, list[Explanation]]:
         """``relaxed``: wishes the Recommender let go because nothing held them all; the reply says so."""
+        text, explanations = self._template(slate, state, trace)
+        return (text + self._relaxed_note(relaxed) if slate else text), explanations
+
+    def reply(self, view: ContextView, slate: Sequence[str], state: AgentState, trace: Trace | None = None,
+              relaxed: Sequence[Constraint] = ()) -> ExplainerReply:
+        """:meth:`explain`'s reply, or with ``explainer = "llm"`` the LLM's rewrite of it (``view``: the dialogue
+        it reads), kept only if both checks accept it: the :class:`~convrec.rerank.reply.ReplyWriter`'s, the same
+        as the chat's (every title of the template named exactly, no other title, no echo of the prompt, not too
+        long, not cut off), and the agent's grounding (:meth:`ungrounded`: no genre or person an item lacks).
+        Otherwise the template stands and the turn says why. The note on wishes let go is not given to the LLM:
+        it names values the slate lacks on purpose; it follows the rewritten text as written. An LLM that cannot
+        serve (none given, a dead endpoint) leaves the template, with the reason, never an error."""
+        template, explanations = self._template(slate, state, trace)
+        note = self._relaxed_note(relaxed) if slate else ""
+        plain = ExplainerReply(text=template + note, reasons=tuple(explanations))
+        if self.ctx.options.explainer != "llm" or not slate:
+            return plain
+        writer = self.ctx.reply_writer
+        if writer is None:
+            return plain.model_copy(update={"refusal": f"no LLM: {self.ctx.llm_problem}"})
+        catalog = self.ctx.adapter.catalog
+        shown = tuple(slate[:3])
+        # the liked items a reason compares with ("Like Alien (1979), which you enjoyed, ...") are titles of the
+        # template too: the rewrite must keep them, and may say what they share with the item
+        ties = tuple(i for i in dict.fromkeys(state.mentioned)
+                     if i not in shown and catalog.get(i).display_title in template)
+        try:
+            polished = writer.polish(view, template, (*shown, *ties))
+        except LLMUnavailableError as err:
+            return plain.model_copy(update={"draft": template, "refusal": f"LLM unavailable: {err}"[:300]})
+        if polished.source != "llm":
+            return plain.model_copy(update={"draft": template, "rejected": polished.rejected,
+                                            "refusal": polished.rejection or "the LLM gave no reply"})
+        problem = self.ungrounded(polished.text, shown, ties, trace)
+        if problem is not None:
+            return plain.model_copy(update={"draft": template, "rejected": polished.text, "refusal": problem})
+        return plain.model_copy(update={"text": polished.text + note, "source": "llm", "draft": template})
+
+    def ungrounded(self, text: str, recommended: Sequence[str], ties: Sequence[str] = (),
+                   trace: Trace | None = None) -> str | None:
+        """What ``text`` states of an item that its catalogue facts (``query_knowledge``) do not: a genre (any
+        categorical value) or a person; None when it states nothing of the kind.
+
+        Read sentence by sentence: a sentence is about the ``recommended`` items it names by display title, one
+        that names none about those of the sentence before ("It stars ..."), and before any, about all of them.
+        Each genre word ("horror", "a love story") and each full name of a catalogue person (or a surname alone
+        that names one clearly: "Spielberg") in it must be a fact of one of those items, or of a liked item it
+        names (``ties``: what a reason compares with). Who the value is said of is not parsed ("since you like
+        comedies, Alien is ..." is refused when Alien is no comedy): a refusal only costs the rewrite. Words that
+        only hint at a genre or are as often ordinary words ("scary", "family") are not read as one."""
+        adapter = self.ctx.adapter
+        catalog, gazetteer = adapter.catalog, adapter.gazetteer
+        call = _call(self.ctx, trace, self.name)
+        known: dict[str, tuple] = {}
+
+        def facts(item_id: str) -> tuple:
+            if item_id not in known:
+                known[item_id] = call("query_knowledge", KnowledgeArgs(item_id=item_id)).facts
+            return known[item_id]
+
+        titled = sorted(dict.fromkeys((*recommended, *ties)), key=lambda i: -len(catalog.get(i).display_title))
+        for index, item_id in enumerate(titled):  # longest first: "Alien (1979)" inside no other title
+            text = text.replace(catalog.get(item_id).display_title, f" \x00{index}\x00 ")
+        about: tuple[str, ...] = tuple(recommended)
+        for sentence in _SENTENCE_END.split(text):
+            named = [titled[int(k)] for k in _PLACEHOLDER.findall(sentence)]
+            subjects = tuple(i for i in named if i in set(recommended))
+            about = subjects or about
+            allowed = (*about, *(i for i in named if i not in subjects))
+            plain = _PLACEHOLDER.sub("  ", sentence)
+            for attribute, values, said in _genres_stated(adapter, plain):
+                keys = [gazetteer.key(attribute, v) for v in values]
+                if not any(f.attribute == attribute and any(gazetteer.covers(attribute, gazetteer.key(
+                        attribute, str(f.value)), k) for k in keys) for i in allowed for f in facts(i)):
+                    return f"states the {attribute} {said!r}, which {_titles(catalog, about)} lack(s)"
+            for name in _people_stated(adapter, plain):
+                if not any(f.kind == "person" and person_key(str(f.value)) == person_key(name)
+                           for i in allowed for f in facts(i)):
+                    return f"names {name}, whom the catalogue does not list for {_titles(catalog, about)}"
+        return None
+
+    def _template(self, slate: Sequence[str], state: AgentState, trace: Trace | None
+                  ) -> tuple[str, list[Explanation]]:
         call = _call(self.ctx, trace, self.name)
         catalog, vocabulary = self.ctx.adapter.catalog, self.ctx.adapter.vocabulary
         if not slate:
@@ -335,11 +445,14 @@ class ExplainerAgent:
         others = [catalog.get(i).display_title for i in slate[1:3]]
         if others:
             text += " You might also like " + " or ".join(others) + "."
-        if relaxed:
-            said = ", ".join(dict.fromkeys(c.text or c.describe() for c in relaxed))
-            text += (f" No {vocabulary.noun} fits everything you asked for, so these leave out what you asked "
-                     f"for first: {said}.")
         return text, explanations
+
+    def _relaxed_note(self, relaxed: Sequence[Constraint]) -> str:
+        if not relaxed:
+            return ""
+        said = ", ".join(dict.fromkeys(c.text or c.describe() for c in relaxed))
+        noun = self.ctx.adapter.vocabulary.noun
+        return f" No {noun} fits everything you asked for, so these leave out what you asked for first: {said}."
 
     def ask(self, attribute: str) -> str:
         noun = self.ctx.adapter.vocabulary.noun
@@ -348,10 +461,57 @@ class ExplainerAgent:
                 f"{a_noun(noun)} you liked, or someone whose work you like?")
 
 
+_SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\n+")
+_PLACEHOLDER = re.compile(r"\x00(\d+)\x00")
+_CAPITALISED = re.compile(r"\b[A-Z][^\W\d_]+\b")
+_NAME_BEFORE = re.compile(r"[A-Z][\w.'-]*\s+$")
+_NAME_AFTER = re.compile(r"\s+[A-Z]")
+
+
+def _titles(catalog, item_ids: Sequence[str]) -> str:
+    return " / ".join(catalog.get(i).display_title for i in item_ids)
+
+
+def _genres_stated(adapter: DomainAdapter, text: str) -> list[tuple[str, tuple[str, ...], str]]:
+    """The categorical values ``text`` names outright, longest phrase first: (attribute, the values the words
+    may mean, the words). Hints and ordinary words (``needs_context``) are left out."""
+    gazetteer = adapter.gazetteer
+    tokens = [t for t in tokenize(text) if t.word[:1].isalnum()]
+    found: list[tuple[str, tuple[str, ...], str]] = []
+    i = 0
+    while i < len(tokens):
+        step = 1
+        for size in range(min(gazetteer.max_words, len(tokens) - i), 0, -1):
+            span = tokens[i : i + size]
+            hits = [h for h in gazetteer.lookup(value_key(" ".join(t.word for t in span))) if not h.needs_context]
+            if hits:
+                said = text[span[0].start : span[-1].end]
+                for attribute in dict.fromkeys(h.attribute for h in hits):
+                    found.append((attribute, tuple(h.value for h in hits if h.attribute == attribute), said))
+                step = size
+                break
+        i += step
+    return found
+
+
+def _people_stated(adapter: DomainAdapter, text: str) -> list[str]:
+    """The catalogue's people ``text`` names: full names, and one-word names or surnames that name one person
+    clearly, standing alone (no capitalised word next to them: "George" of "George Miller" is no name alone)."""
+    names = [p.name for p in adapter.find_people(text)]
+    for match in _CAPITALISED.finditer(text):
+        if _NAME_BEFORE.search(text, 0, match.start()) or _NAME_AFTER.match(text, match.end()):
+            continue
+        name = adapter.single_name(match.group()) or surname(adapter, match.group())
+        if name is not None:
+            names.append(name)
+    return list(dict.fromkeys(names))
+
+
 def grounded(explanation: Explanation, known: Sequence) -> bool:
     """Every fact the explanation states is one of the item's catalogue facts."""
     facts = {(f.attribute, str(f.value).lower()) for f in known}
     return all((f.attribute, str(f.value).lower()) in facts for f in explanation.facts)
 
 
-__all__ = ["CriticAgent", "CritiqueNote", "ExplainerAgent", "Proposal", "RecommenderAgent", "StateArgs", "grounded"]
+__all__ = ["CriticAgent", "CritiqueNote", "ExplainerAgent", "ExplainerReply", "Proposal", "RecommenderAgent",
+           "StateArgs", "grounded"]

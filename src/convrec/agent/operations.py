@@ -27,6 +27,9 @@ from convrec.agent.state import AgentState
 from convrec.agent.vto import Category, VTORegistry
 from convrec.catalog.items import Catalog
 from convrec.data.model import ContextView, Turn, render_turns
+from convrec.llm.types import LLM
+from convrec.rerank.prompts import PromptOptions
+from convrec.rerank.reply import ReplyOptions, ReplyWriter
 from convrec.retrieval.base import Recommender
 
 VTOS = VTORegistry()
@@ -34,19 +37,36 @@ VTOS = VTORegistry()
 
 @dataclass(frozen=True)
 class AgentContext:
-    """What the operations work with: the catalogue's adapter, the retriever, the sentiment reader, options."""
+    """What the operations work with: the catalogue's adapter, the retriever, the sentiment reader, options.
+
+    ``reply_writer`` polishes the Explainer's replies when ``options.explainer`` is "llm" (None: no LLM, and
+    ``llm_problem`` says why; the template stands)."""
 
     adapter: DomainAdapter
     retriever: Recommender
     sentiment: SentimentAnalyzer
     options: HarpoOptions
+    reply_writer: ReplyWriter | None = None
+    llm_problem: str | None = None
 
     @classmethod
     def for_catalog(cls, catalog: Catalog, retriever: Recommender, options: HarpoOptions,
-                    dataset_name: str | None = None) -> AgentContext:
-        """The context over ``catalog``: its shared adapter and a rule-path sentiment reader in its words."""
+                    dataset_name: str | None = None, llm: LLM | None = None,
+                    llm_problem: str | None = None) -> AgentContext:
+        """The context over ``catalog``: its shared adapter and a rule-path sentiment reader in its words, and
+        with ``options.explainer`` "llm" the reply writer that polishes the Explainer's replies with ``llm``
+        (the same :class:`ReplyWriter` as the chat's, in the catalogue's words). ``llm_problem``: why there is
+        no ``llm`` (a model that failed to load), recorded on every turn that wanted it."""
         adapter = DomainAdapter.of(catalog, dataset_name)
-        return cls(adapter, retriever, SentimentAnalyzer(catalog, adapter.vocabulary), options)
+        writer = None
+        if options.explainer == "llm":
+            if llm is not None:
+                prompt = PromptOptions(domain=adapter.domain)
+                writer = ReplyWriter(catalog, llm, ReplyOptions(polish=True, prompt=prompt))
+            else:
+                llm_problem = llm_problem or "no LLM client was given to the agent"
+        return cls(adapter, retriever, SentimentAnalyzer(catalog, adapter.vocabulary), options, writer,
+                   llm_problem if writer is None else None)
 
 
 class _Model(BaseModel):

@@ -69,6 +69,9 @@ class Reason:
     text: str  # a sentence about the first item, e.g. "It is a horror movie, like you asked about."
 
 
+NO_REASON = Reason("none", "")
+
+
 @dataclass(frozen=True)
 class Reply:
     """``text`` names ``item_ids`` by their exact display titles; ``source`` says who wrote the final text.
@@ -198,6 +201,17 @@ class ReplyWriter:
         reason = choose_reason(items[0], seeker_text(sample), vocabulary) if items else Reason("none", "")
         draft = template_reply(items, reason)
         if not (self.options.polish and self.llm is not None and items):
+            return Reply(draft, item_ids, reason)
+        return self.polish(sample, draft, item_ids, reason)
+
+    def polish(self, sample: ContextView, draft: str, item_ids: Sequence[str],
+               reason: Reason = NO_REASON) -> Reply:
+        """The LLM's rewrite of ``draft``, a grounded reply that names ``item_ids`` (this writer's template, or
+        another component's: the HARPO Explainer's), kept only if :meth:`check` accepts it and it was not cut
+        off; otherwise ``draft`` stands and the refusal is recorded. Without an LLM, ``draft``. An endpoint that
+        cannot serve at all raises :class:`LLMUnavailableError` (the caller decides whether to stop)."""
+        item_ids = tuple(item_ids)
+        if self.llm is None:
             return Reply(draft, item_ids, reason)
         request = ChatRequest(
             messages=reply_messages(sample, draft, self.options.prompt),
