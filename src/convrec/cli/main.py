@@ -11,7 +11,7 @@ import traceback
 from pathlib import Path
 
 from convrec import __version__
-from convrec.cli import align_cmd, chat_cmd, data_cmd, eval_cmd, train_cmd
+from convrec.cli import align_cmd, chat_cmd, data_cmd, eval_cmd, simulate_cmd, train_cmd
 from convrec.errors import ConvrecError
 from convrec.resources import Resources
 
@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.add_parser(commands)
     align_cmd.add_parser(commands)
     chat_cmd.add_parser(commands)
+    simulate_cmd.add_parser(commands)
     return parser
 
 
