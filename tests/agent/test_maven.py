@@ -143,6 +143,42 @@ def test_an_ungrounded_reason_is_replaced_by_the_template(ctx, monkeypatch):
     assert reasons[0].facts == ()
 
 
+@pytest.fixture(scope="module")
+def redial_ctx(redial) -> AgentContext:
+    retriever = build_recommender("itemknn", redial.catalog, {})
+    retriever.fit(redial.split("train"))
+    return AgentContext.for_catalog(redial.catalog, retriever, HarpoOptions(retriever="itemknn"), redial.name)
+
+
+def test_a_keyword_two_plots_spell_differently_is_a_grounded_reason_on_redial(redial_ctx):
+    # Jurassic World's plot says "dinosaur", Jurassic Park's "dinosaurs"; Saving Private Ryan's "soldiers",
+    # while the catalogue writes that keyword "soldier" most often. A reason that states the shared keyword
+    # was refused (and replaced by the plain template) when its spelling was not the item's own.
+    adapter = redial_ctx.adapter
+    ids = {item.display_title: item.item_id for item in adapter.catalog}
+    world, park = ids["Jurassic World (2015)"], ids["Jurassic Park (1993)"]
+    ryan, dunkirk = ids["Saving Private Ryan (1998)"], ids["Dunkirk (2017)"]
+    keyword = adapter.attribute("keyword").kind
+    assert Fact(attribute="keyword", value="dinosaur", kind=keyword) in adapter.paths(world, park)
+    assert Fact(attribute="keyword", value="dinosaurs", kind=keyword) in adapter.paths(park, world)
+    explainer = ExplainerAgent(redial_ctx)
+    for item, liked, word in ((world, park, "dinosaur"), (park, world, "dinosaurs"), (ryan, dunkirk, "soldiers")):
+        _, reasons = explainer.explain((item,), liked_state(liked))
+        liked_title = adapter.catalog.get(liked).display_title
+        assert reasons[0].text.startswith(f"Like {liked_title}, which you enjoyed, it ")
+        assert f"keyword {word}" in reasons[0].text and reasons[0].ties == (liked_title,)
+        assert grounded(reasons[0], adapter.facts(item))
+    # grounded compares the gazetteer's keys: another spelling of a value the item holds is the same fact,
+    # a value it lacks is still refused
+    known = adapter.facts(ryan)
+
+    def states(value: str) -> Explanation:
+        return Explanation(text="", facts=(Fact(attribute="keyword", value=value, kind=keyword),), ties=())
+
+    assert grounded(states("Soldier"), known) and grounded(states("soldiers"), known)
+    assert not grounded(states("dinosaur"), known)
+
+
 def test_the_reply_without_a_slate_or_with_a_wish_let_go(ctx):
     explainer = ExplainerAgent(ctx)
     text, reasons = explainer.explain((), AgentState())

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from convrec.serve.agent_engine import MAX_MESSAGE_CHARS, AgentEngine
-from convrec.serve.build import ChatConfig, build_engine
+from convrec.serve.build import NO_CHAT_LLM, ChatConfig, build_engine
 from convrec.serve.state import SessionOptions, SessionState
 
 
@@ -100,3 +100,53 @@ def test_the_command_shows_the_agent_and_its_trace(run_cli, mirror, data_dir, tm
     turn = json.loads(out.read_text())["turns"][0]
     assert turn["agent"]["action"] == "recommend" and turn["agent"]["vto_calls"]
     assert all(r["title"][-5:-1] >= "2000" for r in turn["recommendations"])
+
+
+# ------------------------------------------------------------------------------ the Explainer's LLM (explainer=llm)
+
+LLM_EXPLAINER = {"explainer": "llm"}
+
+
+def test_with_explainer_llm_the_chat_gives_the_agent_its_llm(redial, smollm2):
+    # the engine used to build the agent without the chat's client: every turn said "no LLM client was given"
+    engine = build_engine(redial, ChatConfig(llm=None, agent="harpo", agent_options=LLM_EXPLAINER,
+                                             session=SessionOptions(k=10, top=5)), llm=smollm2)
+    _, record = engine.turn(engine.new_state(), "I loved Alien (1979), anything similar?")
+    assert record.action == "recommend" and record.recommendations
+    reply = record.reply
+    assert reply.source in ("template", "llm") and record.reply_rejection == reply.rejection
+    if reply.source == "llm":  # kept: it passed both checks, and nothing was refused
+        assert reply.rejection is None and all(engine.catalog.get(i).display_title in reply.text
+                                               for i in reply.item_ids[:3])
+    else:  # asked, and refused with the checks' reason (never "no LLM", never a dead model)
+        assert reply.rejection and not reply.rejection.startswith(("no LLM", "LLM unavailable"))
+        assert reply.text.startswith("How about ")
+    assert record.trace[-1].output.startswith(f"{reply.source}")
+
+
+def test_with_explainer_llm_and_no_llm_each_turn_says_why_it_is_a_template(redial, engine):
+    without = build_engine(redial, ChatConfig(llm=None, agent="harpo", agent_options=LLM_EXPLAINER,
+                                              session=SessionOptions(k=10, top=5)), retriever=engine.retriever)
+    _, record = without.turn(without.new_state(), "I loved Alien (1979), anything similar?")
+    assert record.reply.source == "template" and record.reply_rejection == f"no LLM: {NO_CHAT_LLM}"
+    assert record.trace[-1].output.startswith(f"template (no LLM: {NO_CHAT_LLM}): How about ")
+    # the default template Explainer asks no LLM, and has nothing to explain
+    _, plain = engine.turn(engine.new_state(), "I loved Alien (1979), anything similar?")
+    assert plain.reply.source == "template" and plain.reply_rejection is None
+
+
+def test_the_command_gives_the_agent_the_llm_with_explainer_llm(run_cli, mirror, data_dir, tmp_path):
+    assert run_cli("chat", "--explainer", "llm", "--data-dir", data_dir, "--mirror", mirror, "-m", "hi").failed_with(
+        "--explainer llm", "--agent harpo")
+    out = tmp_path / "turns.json"
+    run = run_cli("chat", "--agent", "harpo", "--explainer", "llm", "--model", "smollm2-135m", "--threads", "1",
+                  "--no-llm-cache", "--data-dir", data_dir, "--mirror", mirror, "-m", "I loved Alien (1979)",
+                  "--json", out)
+    assert run.rc == 0, run.err
+    report = json.loads(out.read_text())
+    assert report["settings"]["agent_options"] == LLM_EXPLAINER and report["llm"] is not None
+    turn = report["turns"][0]
+    assert turn["agent"]["action"] == "recommend"
+    rejection = turn["reply_rejection"]
+    assert (turn["reply_source"] == "llm" and rejection is None) or (
+        turn["reply_source"] == "template" and rejection and not rejection.startswith(("no LLM", "LLM unavailable")))

@@ -367,10 +367,21 @@ class DomainAdapter:
                 for p, score, nodes in found]
 
     def paths(self, item_a: ItemRef, item_b: ItemRef, via: str | Iterable[str] | None = None) -> list[Fact]:
-        """The values the two items share (item -- value -- item paths), rarest first."""
+        """The values the two items share (item -- value -- item paths), rarest first, each written as
+        ``item_a`` writes it: one key may be spelt two ways ("soldiers" in one plot, "soldier" in the other),
+        and a reason about ``item_a`` states its own facts (:meth:`facts`)."""
         graph = self.graph
-        nodes = graph.shared(self.position(item_a), self.position(item_b), self._via(via))
-        return [self._fact(graph.nodes[n].attribute, graph.nodes[n].key) for n in nodes]
+        position = self.position(item_a)
+        nodes = graph.shared(position, self.position(item_b), self._via(via))
+        found: list[Fact] = []
+        for n in nodes:
+            attribute, key = graph.nodes[n].attribute, graph.nodes[n].key
+            own = next((value for value, value_key_ in zip(self.gazetteer.values_of(attribute, position),
+                                                           self.gazetteer.keys_of(attribute, position), strict=True)
+                        if value_key_ == key), None)
+            found.append(self._fact(attribute, key) if own is None else
+                         Fact(attribute=attribute, value=own, kind=self.attribute(attribute).kind))
+        return found
 
     # ---- what a message names ----------------------------------------------------------------------------
 

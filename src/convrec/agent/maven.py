@@ -508,9 +508,22 @@ def _people_stated(adapter: DomainAdapter, text: str) -> list[str]:
 
 
 def grounded(explanation: Explanation, known: Sequence) -> bool:
-    """Every fact the explanation states is one of the item's catalogue facts."""
-    facts = {(f.attribute, str(f.value).lower()) for f in known}
-    return all((f.attribute, str(f.value).lower()) in facts for f in explanation.facts)
+    """Every fact the explanation states is one of the item's catalogue facts, values compared by the
+    gazetteer's keys: a shared keyword may be written as the other item writes it ("soldier" for a plot that
+    says "soldiers"), and the same value is the same fact whatever its spelling."""
+    facts = {_fact_key(f) for f in known}
+    return all(_fact_key(f) in facts for f in explanation.facts)
+
+
+def _fact_key(fact) -> tuple[str, str]:
+    """(attribute, value key): :func:`person_key` for a person, :func:`value_key` for a categorical or
+    keyword value (case, accents, plurals), the number as written for a numeric one (1998 and "1998")."""
+    value = str(fact.value)
+    if fact.kind == "person":
+        return fact.attribute, person_key(value)
+    if fact.kind == "numeric":
+        return fact.attribute, value.strip().lower()
+    return fact.attribute, value_key(value)
 
 
 __all__ = ["CriticAgent", "CritiqueNote", "ExplainerAgent", "ExplainerReply", "Proposal", "RecommenderAgent",

@@ -90,6 +90,10 @@ def add_parser(commands) -> None:
                       "like, dislike, have seen and ask for (eras, genres, people) over the same retriever, asks "
                       "when it knows nothing yet, checks its slate (Critic) and gives a reason for each item from "
                       "the catalogue; /trace shows its steps. It needs no LLM (the reply is a template)")
+    chat.add_argument("--explainer", choices=["template", "llm"], default="template",
+                      help="with --agent harpo: template (default, no LLM), or llm: the chat's LLM (see the LLM "
+                      "options) rewrites the agent's reply, kept only if it names the same titles and states no "
+                      "genre or person the items lack; the turn records which text stands and why (/trace)")
     chat.add_argument("--train-in-background", type=Path, default=None, metavar="RUN_DIR",
                       help="RAR's retriever without the wait: a finished `convrec train` run in RUN_DIR is loaded "
                       f"at once (as with --checkpoint); otherwise the chat opens at once on {QUICK_RETRIEVER} while "
@@ -164,8 +168,12 @@ def chat_config(args: argparse.Namespace) -> ChatConfig:
         raise ConfigError(f"--k and --top must be at least 1, got --k {args.k} --top {args.top}")
     if not 0.0 <= args.fusion_weight <= 1.0:
         raise ConfigError(f"--fusion-weight must be in [0, 1], got {args.fusion_weight}")
+    if args.explainer == "llm" and (args.agent is None or args.no_llm):
+        raise ConfigError("--explainer llm is the agent's LLM rewrite of its reply: use it with --agent harpo and "
+                          "without --no-llm")
     llm = None
-    if not args.no_llm and args.agent is None:
+    # the agent needs an LLM only to rewrite its replies (--explainer llm); the two-stage chat re-ranks with one
+    if not args.no_llm and (args.agent is None or args.explainer == "llm"):
         if args.llm_backend == "openai" and not args.model:
             raise ConfigError("--llm-backend openai needs --model: the model name the server knows")
         cache = None if args.no_llm_cache else (args.llm_cache or default_llm_cache())
@@ -191,10 +199,11 @@ def chat_config(args: argparse.Namespace) -> ChatConfig:
         if is_finished_run(args.train_in_background):
             checkpoint = args.train_in_background
     # k is what the LLM re-ranks (its cost); without an LLM, candidates are free and --top decides
-    k = args.k if llm is not None else max(args.k, args.top)
+    k = args.k if llm is not None and args.agent is None else max(args.k, args.top)
     session = SessionOptions(k=k, top=min(args.top, k), include_mentioned=args.include_mentioned)
     return ChatConfig(agent=args.agent, retriever=args.retriever, retriever_options=parse_options(args.options),
                       checkpoint=str(checkpoint) if checkpoint else None, llm=llm,
+                      agent_options={"explainer": args.explainer} if args.agent is not None else {},
                       strategy=args.strategy, fusion_weight=args.fusion_weight, polish=args.polish,
                       prompt=CHAT_PROMPT.model_copy(update={"plot_chars": args.plot_chars, "max_people": args.people}), session=session)
 
@@ -432,7 +441,7 @@ def _banner_lines(args: argparse.Namespace, config: ChatConfig, chat: Chat, fit_
     elif not config.checkpoint:
         if name in ITEM_ONLY:
             lines.append(("", "sees only the titles mentioned; until one is, it proposes popular items"
-                          + (" for the LLM to choose from" if config.llm else "")))
+                          + (" for the LLM to choose from" if config.llm and config.agent is None else "")))
         lines.append(("", "RAR's trained retriever: " + TRAIN_HINT.format(dataset=args.dataset)
                       + f", then --checkpoint runs/lrurec-text-{args.dataset} (or, without waiting: "
                       f"--train-in-background runs/lrurec-text-{args.dataset})"))

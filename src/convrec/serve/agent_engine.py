@@ -23,6 +23,7 @@ from convrec.agent.harpo import HarpoAgent, HarpoTurn, PrecomputedScores
 from convrec.catalog.items import Catalog
 from convrec.catalog.mentions import find_titles
 from convrec.data.model import ContextView, Turn
+from convrec.llm.types import LLM
 from convrec.rerank.reply import Reason, Reply, ReplyWriter
 from convrec.serve.engine import Engine, Why, _nth
 from convrec.serve.state import Recommendation, SessionOptions, SessionState, TurnRecord, TurnTiming
@@ -57,14 +58,19 @@ class AgentEngine(Engine):
         last = tuple(r.item_id for r in state.last.recommendations) if state.last else ()
         answer = self.agent.respond(view, _marks(state), scores=scores, last_proposed=last, ctx=ctx)
         recommendations = _recommendations(self.catalog, answer, scores)
-        reply = Reply(answer.reply, answer.slate, Reason("none", answer.reasons[0].text if answer.reasons else ""))
+        # who wrote the reply (the Explainer's template, or its LLM rewrite) and why a rewrite was not kept, where
+        # the two-stage engine records its own polish
+        reply = Reply(answer.reply, answer.slate, Reason("none", answer.reasons[0].text if answer.reasons else ""),
+                      source=answer.explainer_source, rejected=answer.explainer_rejected,
+                      rejection=answer.explainer_refusal)
         total_s = time.monotonic() - started
         number = state.turns_in_conversation + 1
         record = TurnRecord(
             conversation=state.conversation, number=number, user_text=message, mentions=mentions,
             context_items=view.context_items, n_candidates=options.candidates, recommendations=recommendations,
             reply=reply, timing=TurnTiming(retrieval_s * 1000, 0.0, total_s - linked_s - retrieval_s, total_s),
-            fallback=note, trace=self._agent_trace(message, mentions, answer, linked_s, retrieval_s),
+            fallback=note, reply_rejection=answer.explainer_refusal,
+            trace=self._agent_trace(message, mentions, answer, linked_s, retrieval_s),
             action=answer.action.action, vto_calls=answer.trace, critique=answer.critique,
             reasons=tuple(r.text for r in answer.reasons), constraints=tuple(answer.state.constraints.describe()))
         new_state = state.model_copy(update={
@@ -80,7 +86,8 @@ class AgentEngine(Engine):
         agent_s = sum(call.seconds for call in answer.trace)
         return (TraceRecord.of(Stage.LINK, message, brief_list(titles), linked_s),
                 TraceRecord.of(Stage.RETRIEVE, "the whole dialogue", "scores over the catalogue", retrieval_s),
-                TraceRecord.of(Stage.REPLY, f"{answer.action.action}: {answer.action.reason}", answer.reply, agent_s))
+                TraceRecord.of(Stage.REPLY, f"{answer.action.action}: {answer.action.reason}",
+                               _reply_summary(answer), agent_s))
 
     def why(self, state: SessionState, number: int) -> Why:
         recommendation = _nth(state.last, number)
@@ -88,6 +95,12 @@ class AgentEngine(Engine):
         reason = last.reasons[number - 1] if last is not None and number - 1 < len(last.reasons) else ""
         return Why(number, recommendation, self.catalog.get(recommendation.item_id), last.n_candidates if last else 0,
                    reason)
+
+
+def _reply_summary(answer: HarpoTurn) -> str:
+    """Who wrote the reply, and why the LLM's rewrite was not kept (before the text: the summary is cut)."""
+    refused = f" ({answer.explainer_refusal})" if answer.explainer_refusal else ""
+    return f"{answer.explainer_source}{refused}: {answer.reply}"
 
 
 def _marks(state: SessionState) -> list[tuple[str, str]]:
@@ -113,6 +126,10 @@ def _recommendations(catalog: Catalog, answer: HarpoTurn, scores: np.ndarray) ->
 
 def build_agent_engine(catalog: Catalog, retriever, writer: ReplyWriter, options: SessionOptions,
                        popularity: dict[str, float], config: object, dataset_name: str | None,
-                       agent_options: HarpoOptions | None = None) -> AgentEngine:
-    agent = HarpoAgent.build(catalog, retriever, agent_options or HarpoOptions(slate=options.top), dataset_name)
+                       agent_options: HarpoOptions | None = None, llm: LLM | None = None,
+                       llm_problem: str | None = None) -> AgentEngine:
+    """``llm``: the chat's client, the Explainer's when ``agent_options.explainer`` is "llm" (``llm_problem``:
+    why there is none, recorded on each turn that wanted it)."""
+    agent = HarpoAgent.build(catalog, retriever, agent_options or HarpoOptions(slate=options.top), dataset_name,
+                             llm, llm_problem)
     return AgentEngine(catalog, agent, writer, options, popularity, config)

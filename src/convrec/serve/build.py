@@ -33,6 +33,7 @@ from convrec.serve.state import SessionOptions
 QUICK_RETRIEVER = "itemknn"
 ITEM_ONLY = frozenset(("itemknn", "ease", "popularity", "repeat", "lrurec"))  # read no dialogue text
 TRAINED_RETRIEVER = "lrurec-text"
+NO_CHAT_LLM = "the chat has no LLM (llm = None, --no-llm)"  # why an agent with explainer = llm writes templates
 TRAIN_HINT = "convrec train --dataset {dataset} --recommender lrurec-text --out runs/lrurec-text-{dataset}"
 
 
@@ -115,6 +116,7 @@ def build_engine(dataset: CRSDataset, config: ChatConfig, llm: LLM | None = None
     if config.agent == "harpo":
         agent_options = HarpoOptions(**{"retriever": config.retriever_name, "slate": options.top,
                                         **config.agent_options})
+        # the agent's Explainer (explainer = llm) rewrites its replies with the chat's own LLM client
         return build_agent_engine(catalog, retriever, writer, options, popularity, config, dataset.name,
-                                  agent_options)
+                                  agent_options, llm=llm, llm_problem=None if llm is not None else NO_CHAT_LLM)
     return Engine(catalog, retriever, writer, reranker, options, popularity, config)
