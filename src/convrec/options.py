@@ -8,11 +8,13 @@ options too and may not import ``cli``, which sits above them.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from convrec.errors import ConfigError, ConvrecError
+from convrec.errors import ConfigError, ConvrecError, OutputPathError
+from convrec.io import atomic_write, write_json
 
 Report = TypeVar("Report")
 
@@ -50,3 +52,15 @@ def report_main(prog: str, run: Callable[[Sequence[str] | None], Report], render
         return 2
     print(render(report))
     return 0
+
+
+def write_report_files(json_path: str | os.PathLike, report: Any, markdown_path: str | os.PathLike, text: str,
+                       option: str) -> None:
+    """A report module's two outputs, each written atomically; an unwritable place is a one-line error naming
+    ``option`` (e.g. ``--out DIR``)."""
+    try:
+        write_json(json_path, report)
+        with atomic_write(markdown_path) as handle:
+            handle.write(text)
+    except OSError as err:
+        raise OutputPathError(f"{option}: cannot write ({err.strerror})") from None

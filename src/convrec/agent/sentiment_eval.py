@@ -48,9 +48,8 @@ from convrec.data.fetch import default_data_dir, default_mirror
 from convrec.data.load import load_dataset
 from convrec.data.model import Dialogue, ItemFeedback
 from convrec.errors import ConfigError, OutputPathError
-from convrec.io import atomic_write, write_json
 from convrec.llm.types import LLM
-from convrec.options import report_main
+from convrec.options import report_main, write_report_files
 
 BOOTSTRAP = 1000
 # The grid searched on the tuning split (a few values each: the point is the protocol, not the last 0.1%).
@@ -463,12 +462,7 @@ def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if close is not None:
             close()
     report["command"] = "python -m convrec.agent.sentiment_eval " + " ".join(argv if argv is not None else sys.argv[1:])
-    try:
-        write_json(out_json, report)
-        with atomic_write(out_md) as handle:
-            handle.write(markdown(report))
-    except OSError as err:
-        raise OutputPathError(f"--out {args.out}: cannot write ({err.strerror})") from None
+    write_report_files(out_json, report, out_md, markdown(report), f"--out {args.out}")
     return report
 
 

@@ -77,12 +77,11 @@ from convrec.data.load import load_dataset
 from convrec.data.model import RecSample
 from convrec.errors import CheckpointError, ConfigError, DataError, OutputPathError
 from convrec.evaluate.harness import without_nan
+from convrec.evaluate.paired import paired_bootstrap
 from convrec.evaluate.protocol import Protocol
 from convrec.evaluate.provenance import provenance
-from convrec.evaluate.reply_quality import paired_bootstrap
 from convrec.evaluate.runner import evaluate_scores
-from convrec.io import atomic_write, write_json
-from convrec.options import parse_options, report_main
+from convrec.options import parse_options, report_main, write_report_files
 from convrec.resources import Resources
 from convrec.retrieval.base import build_recommender, item_counts, recommender_class, top_indices
 
@@ -674,12 +673,8 @@ def run(argv: Sequence[str] | None = None, resources: Resources | None = None) -
             "config": harpo.describe(), "provenance": recorded,
             "command": "python -m convrec.evaluate.agent_report " + " ".join(argv)}
     report = build_report(dataset, args.split, harpo, outcomes, accuracy, info, args.seed)
-    try:
-        write_json(args.out / "agent_report.json", without_nan(report.model_dump(mode="json")))
-        with atomic_write(args.out / "agent_report.md") as handle:
-            handle.write(markdown(report))
-    except OSError as err:
-        raise OutputPathError(f"--out {args.out}: cannot write ({err.strerror})") from None
+    write_report_files(args.out / "agent_report.json", without_nan(report.model_dump(mode="json")),
+                       args.out / "agent_report.md", markdown(report), f"--out {args.out}")
     return report
 
 

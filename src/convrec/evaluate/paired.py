@@ -7,7 +7,7 @@ what says whether a small difference between two rows is real.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -47,3 +47,21 @@ def add_paired_differences(results: list[dict[str, Any]], per_sample: list[dict[
         key = (result["dataset"], result["protocol"])
         if result["recommender"] != baseline and key in base:
             result["paired"] = {"baseline": baseline, "metrics": paired_differences(base[key], values, columns)}
+
+
+def paired_bootstrap(system: np.ndarray, baseline: np.ndarray, clusters: Sequence[str], resamples: int = 2000,
+                     seed: int = 0) -> tuple[float, float, float]:
+    """The mean per-sample difference ``system - baseline`` and its 95% percentile interval over ``resamples``
+    draws of the clusters (dialogues) with replacement, each bringing all its samples."""
+    diff = np.asarray(system, dtype=np.float64) - np.asarray(baseline, dtype=np.float64)
+    if diff.shape != (len(clusters),):
+        raise ValueError(f"{len(diff)} differences for {len(clusters)} cluster labels")
+    names = sorted(set(clusters))
+    index = {name: k for k, name in enumerate(names)}
+    label = np.asarray([index[c] for c in clusters])
+    sums = np.bincount(label, weights=diff, minlength=len(names))
+    counts = np.bincount(label, minlength=len(names)).astype(np.float64)
+    draws = np.random.default_rng(seed).integers(0, len(names), size=(resamples, len(names)))
+    means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(diff.mean()), float(low), float(high)

@@ -69,10 +69,10 @@ from convrec.data.fetch import default_data_dir, default_mirror
 from convrec.data.load import load_dataset
 from convrec.data.model import RecSample
 from convrec.errors import ConfigError, OutputPathError
-from convrec.io import atomic_write, write_json
+from convrec.evaluate.paired import paired_bootstrap
 from convrec.llm import LLM, LLMClient, LLMConfig, LocalOptions
 from convrec.llm.config import default_threads
-from convrec.options import report_main
+from convrec.options import report_main, write_report_files
 from convrec.rerank.pipeline import with_default_cache
 from convrec.rerank.prompts import PromptOptions
 from convrec.rerank.reply import ReplyOptions, ReplyWriter
@@ -166,24 +166,6 @@ class PairedInterval(BaseModel):
     high: float
     samples: int
     dialogues: int
-
-
-def paired_bootstrap(system: np.ndarray, baseline: np.ndarray, clusters: Sequence[str], resamples: int = BOOTSTRAP,
-                     seed: int = 0) -> tuple[float, float, float]:
-    """The mean per-sample difference ``system - baseline`` and its 95% percentile interval over ``resamples``
-    draws of the clusters (dialogues) with replacement, each bringing all its samples."""
-    diff = np.asarray(system, dtype=np.float64) - np.asarray(baseline, dtype=np.float64)
-    if diff.shape != (len(clusters),):
-        raise ValueError(f"{len(diff)} differences for {len(clusters)} cluster labels")
-    names = sorted(set(clusters))
-    index = {name: k for k, name in enumerate(names)}
-    label = np.asarray([index[c] for c in clusters])
-    sums = np.bincount(label, weights=diff, minlength=len(names))
-    counts = np.bincount(label, minlength=len(names)).astype(np.float64)
-    draws = np.random.default_rng(seed).integers(0, len(names), size=(resamples, len(names)))
-    means = sums[draws].sum(axis=1) / counts[draws].sum(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return float(diff.mean()), float(low), float(high)
 
 
 def refusal_kind(reason: str) -> str:
@@ -469,12 +451,8 @@ def run(argv: Sequence[str] | None = None, resources: Resources | None = None) -
                      "seconds": round(elapsed, 1), "data_hash": dataset.fingerprint}
     report["command"] = "python -m convrec.evaluate.reply_quality " + " ".join(argv)
     report = {key: report[key] for key in ("run", "command", "systems", "paired_rouge_l", "samples")}
-    try:
-        write_json(args.out / "reply_quality.json", report)
-        with atomic_write(args.out / "reply_quality.md") as handle:
-            handle.write(markdown(report))
-    except OSError as err:
-        raise OutputPathError(f"--out {args.out}: cannot write ({err.strerror})") from None
+    write_report_files(args.out / "reply_quality.json", report, args.out / "reply_quality.md", markdown(report),
+                       f"--out {args.out}")
     return report
 
 
