@@ -77,7 +77,11 @@ def test_success_is_accepting_a_slate_that_holds_the_target_and_nothing_else(ite
     successes = [metrics[f"success@{t}"] for t in range(1, 6)]
     assert successes == sorted(successes) and successes[-1] == metrics["success"]
     assert metrics["success"] == pytest.approx(np.mean([r.success_turn is not None for r in records]))
-    assert metrics["recall@10"] >= metrics["success"]  # a slate of 5 is the top of the ranking
+    for record in records:  # a slate of 5 is the top of the ranking: fewer than 5 items scored above the target
+        if record.success_turn:
+            assert record.system_turns[record.success_turn - 1].greater < 5
+    # Recall@k breaks ties at random in expectation, the slate by index: a target tied with many items (itemknn
+    # scores 0 for most) may be in the slate at Recall@10 < 1, so conversation Recall@10 >= success need not hold
     assert metrics["rejection_rate"] + metrics["success"] * len(records) / sum(
         len(r.system_turns) for r in records) == pytest.approx(1.0)
 
@@ -159,3 +163,14 @@ def test_episodes_played_on_threads_are_the_same_episodes(redial, itemknn, itemk
     config = SimulationConfig(dataset="redial", recommender="itemknn", episodes=EPISODES, turns=5)
     threaded = simulate(config, redial, RankingSystem(itemknn, 5, "redial"), workers=3, progress=False)
     assert threaded["metrics"] == pytest.approx(itemknn_run[0]["metrics"], nan_ok=True)
+
+
+def test_episode_subsets_of_one_seed_are_nested(redial: CRSDataset):
+    """A slow system run on fewer episodes must share them with the longer runs it is paired with."""
+    samples = redial.split("test").samples
+    fifty, two_hundred = choose_samples(samples, 50, 3), choose_samples(samples, 200, 3)
+    assert [s.sample_id for s in two_hundred[:50]] == [s.sample_id for s in fifty]
+    assert len({s.sample_id for s in two_hundred}) == 200
+    assert [s.sample_id for s in choose_samples(samples, 50, 4)] != [s.sample_id for s in fifty]
+    everything = choose_samples(samples, None, 3)
+    assert len(everything) == len(samples) and choose_samples(samples, len(samples) + 5, 3) == everything

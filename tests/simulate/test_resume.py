@@ -41,7 +41,7 @@ def without_timing(record: dict) -> dict:
 
 
 def test_a_line_cut_mid_write_is_played_again_and_nothing_else(redial, system, tmp_path):
-    config = SimulationConfig(dataset="redial", recommender="itemknn", episodes=30, turns=3)
+    config = SimulationConfig(dataset="redial", recommender="itemknn", episodes=30, turns=5)
     fresh = simulate(config, redial, system, transcripts=tmp_path / "fresh.jsonl", progress=False)
     path = tmp_path / "cut.jsonl"
     simulate(config, redial, system, transcripts=path, progress=False)

@@ -122,8 +122,12 @@ def names_title(text: str, title: str) -> bool:
 
 def choose_samples(samples: Sequence[RecSample], episodes: int | None, seed: int,
                    protocol: Protocol = Protocol.STANDARD) -> list[RecSample]:
-    """The samples the protocol keeps, or a seeded random ``episodes`` of them, in a seeded order."""
+    """The samples the protocol keeps, or the first ``episodes`` of them in a seeded random order. The subsets of
+    one seed are nested (the first 50 episodes of a 200-episode run are the 50-episode run), so that a slow
+    system run on fewer episodes is still paired with the others on the episodes they share."""
     kept = select_samples(samples, protocol)
     if episodes is None or episodes >= len(kept):
         return kept
-    return random.Random(seed).sample(kept, episodes)
+    order = list(kept)
+    random.Random(seed).shuffle(order)
+    return order[:episodes]
