@@ -37,3 +37,34 @@ def test_the_baseline_must_name_exactly_one_recommender():
         ResultsExperiment(baseline="ease", recommenders=recommenders)  # the label, once given, is the name
     with pytest.raises(ValueError, match="distinct labels"):
         ResultsExperiment(baseline="popularity", recommenders=[{"name": "popularity"}, {"name": "popularity"}])
+
+
+def test_rows_that_name_their_samples_pair_on_the_ones_they_share():
+    from convrec.evaluate.paired import SampleValues
+
+    base = SampleValues({"recall@10": np.array([0.1, 0.2, 0.3, 0.4])}, ("a", "b", "c", "d"))
+    short = SampleValues({"recall@10": np.array([0.7, 0.9, 0.5])}, ("e", "c", "a"))  # e: the baseline lacks it
+    out = paired_differences(base, short, ["recall@10"])["recall@10"]
+    # shared: a (0.5 - 0.1 = 0.4) and c (0.9 - 0.3 = 0.6)
+    assert out == {"diff": pytest.approx(0.5), "stderr": pytest.approx(0.1), "n": 2}
+    assert paired_differences(short, base, ["recall@10"])["recall@10"]["diff"] == pytest.approx(-0.5)
+    with pytest.raises(ValueError, match="names its samples"):
+        paired_differences(base, {"recall@10": np.array([0.1, 0.2, 0.3, 0.4])}, ["recall@10"])
+
+
+def test_a_ratio_metric_differs_by_the_difference_of_its_ratios_with_the_delta_method_error():
+    from convrec.evaluate.paired import Ratio, SampleValues
+    from convrec.simulate.metrics import ratio
+
+    numerator, denominator = np.array([1.0, 0.0, 2.0, 3.0]), np.array([2.0, 1.0, 3.0, 3.0])
+    other = SampleValues({"rejection_rate": Ratio(numerator, denominator)}, ("a", "b", "c", "d"))
+    # a baseline that is 0 everywhere: the difference is the other's ratio, with that ratio's own standard error
+    zero = SampleValues({"rejection_rate": Ratio(np.zeros(4), denominator)}, ("d", "c", "b", "a"))
+    out = paired_differences(zero, other, ["rejection_rate"])["rejection_rate"]
+    value, error = ratio(numerator, denominator)
+    assert out == {"diff": pytest.approx(value), "stderr": pytest.approx(error), "n": 4}
+    # on shared samples only: a and d
+    half = SampleValues({"rejection_rate": Ratio(np.array([2.0, 0.0]), np.array([2.0, 3.0]))}, ("a", "d"))
+    out = paired_differences(half, other, ["rejection_rate"])["rejection_rate"]
+    assert out["n"] == 2 and out["diff"] == pytest.approx((1 + 3) / (2 + 3) - (2 + 0) / (2 + 3))
+    assert paired_differences(other, other, ["rejection_rate"])["rejection_rate"]["stderr"] == 0.0

@@ -1,10 +1,18 @@
-"""``convrec eval``, ``convrec results`` and ``convrec recommenders``."""
+"""``convrec eval``, ``convrec results`` and ``convrec recommenders``.
+
+``convrec results`` runs an experiment's rows (dataset x recommender x protocol) offline, or, for an experiment
+with a ``[simulation]`` table, as ``convrec simulate`` runs: :func:`_entry_rows` is the one place that tells the
+two apart; the loop, the tables, the paired differences, the files and the README update are shared. This
+module may import both ``evaluate`` and ``simulate`` (``evaluate`` cannot import ``simulate``, which imports it).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +28,17 @@ from convrec.cli.common import (
     mirror,
     parse_options,
 )
+from convrec.data.dataset import CRSDataset
 from convrec.data.load import available_datasets, load_dataset
-from convrec.errors import ConfigError, OutputPathError
-from convrec.evaluate.experiment import ResultsExperiment, load_experiment
+from convrec.errors import ConfigError, DataError, OutputPathError
+from convrec.evaluate.experiment import (
+    RecommenderEntry,
+    ResultsExperiment,
+    SimulationSettings,
+    load_experiment,
+)
 from convrec.evaluate.harness import evaluate_recommender, without_nan
-from convrec.evaluate.paired import add_paired_differences
+from convrec.evaluate.paired import PerSampleValues, Ratio, SampleValues, add_paired_differences
 from convrec.evaluate.protocol import Protocol
 from convrec.evaluate.report import (
     README_END,
@@ -36,10 +50,13 @@ from convrec.evaluate.report import (
     print_table,
     update_readme,
 )
-from convrec.io import atomic_write, write_json
+from convrec.io import atomic_write, iter_jsonl, write_json
 from convrec.resources import Resources
 from convrec.retrieval import RECOMMENDERS
 from convrec.retrieval.base import recommender_class
+from convrec.simulate.episode import EpisodeRecord
+from convrec.simulate.metrics import interactive_metrics, pooled_ratios
+from convrec.simulate.runner import NOT_CHAT_RETRIEVERS, SimulationConfig, build_system, simulate
 
 console = Console(stderr=True)
 
@@ -83,6 +100,9 @@ def add_parsers(commands) -> None:
                      "ready); the JSON, Markdown and page table then hold only them")
     res.add_argument("--update-readme", type=Path, default=None, metavar="FILE.md",
                      help="replace the table between this file's results markers")
+    res.add_argument("--restart", action="store_true",
+                     help="simulated experiments: play every episode again instead of resuming the transcripts in "
+                     "OUT/NAME/transcripts (e.g. after changing a row's settings)")
     res.add_argument("--quiet", action="store_true", help="no progress bars")
     add_data_options(res)
     res.set_defaults(handler=run_results)
@@ -101,16 +121,23 @@ def _protocols(value: str) -> list[Protocol]:
 
 
 def _note_subsets(results: list[dict[str, Any]]) -> None:
-    """Say so whenever a number comes from a subset of the split rather than the whole of it."""
+    """Say so whenever a number comes from a subset of the split rather than the whole of it (offline: ``limit``;
+    simulated: fewer episodes than the protocol keeps)."""
     noted = set()
     for r in results:
         subset = r.get("subset")
         if subset is None or (r["dataset"], r["recommender"]) in noted:
             continue
+        if "limit" in subset:
+            what = (f"{subset['limit']} of {subset['of']} samples (seed {subset['seed']}, chosen by "
+                    f"{subset['chosen_by']})")
+        elif subset["episodes"] < subset["kept_by_protocol"]:
+            what = f"{subset['episodes']} of {subset['kept_by_protocol']} samples as episodes (seed {subset['seed']})"
+        else:
+            continue
         noted.add((r["dataset"], r["recommender"]))
         console.print(f"[yellow]note[/yellow]: {r['recommender']} on {r['dataset']}: a seeded random subset of "
-                      f"{subset['limit']} of {subset['of']} samples (seed {subset['seed']}, chosen by "
-                      f"{subset['chosen_by']}), not the whole split")
+                      f"{what}, not the whole split")
 
 
 def _check_eval_arguments(args: argparse.Namespace) -> None:
@@ -163,10 +190,23 @@ def _check_results_arguments(args: argparse.Namespace, experiment: ResultsExperi
         if entry.name not in RECOMMENDERS:
             raise ConfigError(f"{where}: recommenders entry {number} ({entry.display}): unknown recommender "
                               f"{entry.name!r}; choose one of {', '.join(sorted(RECOMMENDERS))}")
+        if experiment.simulation is not None:
+            _check_simulated_entry(experiment.simulation, entry, f"{where}: recommenders entry {number}")
     check_output_dir(args.out, "--out")
     if args.update_readme is not None:
         _check_readme(args.update_readme, experiment.name)
     return experiment
+
+
+def _check_simulated_entry(settings: SimulationSettings, entry: RecommenderEntry, where: str) -> None:
+    """The system kinds ``build_system`` refuses, refused before any row runs (as ``convrec simulate`` does)."""
+    system = settings.system
+    if system == "agent" and entry.name != "harpo":
+        raise ConfigError(f"{where} ({entry.display}): [simulation] system = \"agent\": {entry.name!r} is not an "
+                          "agent (harpo is); use system = \"ranking\" or \"auto\"")
+    if system == "chat" and entry.name in NOT_CHAT_RETRIEVERS:
+        raise ConfigError(f"{where} ({entry.display}): [simulation] system = \"chat\": {entry.name!r} is no "
+                          "first-stage retriever for the chat engine")
 
 
 def _check_readme(readme: Path, name: str) -> None:
@@ -183,42 +223,100 @@ def _check_readme(readme: Path, name: str) -> None:
                           f"{start} and {end} where the table goes")
 
 
+def _entry_rows(experiment: ResultsExperiment, dataset: CRSDataset, entry: RecommenderEntry,
+                args: argparse.Namespace, resources: Resources
+                ) -> Iterator[tuple[dict[str, Any], SampleValues | PerSampleValues]]:
+    """One recommender entry on one dataset: a result record per protocol with its per-sample values (for
+    paired differences), evaluated offline, or simulated when the experiment has a ``[simulation]`` table."""
+    options = {key: value.format(dataset=dataset.name) if isinstance(value, str) else value
+               for key, value in entry.options.items()}  # e.g. "results/runs/lrurec-{dataset}"
+    if experiment.simulation is None:
+        per_sample: list[dict[str, Any]] = []
+        results = evaluate_recommender(dataset, entry.name, options, experiment.split, experiment.protocols,
+                                       experiment.seed, experiment.limit, progress=not args.quiet,
+                                       per_sample_out=per_sample, resources=resources)
+        yield from zip(results, per_sample, strict=True)
+        return
+    system, fit_seconds = None, 0.0
+    for protocol in experiment.protocols:
+        try:
+            config = experiment.simulation.config(dataset.name, entry.name, options, experiment.split, protocol,
+                                                  experiment.seed, entry.episodes)
+        except ValueError as err:
+            raise ConfigError(f"recommenders entry {entry.display!r}: {err}") from None
+        if system is None:  # fitted once for all protocols, as offline: the fit does not depend on the protocol
+            started = time.perf_counter()
+            system = build_system(config, dataset, resources)
+            fit_seconds = time.perf_counter() - started
+        transcripts = experiment.transcripts_path(args.out, dataset.name, entry, protocol)
+        result = simulate(config, dataset, system, transcripts=transcripts, restart=args.restart,
+                          progress=not args.quiet, resources=resources)
+        result["run"]["fit_seconds"] = round(fit_seconds, 2)
+        if result.get("status") == "failed":
+            console.print(f"[yellow]warning[/yellow]: {entry.display} on {dataset.name} ({protocol}): "
+                          f"{result['failure']}")
+        yield result, _episode_values(transcripts, config)
+
+
+def _episode_values(transcripts: Path, config: SimulationConfig) -> SampleValues:
+    """Every interactive metric's per-episode values, named by episode id, from the transcripts a simulation
+    just completed (per-episode metrics as arrays, metrics pooled over turns as a numerator and denominator)."""
+    records = sorted((EpisodeRecord.model_validate(value) for number, value in iter_jsonl(transcripts)
+                      if number > 1), key=lambda record: record.order)  # line 1: the header
+    if not records:
+        raise DataError("holds no episode after its simulation completed", transcripts)
+    _, _, values = interactive_metrics(records, config.turns)
+    pooled = {name: Ratio(numerator, denominator) for name, (numerator, denominator) in pooled_ratios(records).items()}
+    return SampleValues({**values, **pooled}, tuple(record.episode_id for record in records))
+
+
+def _plot_metric(experiment: ResultsExperiment) -> str:
+    """The metric the figure shows: recall@10 offline; simulated, success (or the first column)."""
+    if experiment.simulation is None:
+        return "recall@10"
+    return "success" if "success" in experiment.columns else experiment.columns[0]
+
+
 def run_results(args: argparse.Namespace) -> int:
     experiment = _check_results_arguments(args, load_experiment(args.config))
     results: list[dict[str, Any]] = []
-    per_sample: list[dict[str, Any]] = []  # aligned with results
+    per_sample: list[SampleValues | PerSampleValues] = []  # aligned with results
     # One set for the whole experiment: its text retrievers share one encoder, its rar entries one LLM.
     with Resources.from_env(data_dir=data_dir(args)) as resources:
         for dataset_name in experiment.datasets:
             dataset = load_dataset(dataset_name, data_dir(args), mirror(args), progress=not args.quiet)
             for entry in experiment.recommenders:
                 console.print(f"[bold]{entry.display}[/bold] on {dataset_name} ...")
-                options = {key: value.format(dataset=dataset_name) if isinstance(value, str) else value
-                           for key, value in entry.options.items()}  # e.g. "results/runs/lrurec-{dataset}"
-                for result in evaluate_recommender(dataset, entry.name, options, experiment.split,
-                                                   experiment.protocols, experiment.seed, experiment.limit,
-                                                   progress=not args.quiet, per_sample_out=per_sample,
-                                                   resources=resources):
+                for result, values in _entry_rows(experiment, dataset, entry, args, resources):
                     result["recommender"] = entry.display
                     results.append(result)
+                    per_sample.append(values)
     if experiment.baseline:
         add_paired_differences(results, per_sample, experiment.baseline, experiment.columns)
     results.sort(key=lambda r: (experiment.datasets.index(r["dataset"]), r["protocol"] != "standard"))
-    print_table(results, title=f"{experiment.name}: {experiment.split} split, full catalogue", console=_stdout(),
-                columns=experiment.columns)
+    title, samples = f"{experiment.name}: {experiment.split} split, full catalogue", "the same samples"
+    if experiment.simulation is not None:
+        settings = experiment.simulation
+        title += (f", simulated with the {settings.user} user ({settings.turns} turns, slate {settings.slate}, "
+                  f"system {settings.system})")
+        samples = "the episodes both rows played"
+    print_table(results, title=title, console=_stdout(), columns=experiment.columns)
     if experiment.baseline:
-        print_paired_table(results, experiment.baseline, experiment.columns, console=_stdout())
+        print_paired_table(results, experiment.baseline, experiment.columns, console=_stdout(), samples=samples)
     _note_subsets(results)
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / f"{experiment.name}.json", without_nan({"experiment": experiment.model_dump(mode="json"),
                                                                    "results": results}))
     table = markdown_table(results, experiment.columns)
     if experiment.baseline:
-        table += "\n\n" + paired_markdown_table(results, experiment.baseline, experiment.columns)
+        table += "\n\n" + paired_markdown_table(results, experiment.baseline, experiment.columns, samples)
     with atomic_write(args.out / f"{experiment.name}.md") as handle:
         handle.write(table + "\n")
-    plot_results(results, args.out / f"{experiment.name}.png")
-    console.print(f"wrote {experiment.name}.json, .md and .png (recall@10 with standard errors) in {args.out}")
+    metric = _plot_metric(experiment)
+    plot_results(results, args.out / f"{experiment.name}.png", metric)
+    console.print(f"wrote {experiment.name}.json, .md and .png ({metric} with standard errors) in {args.out}")
+    if experiment.simulation is not None:
+        console.print(f"transcripts (resumed by a rerun) in {args.out / experiment.name / 'transcripts'}")
     if args.update_readme:
         if update_readme(args.update_readme, experiment.name, table):
             console.print(f"updated the '{experiment.name}' table in {args.update_readme}")

@@ -28,7 +28,7 @@ from convrec.resources import Resources
 from convrec.retrieval import RECOMMENDERS
 from convrec.retrieval.base import recommender_class
 from convrec.simulate.runner import NOT_CHAT_RETRIEVERS, SimulationConfig, simulate
-from convrec.simulate.user import USERS, UserOptions
+from convrec.simulate.user import USERS, user_class
 from convrec.simulate.validity import validity_report
 
 console = Console(stderr=True)
@@ -45,7 +45,11 @@ def add_parser(commands) -> None:
     )
     sim.add_argument("--dataset", required=True, help="redial, inspired, opendialkg-books, or an imported name")
     sim.add_argument("--recommender", required=True, help=f"one of: {', '.join(sorted(RECOMMENDERS))}")
-    sim.add_argument("--user", default="rule", choices=sorted(USERS), help="the simulated user (default rule)")
+    sim.add_argument("--user", default="rule", choices=sorted(USERS),
+                     help="rule (default): answers from the catalogue's metadata with templates; llm: the same goal "
+                     "and plan worded by an LLM that makes its own accept / reject decision (local Qwen 2.5 1.5B by "
+                     "default; --user-set llm.model=smollm2-135m, or llm.backend=openai llm.model=NAME "
+                     "llm.base_url=URL for any OpenAI-compatible server)")
     sim.add_argument("--turns", type=int, default=5, help="system turns per episode at most (default 5)")
     sim.add_argument("--episodes", type=int, default=None,
                      help="a seeded random subset of this many test samples (default: all of them)")
@@ -62,7 +66,9 @@ def add_parser(commands) -> None:
                      help="a recommender option, e.g. --set checkpoint=results/runs/lrurec-text-redial (repeatable)")
     sim.add_argument("--user-set", dest="user_options", action="append", metavar="KEY=VALUE",
                      help="a user option: close_min_shared=N also accepts an item sharing N attribute values with the "
-                     "target (reported apart as close_success); prefer_on_reject=false")
+                     "target (reported apart as close_success); prefer_on_reject=false; max_preferences=N; for the llm "
+                     "user also llm.* (its LLM), temperature, max_fallback_share (default 0.1: a run whose share of "
+                     "unparsable replies passes it is reported as failed, exit status 2)")
     sim.add_argument("--seed", type=int, default=0, help="seed of the episode subset and of the user (default 0)")
     sim.add_argument("--transcripts", type=Path, default=None, metavar="FILE.jsonl",
                      help="write every episode here and resume from it (default: beside --json, as .jsonl)")
@@ -107,7 +113,7 @@ def _config(args: argparse.Namespace) -> SimulationConfig:
     if args.system == "chat" and args.recommender in NOT_CHAT_RETRIEVERS:
         raise ConfigError(f"--system chat: {args.recommender!r} is no first-stage retriever for the chat engine")
     try:
-        user_options = UserOptions(**parse_options(args.user_options))
+        user_options = user_class(args.user).options_class(**parse_options(args.user_options))
     except ValidationError as err:
         problem = err.errors()[0]
         raise ConfigError(f"--user-set {'.'.join(str(p) for p in problem['loc'])}: {problem['msg']}") from None
@@ -139,13 +145,17 @@ def run_simulate(args: argparse.Namespace) -> int:
         result = simulate(config, dataset, transcripts=transcripts, restart=args.restart, workers=args.workers,
                           progress=not args.quiet, resources=resources)
     _print_result(result)
+    status = 0
+    if result["status"] == "failed":
+        console.print(f"[red]error[/red]: the run failed its checks: {result['failure']}")
+        status = 2
     if transcripts is None:
         console.print("[yellow]note[/yellow]: no --transcripts or --json: the transcripts were not kept, and an "
                       "interrupted run could not have resumed")
     if args.json:
         write_json(args.json, without_nan(result))
         console.print(f"wrote {args.json}")
-    return 0
+    return status
 
 
 def _print_result(result: dict[str, Any]) -> None:

@@ -1,4 +1,8 @@
-"""Tables and files for evaluation results: a terminal table, a Markdown table, JSON."""
+"""Tables and files for evaluation results: a terminal table, a Markdown table, JSON.
+
+A row is a result record of ``convrec eval`` (``n_samples``) or of ``convrec simulate`` (``n_episodes``, its
+recommender's record nested under ``config.recommender``); the tables show either.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from rich.table import Table
 from convrec.io import atomic_write
 
 TABLE_METRICS = ("recall@1", "recall@10", "recall@50", "ndcg@10", "mrr", "coverage@10", "long_tail@10")
-WITH_ERROR = frozenset({"recall@10", "ndcg@10", "ndcg@5"})  # columns shown with their standard error
+WITH_ERROR = frozenset({"recall@10", "ndcg@10", "ndcg@5", "success"})  # columns shown with their standard error
 # Shares of a run's LLM calls (rerank.stats.RunStats): no reply at all (transport), a reply that was unusable
 # (quality); shown beside the metrics because either turns an LLM row into the retriever's order.
 LLM_FAILURE_SHARES = ("llm_transport_failure_share", "llm_quality_failure_share")
@@ -30,9 +34,15 @@ def _cell(result: dict[str, Any], metric: str, with_error: bool) -> str:
     return f"{value:.3f} ± {error:.3f}" if with_error and error else f"{value:.3f}"
 
 
+def _n(result: dict[str, Any]) -> str:
+    """The row's number of samples: offline, the samples scored; simulated, the episodes played."""
+    return str(result["n_samples"] if "n_samples" in result else result["n_episodes"])
+
+
 def _llm_failure_cells(result: dict[str, Any]) -> list[str]:
     """The shares of LLM calls that got no reply and that got an unusable one; "-" for a row without an LLM."""
-    run = (result.get("config") or {}).get("run") or {}
+    config = result.get("config") or {}
+    run = config.get("run") or (config.get("recommender") or {}).get("run") or {}  # offline; simulated
     return ["-" if run.get(key) is None else f"{run[key]:.1%}" for key in LLM_FAILURE_SHARES]
 
 
@@ -48,7 +58,7 @@ def print_table(results: Sequence[dict[str, Any]], title: str = "", console: Con
     for column in LLM_FAILURE_COLUMNS if with_llm else ():
         table.add_column(column, justify="right")
     for r in results:
-        table.add_row(r["dataset"], r["protocol"], r["recommender"], str(r["n_samples"]),
+        table.add_row(r["dataset"], r["protocol"], r["recommender"], _n(r),
                       *(_cell(r, m, m in WITH_ERROR) for m in columns),
                       *(_llm_failure_cells(r) if with_llm else ()))
     (console or Console()).print(table)
@@ -58,7 +68,7 @@ def markdown_table(results: Sequence[dict[str, Any]], columns: Sequence[str] = T
     header = ["dataset", "protocol", "recommender", "n", *columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in results:
-        cells = [r["dataset"], r["protocol"], f"`{r['recommender']}`", str(r["n_samples"]),
+        cells = [r["dataset"], r["protocol"], f"`{r['recommender']}`", _n(r),
                  *(_cell(r, m, m in WITH_ERROR) for m in columns)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -71,14 +81,16 @@ def _paired_rows(results: Sequence[dict[str, Any]], columns: Sequence[str]) -> l
         if paired is None:
             continue
         cells = [f"{paired[m]['diff']:+.4f} ± {paired[m]['stderr']:.4f}" if m in paired else "-" for m in columns]
-        rows.append([r["dataset"], r["protocol"], r["recommender"], str(r["n_samples"]), *cells])
+        rows.append([r["dataset"], r["protocol"], r["recommender"], str(r["paired"].get("n", _n(r))), *cells])
     return rows
 
 
-def paired_markdown_table(results: Sequence[dict[str, Any]], baseline: str, columns: Sequence[str]) -> str:
-    """Each row's per-sample difference from ``baseline`` on the same samples (mean ± SE of the difference)."""
+def paired_markdown_table(results: Sequence[dict[str, Any]], baseline: str, columns: Sequence[str],
+                          samples: str = "the same samples") -> str:
+    """Each row's per-sample difference from ``baseline`` on ``samples`` (mean ± SE of the difference); n: how
+    many samples the two rows share."""
     header = ["dataset", "protocol", f"minus `{baseline}`", "n", *columns]
-    lines = [f"Paired differences from `{baseline}` on the same samples (mean ± standard error of the per-sample "
+    lines = [f"Paired differences from `{baseline}` on {samples} (mean ± standard error of the per-sample "
              "difference):", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in _paired_rows(results, columns):
         row[2] = f"`{row[2]}`"
@@ -87,8 +99,8 @@ def paired_markdown_table(results: Sequence[dict[str, Any]], baseline: str, colu
 
 
 def print_paired_table(results: Sequence[dict[str, Any]], baseline: str, columns: Sequence[str],
-                       console: Console | None = None) -> None:
-    table = Table(title=f"paired differences from {baseline} (same samples; mean ± SE)", show_lines=False)
+                       console: Console | None = None, samples: str = "the same samples") -> None:
+    table = Table(title=f"paired differences from {baseline} (on {samples}; mean ± SE)", show_lines=False)
     for column in ("dataset", "protocol", "recommender", "n"):
         table.add_column(column)
     for metric in columns:

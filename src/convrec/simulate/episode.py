@@ -9,7 +9,7 @@ ranking when it has one (ties broken uniformly at random in expectation, as offl
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 import numpy as np
@@ -50,7 +50,8 @@ class UserTurnRecord(UserTurn):
 
 class EpisodeRecord(BaseModel):
     """One finished episode. ``success_turn``: the system turn (1-based) whose slate held the target and was
-    accepted; ``close_turn``: the turn a close-enough item was accepted instead (never both)."""
+    accepted; ``close_turn``: the turn a close-enough item was accepted instead; ``wrong_accept_turn``: the turn
+    an LLM user accepted a slate that held neither (at most one of the three)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -61,6 +62,7 @@ class EpisodeRecord(BaseModel):
     turns: tuple[SystemTurnRecord | UserTurnRecord, ...]
     success_turn: int | None = None
     close_turn: int | None = None
+    wrong_accept_turn: int | None = None
     accepted: str | None = None
     guarded: int = 0
     system_seconds: float = 0.0
@@ -85,12 +87,13 @@ def target_rank(scores: np.ndarray | None, slate: tuple[str, ...], target: str, 
     return ranked_targets(np.asarray(scores, dtype=np.float64)[None, :], np.array([target_index]))
 
 
-def run_episode(sample: RecSample, order: int, system: System, user_class: type[UserSimulator],
+def run_episode(sample: RecSample, order: int, system: System, make_user: Callable[..., UserSimulator],
                 adapter: DomainAdapter, turns: int, seed: int = 0, user_options: UserOptions | None = None,
                 exclude: Iterable[str] = ()) -> EpisodeRecord:
-    """Play one episode (see the module docstring); ``exclude``: items the system may never recommend."""
+    """Play one episode (see the module docstring); ``make_user``: a user class, or a factory called like one
+    (the LLM user's carries its client); ``exclude``: items the system may never recommend."""
     goal = goal_for(sample, adapter, seed)
-    user = user_class(goal, adapter, user_options, seed)
+    user = make_user(goal, adapter, user_options, seed)
     conversation = system.start(sample.dialogue_id, sample.context, exclude)
     dialogue: list[Turn] = list(sample.context)
     target_index = adapter.catalog.index_of[goal.target]
@@ -112,7 +115,10 @@ def run_episode(sample: RecSample, order: int, system: System, user_class: type[
         records.append(UserTurnRecord(**answer.model_dump(), seconds=round(user_s, 5)))
         dialogue.append(Turn("seeker", answer.text))
         if answer.act == "accept":
-            outcome = {"accepted": answer.accepted, "close_turn" if answer.close else "success_turn": number}
+            if answer.accepted is None:  # an LLM user took a slate without its target: over, no success
+                outcome = {"wrong_accept_turn": number}
+            else:
+                outcome = {"accepted": answer.accepted, "close_turn" if answer.close else "success_turn": number}
             break
     return EpisodeRecord(episode_id=goal.episode_id, order=order, goal=goal, context_turns=len(sample.context),
                          turns=tuple(records), guarded=sum(1 for r in records if getattr(r, "guarded", False)),

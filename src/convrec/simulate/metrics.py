@@ -6,6 +6,7 @@ Per episode (mean over episodes, standard error over episodes):
 - ``success@t``: the user accepted the target within ``t`` system turns, t = 1..T; ``success`` is ``success@T``;
 - ``close_success``: the user accepted a close-enough item instead (only with ``close_min_shared``; apart from
   the headline success);
+- ``wrong_accept``: an LLM user accepted a slate without its target (the episode ends there, no success);
 - ``turns_to_success``: the system turn of the acceptance, over the successful episodes;
 - ``recall@1``, ``recall@10``: the target in the system's top 1 / 10 at some turn of the episode (the best of
   its turns: iEvaLM's conversation-level Recall@k);
@@ -18,8 +19,15 @@ independent units, since the turns of one episode are not independent):
 - ``turn_recall@1``, ``turn_recall@10``: Recall@k of each system turn that recommends;
 - ``rejection_rate``: share of recommending turns the user turned down;
 - ``ask_share``, ``recommend_share``: share of system turns that ask, that recommend;
-- ``guarded_share``: share of user turns whose composed text named the target and was replaced (a check on
-  the simulator: 0 expected).
+- ``guarded_share``: share of user turns whose text named the target and was replaced (the rule user: 0
+  expected; the llm user: its leaks).
+
+With the llm user, over its turns that went through the LLM: ``llm_fallback_share`` (no usable reply: the rule
+user's turn stood), ``llm_leak_share`` (the raw reply named the target before the system showed it),
+``llm_title_share`` (it named the target at all, accepting turns included), ``llm_agreement`` (its accept /
+reject equals the rule user's, over the recommending turns whose reply parsed), ``llm_false_accept_share`` (it
+accepted where the rule user rejected, same turns), ``llm_preference_mentioned`` (the reply names the value it
+was asked to state).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import numpy as np
 
 from convrec.evaluate.runner import summarise
 from convrec.simulate.episode import RECALL_CUTOFFS, EpisodeRecord
+from convrec.simulate.turns import LLMTurn
 
 
 def per_episode(records: Sequence[EpisodeRecord], turns: int) -> dict[str, np.ndarray]:
@@ -39,6 +48,7 @@ def per_episode(records: Sequence[EpisodeRecord], turns: int) -> dict[str, np.nd
     values = {f"success@{t}": (success_turn <= t).astype(np.float64) for t in range(1, turns + 1)}
     values["success"] = values[f"success@{turns}"]
     values["close_success"] = np.array([r.close_turn is not None for r in records], dtype=np.float64)
+    values["wrong_accept"] = np.array([r.wrong_accept_turn is not None for r in records], dtype=np.float64)
     values["turns_to_success"] = np.where(success_turn <= turns, success_turn, np.nan)
     for k in RECALL_CUTOFFS:
         name = f"recall@{k}"
@@ -50,7 +60,7 @@ def per_episode(records: Sequence[EpisodeRecord], turns: int) -> dict[str, np.nd
     return values
 
 
-def _pooled(records: Sequence[EpisodeRecord]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def pooled_ratios(records: Sequence[EpisodeRecord]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per ratio metric: (numerator, denominator) per episode."""
     def pair(numerator, denominator) -> tuple[np.ndarray, np.ndarray]:
         return (np.array([numerator(r) for r in records], dtype=np.float64),
@@ -67,7 +77,31 @@ def _pooled(records: Sequence[EpisodeRecord]) -> dict[str, tuple[np.ndarray, np.
                                lambda r: len(r.system_turns))
     pooled["recommend_share"] = pair(lambda r: len(recommending(r)), lambda r: len(r.system_turns))
     pooled["guarded_share"] = pair(lambda r: r.guarded, lambda r: len(r.user_turns))
+    if any(u.llm is not None for r in records for u in r.user_turns):
+        pooled.update(_llm_user_pooled(records, pair))
     return pooled
+
+
+def _llm_user_pooled(records: Sequence[EpisodeRecord], pair) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The llm user's own checks (its turns that went through the LLM)."""
+    def audits(r: EpisodeRecord) -> list[LLMTurn]:
+        return [u.llm for u in r.user_turns if u.llm is not None]
+
+    def parsed_decisions(r: EpisodeRecord) -> list[LLMTurn]:
+        return [t for t in audits(r) if t.parsed and t.rule_decision is not None]
+
+    return {
+        "llm_fallback_share": pair(lambda r: sum(not t.parsed for t in audits(r)), lambda r: len(audits(r))),
+        "llm_leak_share": pair(lambda r: sum(t.leaked for t in audits(r)), lambda r: len(audits(r))),
+        "llm_title_share": pair(lambda r: sum(t.names_target for t in audits(r)), lambda r: len(audits(r))),
+        "llm_agreement": pair(lambda r: sum(t.decision == t.rule_decision for t in parsed_decisions(r)),
+                              lambda r: len(parsed_decisions(r))),
+        "llm_false_accept_share": pair(
+            lambda r: sum(t.decision == "accept" and t.rule_decision == "reject" for t in parsed_decisions(r)),
+            lambda r: len(parsed_decisions(r))),
+        "llm_preference_mentioned": pair(lambda r: sum(t.mentions_preference is True for t in audits(r)),
+                                         lambda r: sum(t.mentions_preference is not None for t in audits(r))),
+    }
 
 
 def ratio(numerator: np.ndarray, denominator: np.ndarray) -> tuple[float, float]:
@@ -89,6 +123,6 @@ def interactive_metrics(records: Sequence[EpisodeRecord], turns: int
     """(metrics, standard errors, per-episode values) of the records (see the module docstring)."""
     values = per_episode(records, turns)
     means, errors = summarise(values, set())
-    for name, (numerator, denominator) in _pooled(records).items():
+    for name, (numerator, denominator) in pooled_ratios(records).items():
         means[name], errors[name] = ratio(numerator, denominator)
     return means, errors, values

@@ -22,12 +22,13 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, model_validator
 from tqdm import tqdm
 
 from convrec import __version__
@@ -38,13 +39,16 @@ from convrec.data.model import RecSample
 from convrec.errors import ConfigError, DataError, OutputPathError
 from convrec.evaluate.protocol import Protocol
 from convrec.io import iter_jsonl, sha256_text
+from convrec.llm.types import LLM
+from convrec.rerank.pipeline import with_default_cache
 from convrec.resources import Resources
 from convrec.retrieval.base import build_recommender
 from convrec.simulate.episode import EpisodeRecord, run_episode
 from convrec.simulate.goal import choose_samples
+from convrec.simulate.llm_user import LLMUser, LLMUserOptions
 from convrec.simulate.metrics import interactive_metrics
 from convrec.simulate.system import EngineSystem, HarpoSystem, RankingSystem, System
-from convrec.simulate.user import UserOptions, user_class
+from convrec.simulate.user import UserOptions, UserSimulator, user_class
 
 FORMAT = "convrec-simulate/1"
 NOT_CHAT_RETRIEVERS = ("harpo", "rar")
@@ -62,7 +66,8 @@ class SimulationConfig(BaseModel):
         "auto", description="ranking: the recommender's top items each turn; agent: harpo's own turns (asks and "
         "recommends); chat: convrec chat's engine over the recommender as retriever; auto: agent for harpo")
     user: str = "rule"
-    user_options: UserOptions = UserOptions()
+    user_options: SerializeAsAny[UserOptions] = Field(UserOptions(), description="the user's options, of its own "
+                                                      "class (LLMUserOptions for the llm user)")
     split: Literal["valid", "test"] = "test"
     protocol: Protocol = Protocol.STANDARD
     turns: int = Field(5, ge=1, le=50, description="system turns per episode at most")
@@ -70,11 +75,38 @@ class SimulationConfig(BaseModel):
     episodes: int | None = Field(None, ge=1, description="a seeded subset of this many samples; None: all")
     seed: int = Field(0, ge=0)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _options_of_the_user(cls, data: Any) -> Any:
+        """``user_options`` read as the chosen user's options class (a dict, or another user's options)."""
+        if not isinstance(data, dict):
+            return data
+        kind = user_class(data.get("user", "rule")).options_class
+        options = data.get("user_options")
+        if options is None or isinstance(options, dict):
+            return {**data, "user_options": kind(**(options or {}))}
+        if isinstance(options, UserOptions) and type(options) is not kind:
+            return {**data, "user_options": kind(**options.model_dump())}
+        return data
+
     @property
     def system_kind(self) -> str:
         if self.system != "auto":
             return self.system
         return "agent" if self.recommender == "harpo" else "ranking"
+
+
+def user_factory(config: SimulationConfig, resources: Resources, llm: LLM | None = None
+                 ) -> Callable[..., UserSimulator]:
+    """What plays the user of each episode: its class, or for the llm user its class with the (cached) client of
+    ``config``'s LLM, or ``llm`` when given."""
+    users = user_class(config.user)
+    if not issubclass(users, LLMUser):
+        return users
+    options = config.user_options
+    assert isinstance(options, LLMUserOptions)
+    client = llm or resources.llm(with_default_cache(options.llm, options.llm_cache, resources))
+    return partial(users, llm=client)
 
 
 def build_system(config: SimulationConfig, dataset: CRSDataset, resources: Resources | None = None) -> System:
@@ -197,11 +229,15 @@ def simulation_header(config: SimulationConfig, dataset: CRSDataset, samples: Se
 
 def simulate(config: SimulationConfig, dataset: CRSDataset, system: System | None = None, *,
              transcripts: Path | None = None, restart: bool = False, workers: int = 1, progress: bool = True,
-             resources: Resources | None = None) -> dict[str, Any]:
+             resources: Resources | None = None, user_llm: LLM | None = None) -> dict[str, Any]:
     """Run the simulation of ``config`` (see the module docstring) and return its result record. ``system``:
     an already built one (else :func:`build_system`); ``transcripts``: the JSONL file to write and resume
-    from (None: the records stay in memory)."""
-    users = user_class(config.user)
+    from (None: the records stay in memory); ``user_llm``: the llm user's LLM (else built from its options)."""
+    if resources is None:
+        with Resources.from_env() as own:
+            return simulate(config, dataset, system, transcripts=transcripts, restart=restart, workers=workers,
+                            progress=progress, resources=own, user_llm=user_llm)
+    user_class(config.user)  # an unknown user fails before anything runs
     split = dataset.split(config.split)
     if not split.samples:
         raise DataError(f"dataset {dataset.name!r} has no {config.split} samples to simulate")
@@ -221,6 +257,7 @@ def simulate(config: SimulationConfig, dataset: CRSDataset, system: System | Non
         system = system or build_system(config, dataset, resources)
         fit_seconds = time.perf_counter() - started
         adapter = DomainAdapter.of(dataset.catalog, dataset.name)
+        users = user_factory(config, resources, user_llm)
         todo = [(order, s) for order, s in enumerate(samples) if s.sample_id not in done]
         records = dict(done)
         started = time.perf_counter()
@@ -271,12 +308,19 @@ def _play(todo: Sequence[tuple[int, RecSample]], config: SimulationConfig, syste
 def _result(config: SimulationConfig, dataset: CRSDataset, system: System, records: Sequence[EpisodeRecord],
             subset: dict[str, Any], run: dict[str, Any], transcripts: Path | None) -> dict[str, Any]:
     metrics, stderr, _ = interactive_metrics(records, config.turns)
+    failure = None
+    options = config.user_options
+    if isinstance(options, LLMUserOptions) and metrics.get("llm_fallback_share", 0.0) > options.max_fallback_share:
+        failure = (f"the llm user fell back to the rule user on {metrics['llm_fallback_share']:.1%} of its turns "
+                   f"(unparsable replies or failed calls; at most {options.max_fallback_share:.0%} allowed): its "
+                   "results are not the LLM's")
     user_seconds = sum(r.user_seconds for r in records)
     system_seconds = sum(r.system_seconds for r in records)
     return {
         "dataset": config.dataset, "split": config.split, "protocol": str(config.protocol),
         "recommender": config.recommender, "system": config.system_kind, "user": config.user,
         "turns": config.turns, "slate": config.slate, "n_episodes": len(records), "n_items": len(dataset.catalog),
+        "status": "failed" if failure else "ok", "failure": failure,
         "metrics": metrics, "stderr": stderr,
         "subset": subset,
         "config": {**system.describe(), "user_options": config.user_options.model_dump(mode="json"),

@@ -31,10 +31,37 @@ class SystemTurn:
     scores: np.ndarray | None = None
 
 
+class LLMTurn(BaseModel):
+    """How an LLM user's turn came about, kept for its audit: ``raw_decision`` and ``raw`` are the model's replies
+    to its two calls (is the target in the slate? the message) before any check; ``parsed``: both gave a usable
+    answer (else the rule user's turn stands: a fallback); ``decision``:
+    the model's accept / reject on a recommending turn, ``rule_decision``: the rule user's on the same slate;
+    ``names_target``: the raw reply names the target's title, ``leaked``: it did so while the system had not
+    shown the target (an accepting turn may name what it accepts); ``mentions_preference``: the reply names the
+    value it was asked to state (None: none was); ``error``: the call failed (a fallback too)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    raw_decision: str = ""
+    raw: str = ""
+    parsed: bool = False
+    decision: Literal["accept", "reject"] | None = None
+    rule_decision: Literal["accept", "reject"] | None = None
+    names_target: bool = False
+    leaked: bool = False
+    mentions_preference: bool | None = None
+    error: str | None = None
+    cached: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
 class UserTurn(BaseModel):
-    """One user turn. ``accepted``: the item accepted (``close``: by the close-enough rule, not the target);
-    ``stated``: the preferences this turn stated; ``reason``: the value a rejection named ("horror");
-    ``guarded``: the composed text named the target's title and was replaced by a safe one."""
+    """One user turn. ``accepted``: the item accepted (``close``: by the close-enough rule, not the target;
+    None on an accepting turn: an LLM user accepted a slate without its target, which ends the episode without
+    success); ``stated``: the preferences this turn stated; ``reason``: the value a rejection named ("horror");
+    ``guarded``: the text named the target's title and was replaced by a safe one; ``llm``: how an LLM user's
+    turn came about (None for the rule user)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -45,3 +72,4 @@ class UserTurn(BaseModel):
     stated: tuple[Preference, ...] = ()
     reason: str | None = None
     guarded: bool = False
+    llm: LLMTurn | None = None

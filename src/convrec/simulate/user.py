@@ -4,8 +4,8 @@ A :class:`UserSimulator` is one user in one episode (as in UserSimCRS, the simul
 dialogue, not a scorer): built with the goal, the catalogue's :class:`~convrec.agent.domain.DomainAdapter` and
 a seed, it answers each :class:`~convrec.simulate.turns.SystemTurn` with a
 :class:`~convrec.simulate.turns.UserTurn`. ``rule`` (:class:`RuleUser`) is the first; an LLM user is a second
-subclass behind the same interface, given the same goal, with :func:`judge_slate` as the decision it falls back
-to and is compared with. Everything the users know about items comes from the adapter's schema: no simulator
+subclass (:class:`~convrec.simulate.llm_user.LLMUser`) behind the same interface, given the same goal, with the
+rule user's turn as the plan it words, the decision it is compared with, and its fallback. Everything the users know about items comes from the adapter's schema: no simulator
 names a domain, a genre or a role.
 
 The ``rule`` user:
@@ -94,6 +94,7 @@ class UserSimulator(ABC):
     """One simulated user in one episode (see the module docstring)."""
 
     name: ClassVar[str]
+    options_class: ClassVar[type[UserOptions]] = UserOptions  # what --user-set configures
 
     def __init__(self, goal: Goal, adapter: DomainAdapter, options: UserOptions | None = None, seed: int = 0):
         self.goal = goal
@@ -246,7 +247,7 @@ class RuleUser(UserSimulator):
         return turn
 
 
-USERS: dict[str, type[UserSimulator]] = {RuleUser.name: RuleUser}
+USERS: dict[str, type[UserSimulator]] = {RuleUser.name: RuleUser}  # the llm user registers itself (llm_user)
 
 
 def user_class(name: str) -> type[UserSimulator]:
