@@ -123,3 +123,19 @@ def test_the_rule_users_replies_read_back_as_it_decided_on_real_dialogues(redial
     only_liked = [r for r in rows if r.liked]
     with pytest.raises(ConfigError, match="one class only"):
         choose_threshold(only_liked)
+
+
+def test_rank_agreement_orders_rows_per_dataset_and_leaves_out_small_groups():
+    from convrec.simulate.metrics import rank_agreement
+
+    def row(dataset, offline, success):
+        return {"dataset": dataset, "protocol": "standard",
+                "metrics": {"first_turn_recall@10": offline, "success": success}}
+
+    rows = [row("redial", 0.1, 0.2), row("redial", 0.2, 0.5), row("redial", 0.3, 0.4),
+            row("redial", float("nan"), 0.9), row("inspired", 0.1, 0.3), row("inspired", 0.2, 0.1)]
+    agreement = rank_agreement(rows)
+    assert set(agreement) == {"redial/standard"}  # inspired has 2 rows; the NaN row is skipped
+    assert agreement["redial/standard"]["rows"] == 3
+    assert agreement["redial/standard"]["kendall_tau"] == pytest.approx(1 / 3)  # 2 concordant pairs, 1 discordant
+    assert agreement["redial/standard"]["spearman_rho"] == pytest.approx(0.5)

@@ -55,7 +55,7 @@ from convrec.resources import Resources
 from convrec.retrieval import RECOMMENDERS
 from convrec.retrieval.base import recommender_class
 from convrec.simulate.episode import EpisodeRecord
-from convrec.simulate.metrics import interactive_metrics, pooled_ratios
+from convrec.simulate.metrics import interactive_metrics, pooled_ratios, rank_agreement
 from convrec.simulate.runner import NOT_CHAT_RETRIEVERS, SimulationConfig, build_system, simulate
 
 console = Console(stderr=True)
@@ -305,11 +305,16 @@ def run_results(args: argparse.Namespace) -> int:
         print_paired_table(results, experiment.baseline, experiment.columns, console=_stdout(), samples=samples)
     _note_subsets(results)
     args.out.mkdir(parents=True, exist_ok=True)
+    # does the interactive protocol order the systems as offline Recall@10 on the same episodes does?
+    agreement = rank_agreement(results) if experiment.simulation is not None else {}
     write_json(args.out / f"{experiment.name}.json", without_nan({"experiment": experiment.model_dump(mode="json"),
-                                                                   "results": results}))
+                                                                   "results": results, "rank_agreement": agreement}))
     table = markdown_table(results, experiment.columns)
     if experiment.baseline:
         table += "\n\n" + paired_markdown_table(results, experiment.baseline, experiment.columns, samples)
+    if agreement:
+        table += "\n\n" + _agreement_text(agreement)
+        console.print(_agreement_text(agreement))
     with atomic_write(args.out / f"{experiment.name}.md") as handle:
         handle.write(table + "\n")
     metric = _plot_metric(experiment)
@@ -324,6 +329,13 @@ def run_results(args: argparse.Namespace) -> int:
             raise OutputPathError(f"--update-readme {args.update_readme}: its markers for '{experiment.name}' "
                                   f"went away during the run; the table is in {args.out / experiment.name}.md")
     return 0
+
+
+def _agreement_text(agreement: dict[str, dict[str, float | int]]) -> str:
+    parts = [f"{key} Kendall tau {a['kendall_tau']:+.2f}, Spearman rho {a['spearman_rho']:+.2f} ({a['rows']} rows)"
+             for key, a in agreement.items()]
+    return ("Rank agreement of success with offline Recall@10 on the same episodes (first-turn Recall@10): "
+            + "; ".join(parts) + ".")
 
 
 def run_recommenders(args: argparse.Namespace) -> int:

@@ -126,3 +126,28 @@ def interactive_metrics(records: Sequence[EpisodeRecord], turns: int
     for name, (numerator, denominator) in pooled_ratios(records).items():
         means[name], errors[name] = ratio(numerator, denominator)
     return means, errors, values
+
+
+def rank_agreement(results: Sequence[dict], interactive: str = "success",
+                   offline: str = "first_turn_recall@10") -> dict[str, dict[str, float | int]]:
+    """Per dataset and protocol ("redial/standard"), how the simulated results of several systems rank them
+    against their offline Recall@10 on the same episodes (``first_turn_recall@10`` is exactly that for a ranking
+    system): Kendall's tau-b and Spearman's rho over the rows, with the number of rows. Does interactive
+    evaluation tell the systems apart in the order the offline protocol does? With a handful of systems these
+    are coarse numbers (4 rows: tau moves in steps of 1/3); datasets with fewer than 3 rows are left out."""
+    from scipy.stats import kendalltau, spearmanr  # scipy is a core dependency; loaded only when asked
+
+    groups: dict[str, list[tuple[float, float]]] = {}
+    for result in results:
+        metrics = result.get("metrics", {})
+        pair = (metrics.get(offline), metrics.get(interactive))
+        if all(isinstance(v, float | int) and v == v for v in pair):
+            groups.setdefault(f"{result['dataset']}/{result['protocol']}", []).append(pair)
+    agreement: dict[str, dict[str, float | int]] = {}
+    for key, pairs in groups.items():
+        if len(pairs) < 3:
+            continue
+        x, y = zip(*pairs, strict=True)
+        agreement[key] = {"kendall_tau": float(kendalltau(x, y).statistic),
+                          "spearman_rho": float(spearmanr(x, y).statistic), "rows": len(pairs)}
+    return agreement
