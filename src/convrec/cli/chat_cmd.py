@@ -8,6 +8,8 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from convrec.cli.common import (
     mirror,
     parse_options,
 )
+from convrec.data.dataset import CRSDataset
 from convrec.data.load import load_dataset
 from convrec.errors import ConfigError, ConvrecError
 from convrec.io import write_json
@@ -185,9 +188,8 @@ def chat_config(args: argparse.Namespace) -> ChatConfig:
             problem = err.errors()[0]
             field = str(problem["loc"][-1]) if problem["loc"] else ""
             raise ConfigError(f"{_LLM_OPTIONS.get(field, field)}: {problem['msg']}") from None
-    if args.retriever is not None and (args.retriever not in RECOMMENDERS or args.retriever == "rar"):
-        choices = ", ".join(sorted(name for name in RECOMMENDERS if name != "rar"))
-        raise ConfigError(f"--retriever {args.retriever!r}: choose one of {choices}")
+    if args.retriever is not None:
+        check_retriever_name(args.retriever)
     if args.plot_chars < 0 or args.people < 0:
         raise ConfigError(f"--plot-chars and --people must be at least 0, got --plot-chars {args.plot_chars} "
                           f"--people {args.people}")
@@ -208,12 +210,61 @@ def chat_config(args: argparse.Namespace) -> ChatConfig:
                       prompt=CHAT_PROMPT.model_copy(update={"plot_chars": args.plot_chars, "max_people": args.people}), session=session)
 
 
-def missing_model_message(model: str, error: Exception) -> str:
+def check_retriever_name(name: str, option: str = "--retriever") -> None:
+    """A retriever the chat's first stage can be: any registered recommender but rar (two stages itself)."""
+    if name not in RECOMMENDERS or name == "rar":
+        choices = ", ".join(sorted(known for known in RECOMMENDERS if known != "rar"))
+        raise ConfigError(f"{option} {name!r}: choose one of {choices}")
+
+
+def missing_model_message(model: str, error: Exception, command: str = "chat") -> str:
     return (
-        f"convrec chat: the local model {model!r} is not available.\n  {error}\n"
+        f"convrec {command}: the local model {model!r} is not available.\n  {error}\n"
         f"Install the default model with: bash scripts/install_qwen.sh\n"
-        f"For a quick try with a tiny model: convrec chat --model smollm2-135m   (or without an LLM: --no-llm)"
+        f"For a quick try with a tiny model: convrec {command} --model smollm2-135m   (or without an LLM: --no-llm)"
     )
+
+
+def local_model_problem(config: ChatConfig, command: str = "chat") -> str | None:
+    """Why the config's local model cannot be loaded (the message to print), or None: checked before the
+    data, since a missing model should not cost a minute of loading first."""
+    if config.llm is None or config.llm.backend != "local":
+        return None
+    try:
+        resolve_local_model(config.llm.model_name, config.llm.local.models_dir)
+    except ModelNotAvailableError as exc:
+        return missing_model_message(config.llm.model_name, exc, command)
+    return None
+
+
+@dataclass(frozen=True)
+class LoadedEngine:
+    """What :func:`load_engine` built: the engine, the dataset it was built from, its LLM client (None without
+    one) and the seconds the retriever took to fit or load."""
+
+    engine: Engine
+    dataset: CRSDataset
+    llm: Any
+    fit_s: float
+
+
+def load_engine(config: ChatConfig, dataset_name: str, data: Path, mirror_dir: Path | None, resources: Resources,
+                status: Callable[[str], AbstractContextManager[Any]]) -> LoadedEngine:
+    """The engine of ``convrec chat`` and ``convrec serve``: the LLM first (a missing model or API key fails
+    before the data are loaded), then the dataset, the retriever fit on its train split (or loaded from the
+    config's checkpoint) and the engine over them. ``status(text)`` shows each step while it runs; the LLM is
+    ``resources``' client, closed by ``resources.close()``."""
+    llm = None
+    if config.llm is not None:
+        with status(f"loading the LLM {config.llm.model_name} ..."):
+            llm = resources.llm(config.llm)
+    with status(f"loading {dataset_name} ..."):
+        dataset = load_dataset(dataset_name, data, mirror_dir)
+    with status(f"fitting the retriever {config.retriever_name} ..."):
+        fit_started = time.monotonic()
+        retriever = build_retriever(dataset, config, resources=resources)
+        fit_s = time.monotonic() - fit_started
+    return LoadedEngine(build_engine(dataset, config, llm, retriever, resources=resources), dataset, llm, fit_s)
 
 
 def run_chat(args: argparse.Namespace) -> int:
@@ -222,12 +273,10 @@ def run_chat(args: argparse.Namespace) -> int:
     config = chat_config(args)
     if args.json is not None:  # the turns are written at the end: an unwritable path must fail before them
         check_output_file(args.json, "--json")
-    if config.llm is not None and config.llm.backend == "local":
-        try:  # before the data: a missing model should not cost a minute of loading first
-            resolve_local_model(config.llm.model_name, config.llm.local.models_dir)
-        except ModelNotAvailableError as exc:
-            print(missing_model_message(config.llm.model_name, exc), file=sys.stderr)
-            return 2
+    problem = local_model_problem(config)
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return 2
     if args.state is not None:
         check_output_file(args.state, "--state")
     if args.train_in_background is not None:
@@ -237,20 +286,12 @@ def run_chat(args: argparse.Namespace) -> int:
     chat: Chat | None = None
     resources = Resources.from_env(data_dir=data_dir(args))
     try:
-        if config.llm is not None:  # first: a missing model or API key fails before the data are loaded
-            with err.status(f"loading the LLM {config.llm.model_name} ..."):
-                llm = resources.llm(config.llm)
-        with err.status(f"loading {args.dataset} ..."):
-            dataset = load_dataset(args.dataset, data_dir(args), mirror(args))
-        with err.status(f"fitting the retriever {config.retriever_name} ..."):
-            fit_started = time.monotonic()
-            retriever = build_retriever(dataset, config, resources=resources)
-            fit_s = time.monotonic() - fit_started
-        engine = build_engine(dataset, config, llm, retriever, resources=resources)
+        loaded = load_engine(config, args.dataset, data_dir(args), mirror(args), resources, err.status)
+        engine, llm = loaded.engine, loaded.llm
         chat = Chat(engine, _initial_state(engine, args.state), args.state)
         if args.train_in_background is not None and config.checkpoint is None:
-            chat.train_in_background(args, dataset, llm, resources)
-        view.banner(out, _banner_lines(args, engine.config, chat, fit_s, time.monotonic() - started))
+            chat.train_in_background(args, loaded.dataset, llm, resources)
+        view.banner(out, _banner_lines(args, engine.config, chat, loaded.fit_s, time.monotonic() - started))
         screen = view.Screen(out, config.llm is not None, config.retriever_name in ITEM_ONLY, engine.vocabulary,
                              config.retriever_name)
         if args.message is not None:

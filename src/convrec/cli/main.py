@@ -11,7 +11,7 @@ import traceback
 from pathlib import Path
 
 from convrec import __version__
-from convrec.cli import align_cmd, chat_cmd, data_cmd, eval_cmd, simulate_cmd, train_cmd
+from convrec.cli import align_cmd, chat_cmd, data_cmd, eval_cmd, serve_cmd, simulate_cmd, train_cmd
 from convrec.errors import ConvrecError
 from convrec.resources import Resources
 
@@ -33,6 +33,7 @@ Typical first run (the data mirror is a local folder with the public datasets):
   convrec eval --dataset redial --recommender ease --protocol both
   convrec results            # the baseline table (docs/results/baselines.md), reproduced
   convrec chat               # talk to the recommender (retriever + local LLM re-ranker)
+  convrec serve --no-llm     # the same over HTTP: http://127.0.0.1:8000/docs
 """
 
 
@@ -48,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     train_cmd.add_parser(commands)
     align_cmd.add_parser(commands)
     chat_cmd.add_parser(commands)
+    serve_cmd.add_parser(commands)
     simulate_cmd.add_parser(commands)
     return parser
 

@@ -191,9 +191,15 @@ class Engine:
         """Mark the N-th recommendation of the latest turn liked, disliked or seen: the new state, and the item.
         Disliked and seen items are not recommended again in this conversation; liked ones count as named."""
         item_id = _nth(state.last, number).item_id
+        return self.mark(state, item_id, kind), self.catalog.get(item_id)
+
+    def mark(self, state: SessionState, item_id: str, kind: FeedbackKind) -> SessionState:
+        """Mark the catalogue item ``item_id`` liked, disliked or seen, recommended or not (the HTTP API gives
+        feedback by id): the new state. A KeyError for an item the catalogue does not hold."""
+        self.catalog.get(item_id)
         mark = state.feedback.get(item_id, ItemFeedback())
         mark = mark.model_copy(update={"seen": True} if kind == "seen" else {"liked": kind == "like"})
-        return state.model_copy(update={"feedback": {**state.feedback, item_id: mark}}), self.catalog.get(item_id)
+        return state.model_copy(update={"feedback": {**state.feedback, item_id: mark}})
 
     def _retrieval_view(self, dialogue_id: str, turns: Sequence[Turn], liked: Sequence[str],
                         count_recommended: bool) -> ContextView:
