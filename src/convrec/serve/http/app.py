@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import gc
 import hmac
 import logging
 import os
@@ -120,6 +121,45 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+class BodyTooLarge(Exception):
+    """A request body (sent without Content-Length, e.g. chunked) grew past MAX_BODY_BYTES while being read."""
+
+
+class BodyLimit:
+    """Stops reading a request body at ``limit`` bytes, however it is sent. The frame refuses a Content-Length
+    over the limit before anything is read; a chunked body has none, and FastAPI would read all of it into
+    memory. Here its reading fails with :class:`BodyTooLarge` once past the limit; FastAPI turns that into
+    its body-parsing 400 (the exception as its cause), which ``http_error`` answers 413."""
+
+    def __init__(self, app: Any, limit: int):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        received = 0
+
+        async def limited() -> dict[str, Any]:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise BodyTooLarge(f"the request body is over {self.limit:,} bytes")
+            return message
+
+        await self.app(scope, limited, send)
+
+
+def _body_too_large(error: BaseException | None) -> bool:
+    """Is ``error`` BodyTooLarge, or a group holding one (the frame's call_next runs the app in a task group)?"""
+    if isinstance(error, BaseExceptionGroup):
+        return error.subgroup(BodyTooLarge) is not None
+    return isinstance(error, BodyTooLarge)
+
+
 def iso(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
@@ -165,6 +205,11 @@ class Service:
         self.withhold = settings.withholds_research_text
         self.variant = "withheld" if self.withhold else "open"
         self.locks = SessionLocks()
+        # One SQLite write at a time in this process, queued on a lock of ours. SQLite serialises writers anyway,
+        # but a writer that finds the file locked sleeps in its busy handler (1, 2, 5, 10, ... ms) and a write
+        # transaction holds the lock across GIL switches, so under load writers slept while turns waited: at 16
+        # clients p95 fell from ~430 to ~125 ms with this lock (bench/bench_serve.py), throughput unchanged.
+        self.writing = threading.Lock()
         self.admission = Admission(settings.turn_slots or default_turn_slots(engine), settings.max_wait_s)
         Gauge("convrec_sessions", "sessions in the store", registry=metrics.registry).set_function(store.count)
         Gauge("convrec_turns_running", "turns running now", registry=metrics.registry).set_function(
@@ -225,14 +270,16 @@ class Service:
                                "another text; use a new id for a new message")
             stored, state = self.load(session_id)
             if done is None:  # recorded before the turn runs: after a crash, the history shows it unanswered
-                self.store.add_message(session_id, body.client_message_id, body.text)
+                with self.writing:
+                    self.store.add_message(session_id, body.client_message_id, body.text)
             with self.admission.enter():
                 started = time.monotonic()
                 new_state, record = self.engine.turn(state, body.text)
                 seconds = time.monotonic() - started
             self.admission.record(seconds)
             answer = self.presenter.answer(new_state, record)
-            self.store.answer(session_id, body.client_message_id, stored.version, new_state.to_json(), answer)
+            with self.writing:
+                self.store.answer(session_id, body.client_message_id, stored.version, new_state.to_json(), answer)
             self.metrics.turns.inc()
             self.metrics.turn_seconds.observe(seconds)
         return {"client_message_id": body.client_message_id, "replayed": False, **answer[self.variant]}
@@ -285,6 +332,12 @@ def create_app(engine: Engine | None, store: SessionStore | None, settings: Serv
             await asyncio.to_thread(_purge, service)  # before the first request: expired sessions are never served
             purger = threading.Thread(target=_purge_loop, args=(service, stop), name="convrec-purge", daemon=True)
             purger.start()
+        if service is not None:
+            # The engine, the catalogue and the dataset behind them are ~500k objects that live as long as the
+            # process. A full collection scanned them all: a ~300 ms pause with the GIL held, every request
+            # waiting (seen under load by bench/bench_serve.py). Frozen, collections scan only what came later.
+            gc.collect()
+            gc.freeze()
         try:
             yield
         finally:
@@ -334,6 +387,7 @@ def create_app(engine: Engine | None, store: SessionStore | None, settings: Serv
         log.info("%s %s %s %d %.1f ms", request_id, request.method, path, response.status_code, seconds * 1000)
         return response
 
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     if settings.cors_origins:  # added after the frame: the outer layer, so a preflight needs no token
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                            allow_methods=["GET", "POST", "DELETE"],
@@ -367,6 +421,13 @@ def create_app(engine: Engine | None, store: SessionStore | None, settings: Serv
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI's only 400: a body it could not read or decode
+            if _body_too_large(exc.__cause__):
+                return error_response(request, 413, "too_large", f"the request body is over {MAX_BODY_BYTES:,} "
+                                      "bytes")
+            # bytes that are not UTF-8: a body that is not JSON is a 422 (json_invalid) everywhere else, and 422
+            # is what the schema documents for it
+            return error_response(request, 422, "invalid_request", "body: not valid JSON (it must be UTF-8 JSON)")
         message = exc.detail if isinstance(exc.detail, str) else "the request cannot be answered"
         return error_response(request, exc.status_code, _STATUS_CODES.get(exc.status_code, "error"), message,
                               dict(exc.headers or {}))
@@ -417,7 +478,8 @@ def create_app(engine: Engine | None, store: SessionStore | None, settings: Serv
             k = options.k if svc.engine.reranker is not None else max(options.k, top)
             options = options.model_copy(update={"top": min(top, k), "k": k})
         state = svc.engine.new_state(options)
-        stored = svc.store.create(new_session_id(), state.to_json())
+        with svc.writing:
+            stored = svc.store.create(new_session_id(), state.to_json())
         return {"session_id": stored.session_id, "created_at": iso(stored.created_at),
                 "options": state.options.model_dump(mode="json")}
 
@@ -451,7 +513,8 @@ def create_app(engine: Engine | None, store: SessionStore | None, settings: Serv
             stored, state = svc.load(session_id)
             for item_id in dict.fromkeys(body.item_ids):
                 state = svc.engine.mark(state, item_id, body.kind)
-            svc.store.save_state(session_id, stored.version, state.to_json())
+            with svc.writing:
+                svc.store.save_state(session_id, stored.version, state.to_json())
         items = [{"item_id": i, "display_title": svc.engine.catalog.get(i).display_title}
                  for i in dict.fromkeys(body.item_ids)]
         return {"session_id": session_id, "kind": body.kind, "items": items,
@@ -464,7 +527,9 @@ def create_app(engine: Engine | None, store: SessionStore | None, settings: Serv
         svc = ready()
         with svc.hold(session_id):
             stored, state = svc.load(session_id)
-            svc.store.save_state(session_id, stored.version, svc.engine.reset(state).to_json())
+            new_state = svc.engine.reset(state).to_json()
+            with svc.writing:
+                svc.store.save_state(session_id, stored.version, new_state)
         stored, state = svc.load(session_id)
         return svc.view(stored, state)
 
@@ -474,7 +539,9 @@ def create_app(engine: Engine | None, store: SessionStore | None, settings: Serv
         """Delete the session and its messages, for good."""
         svc = ready()
         with svc.hold(session_id):
-            if not svc.store.delete(session_id):
+            with svc.writing:
+                deleted = svc.store.delete(session_id)
+            if not deleted:
                 raise ApiError(404, "session_not_found", "no session with this id (it may have expired or been "
                                "deleted)")
         return Response(status_code=204)
@@ -525,7 +592,8 @@ def _purge(service: Service) -> None:
     days = service.settings.retention_days
     assert days is not None
     try:
-        purged = service.store.purge(days * 86400.0)
+        with service.writing:
+            purged = service.store.purge(days * 86400.0)
     except Exception:  # noqa: BLE001 - the next round tries again; the server keeps answering meanwhile
         log.exception("purging expired sessions failed")
         return

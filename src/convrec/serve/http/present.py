@@ -20,7 +20,7 @@ import copy
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rapidfuzz import fuzz, process
@@ -62,6 +62,7 @@ class Presenter:
         self._stripped_engine = copy.copy(engine)
         self._stripped_engine.catalog = self.stripped
         self.search_index = TitleSearch(engine.catalog, engine.popularity)
+        self._withheld_cache: dict[str, _WithheldValues] = {}
 
     # -- items -----------------------------------------------------------------------------------------------
 
@@ -137,22 +138,53 @@ class Presenter:
         if not text:
             return False
         lowered = text.lower()
-        words = " ".join(_WORD.findall(lowered))
-        items = [self.catalog.get(item_id) for item_id in item_ids]
+        profiles = [self._withheld_values(item_id) for item_id in item_ids]
         # a name that stays as a fact of any of them (Tom Hanks directed one and stars in another) is no leak
-        kept = {value.lower() for item in items for key, value in _values(item) if key not in self.withheld_fields}
-        for item in items:
-            for key, value in _values(item):
-                if key not in self.withheld_fields or value.lower() in kept:
+        kept = frozenset().union(*(profile.kept for profile in profiles))
+        words = None
+        for profile in profiles:
+            if any(value not in kept and pattern.search(lowered) for value, pattern in profile.names):
+                return True
+            for value, shingles in profile.plots:
+                if value in kept:
                     continue
-                if key == "plot":
-                    plot = _WORD.findall(value.lower())
-                    if any(" ".join(plot[i:i + _PLOT_SHINGLE]) in words
-                           for i in range(len(plot) - _PLOT_SHINGLE + 1)):
-                        return True
-                elif len(value) >= 4 and re.search(rf"(?<!\w){re.escape(value.lower())}(?!\w)", lowered):
+                words = " ".join(_WORD.findall(lowered)) if words is None else words
+                if any(shingle in words for shingle in shingles):
                     return True
         return False
+
+    def _withheld_values(self, item_id: str) -> _WithheldValues:
+        """What :meth:`leaks` looks for in one item, worked out once per item: every turn checks its reply and
+        trace against its recommendations, and compiling a pattern per value per call was most of a turn's
+        time (Python's regex cache holds 512 patterns; a catalogue's names are many more)."""
+        found = self._withheld_cache.get(item_id)
+        if found is None:
+            item = self.catalog.get(item_id)
+            kept, names, plots = set(), [], []
+            for key, value in _values(item):
+                lowered = value.lower()
+                if key not in self.withheld_fields:
+                    kept.add(lowered)
+                elif key == "plot":
+                    plot = _WORD.findall(lowered)
+                    plots.append((lowered, tuple(" ".join(plot[i:i + _PLOT_SHINGLE])
+                                                 for i in range(len(plot) - _PLOT_SHINGLE + 1))))
+                elif len(value) >= 4:
+                    names.append((lowered, re.compile(rf"(?<!\w){re.escape(lowered)}(?!\w)")))
+            found = _WithheldValues(frozenset(kept), tuple(names), tuple(plots))
+            self._withheld_cache[item_id] = found  # a race only computes the same value twice
+        return found
+
+
+@dataclass(frozen=True)
+class _WithheldValues:
+    """One item's values for :meth:`Presenter.leaks`: those of fields that stay (lower case), the withheld names
+    and keywords (lower case, with a whole-word pattern) and the withheld plots (lower case, with their runs of
+    five words)."""
+
+    kept: frozenset[str]
+    names: tuple[tuple[str, re.Pattern[str]], ...]
+    plots: tuple[tuple[str, tuple[str, ...]], ...]
 
 
 _WORD = re.compile(r"\w+")

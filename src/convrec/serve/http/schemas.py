@@ -1,7 +1,8 @@
 """The API's requests and responses as pydantic models: the limits every request is checked against (the
 length of a message, the items of one feedback, the form of an id) and the shapes of the answers, which the
 OpenAPI schema (``docs/api/openapi.json``) publishes. Requests refuse unknown fields, so a misspelt field is
-a 422 naming it rather than a silently ignored option."""
+a 422 naming it rather than a silently ignored option, and are strict about JSON types: ``"top": true`` or
+``"top": "5"`` is a 422, not a quiet 1 or 5."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ MAX_SEARCH_RESULTS = 50
 
 
 class Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: JSON types as the schema says them (no `true` for an integer, no `"5"` for 5, no 5 for a string)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class SessionCreateOptions(Request):
