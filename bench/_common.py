@@ -176,6 +176,17 @@ def find_mirror(explicit: Path | None) -> Path:
     )
 
 
+def optional_mirror(mirror: Path | None, data_dir: Path | None) -> Path | None:
+    """:func:`find_mirror`, but optional with a ``--data-dir`` and no ``--mirror`` (the dataset may already be
+    converted there)."""
+    try:
+        return find_mirror(mirror)
+    except SystemExit:
+        if data_dir is None or mirror is not None:
+            raise
+        return None
+
+
 def _version(package: str) -> str | None:
     try:
         return metadata.version(package)

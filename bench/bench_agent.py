@@ -239,16 +239,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _mirror(args: argparse.Namespace) -> Path | None:
-    """The raw data mirror; optional with ``--data-dir`` (the dataset may already be converted there)."""
-    try:
-        return common.find_mirror(args.mirror)
-    except SystemExit:
-        if args.data_dir is None or args.mirror is not None:
-            raise
-        return None
-
-
 def _percentiles(values: list[float]) -> dict[str, float]:
     import numpy as np
 
@@ -284,7 +274,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     machine = common.machine_info()
     from convrec.data.load import load_dataset
 
-    mirror = _mirror(args)
+    mirror = common.optional_mirror(args.mirror, args.data_dir)
     temporary = args.data_dir is None
     data_dir = Path(tempfile.mkdtemp(prefix="convrec-bench-agent-")) if temporary else args.data_dir.resolve()
     retriever = "lrurec-text" if args.checkpoint else args.retriever

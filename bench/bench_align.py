@@ -242,16 +242,6 @@ def _cache_entries(path: Path) -> int | None:
         return int(connection.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
 
 
-def _mirror(args: argparse.Namespace) -> Path | None:
-    """The raw data mirror; optional with ``--data-dir`` (the dataset may already be converted there)."""
-    try:
-        return common.find_mirror(args.mirror)
-    except SystemExit:
-        if args.data_dir is None or args.mirror is not None:
-            raise
-        return None
-
-
 def _ratio(numerator: float | None, denominator: float | None) -> float | None:
     if numerator is None or not denominator:
         return None
@@ -305,7 +295,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from convrec.data.load import load_dataset
 
     base_settings = _base_settings(args)
-    mirror = _mirror(args)
+    mirror = common.optional_mirror(args.mirror, args.data_dir)
     scratch = Path(tempfile.mkdtemp(prefix="convrec-bench-align-"))  # checkpoints, caches, run dirs
     data_dir = scratch / "data" if args.data_dir is None else args.data_dir.resolve()
     runs: list[dict[str, Any]] = []

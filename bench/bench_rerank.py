@@ -219,23 +219,13 @@ def _summary(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def _mirror(args: argparse.Namespace) -> Path | None:
-    """The raw data mirror; optional with ``--data-dir`` (the dataset may already be converted there)."""
-    try:
-        return common.find_mirror(args.mirror)
-    except SystemExit:
-        if args.data_dir is None or args.mirror is not None:
-            raise
-        return None
-
-
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     started = time.perf_counter()
     machine = common.machine_info()
     from convrec.data.load import load_dataset
 
-    mirror = _mirror(args)
+    mirror = common.optional_mirror(args.mirror, args.data_dir)
     temporary = args.data_dir is None
     data_dir = Path(tempfile.mkdtemp(prefix="convrec-bench-rerank-")) if temporary else args.data_dir.resolve()
     runs = []

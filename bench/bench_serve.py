@@ -801,15 +801,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _mirror(args: argparse.Namespace) -> Path | None:
-    try:
-        return common.find_mirror(args.mirror)
-    except SystemExit:
-        if args.data_dir is None or args.mirror is not None:
-            raise
-        return None
-
-
 def _run(coroutine: Callable[[], Awaitable[Any]]) -> Any:
     return asyncio.run(coroutine())
 
@@ -821,7 +812,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     others_at_start = other_experiments()
     from convrec.data.load import load_dataset
 
-    mirror = _mirror(args)
+    mirror = common.optional_mirror(args.mirror, args.data_dir)
     temporary = args.data_dir is None
     data_dir = Path(tempfile.mkdtemp(prefix="convrec-bench-serve-data-")) if temporary else args.data_dir.resolve()
     workdir = Path(tempfile.mkdtemp(prefix="convrec-bench-serve-"))

@@ -30,11 +30,10 @@ from convrec.cli.common import (
 )
 from convrec.data.dataset import CRSDataset
 from convrec.data.load import available_datasets, load_dataset
-from convrec.errors import ConfigError, DataError, OutputPathError
+from convrec.errors import ConfigError, OutputPathError
 from convrec.evaluate.experiment import (
     RecommenderEntry,
     ResultsExperiment,
-    SimulationSettings,
     load_experiment,
 )
 from convrec.evaluate.harness import evaluate_recommender, without_nan
@@ -50,13 +49,13 @@ from convrec.evaluate.report import (
     print_table,
     update_readme,
 )
-from convrec.io import atomic_write, iter_jsonl, write_json
+from convrec.io import atomic_write, write_json
 from convrec.resources import Resources
 from convrec.retrieval import RECOMMENDERS
 from convrec.retrieval.base import recommender_class
 from convrec.simulate.episode import EpisodeRecord
 from convrec.simulate.metrics import interactive_metrics, pooled_ratios, rank_agreement
-from convrec.simulate.runner import NOT_CHAT_RETRIEVERS, SimulationConfig, build_system, simulate
+from convrec.simulate.runner import SimulationConfig, build_system, check_system_kind, simulate
 
 console = Console(stderr=True)
 
@@ -191,22 +190,12 @@ def _check_results_arguments(args: argparse.Namespace, experiment: ResultsExperi
             raise ConfigError(f"{where}: recommenders entry {number} ({entry.display}): unknown recommender "
                               f"{entry.name!r}; choose one of {', '.join(sorted(RECOMMENDERS))}")
         if experiment.simulation is not None:
-            _check_simulated_entry(experiment.simulation, entry, f"{where}: recommenders entry {number}")
+            check_system_kind(experiment.simulation.system, entry.name,
+                              f"{where}: recommenders entry {number} ({entry.display}): [simulation] system =")
     check_output_dir(args.out, "--out")
     if args.update_readme is not None:
         _check_readme(args.update_readme, experiment.name)
     return experiment
-
-
-def _check_simulated_entry(settings: SimulationSettings, entry: RecommenderEntry, where: str) -> None:
-    """The system kinds ``build_system`` refuses, refused before any row runs (as ``convrec simulate`` does)."""
-    system = settings.system
-    if system == "agent" and entry.name != "harpo":
-        raise ConfigError(f"{where} ({entry.display}): [simulation] system = \"agent\": {entry.name!r} is not an "
-                          "agent (harpo is); use system = \"ranking\" or \"auto\"")
-    if system == "chat" and entry.name in NOT_CHAT_RETRIEVERS:
-        raise ConfigError(f"{where} ({entry.display}): [simulation] system = \"chat\": {entry.name!r} is no "
-                          "first-stage retriever for the chat engine")
 
 
 def _check_readme(readme: Path, name: str) -> None:
@@ -249,22 +238,19 @@ def _entry_rows(experiment: ResultsExperiment, dataset: CRSDataset, entry: Recom
             system = build_system(config, dataset, resources)
             fit_seconds = time.perf_counter() - started
         transcripts = experiment.transcripts_path(args.out, dataset.name, entry, protocol)
+        records: list[EpisodeRecord] = []
         result = simulate(config, dataset, system, transcripts=transcripts, restart=args.restart,
-                          progress=not args.quiet, resources=resources)
+                          progress=not args.quiet, resources=resources, records_out=records)
         result["run"]["fit_seconds"] = round(fit_seconds, 2)
         if result.get("status") == "failed":
             console.print(f"[yellow]warning[/yellow]: {entry.display} on {dataset.name} ({protocol}): "
                           f"{result['failure']}")
-        yield result, _episode_values(transcripts, config)
+        yield result, _episode_values(records, config)
 
 
-def _episode_values(transcripts: Path, config: SimulationConfig) -> SampleValues:
-    """Every interactive metric's per-episode values, named by episode id, from the transcripts a simulation
-    just completed (per-episode metrics as arrays, metrics pooled over turns as a numerator and denominator)."""
-    records = sorted((EpisodeRecord.model_validate(value) for number, value in iter_jsonl(transcripts)
-                      if number > 1), key=lambda record: record.order)  # line 1: the header
-    if not records:
-        raise DataError("holds no episode after its simulation completed", transcripts)
+def _episode_values(records: list[EpisodeRecord], config: SimulationConfig) -> SampleValues:
+    """Every interactive metric's per-episode values, named by episode id (per-episode metrics as arrays, metrics
+    pooled over turns as a numerator and denominator)."""
     _, _, values = interactive_metrics(records, config.turns)
     pooled = {name: Ratio(numerator, denominator) for name, (numerator, denominator) in pooled_ratios(records).items()}
     return SampleValues({**values, **pooled}, tuple(record.episode_id for record in records))

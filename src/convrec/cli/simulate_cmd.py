@@ -27,7 +27,7 @@ from convrec.io import write_json
 from convrec.resources import Resources
 from convrec.retrieval import RECOMMENDERS
 from convrec.retrieval.base import recommender_class
-from convrec.simulate.runner import NOT_CHAT_RETRIEVERS, SimulationConfig, simulate
+from convrec.simulate.runner import SimulationConfig, check_system_kind, simulate
 from convrec.simulate.user import USERS, user_class
 from convrec.simulate.validity import validity_report
 
@@ -108,10 +108,7 @@ def _config(args: argparse.Namespace) -> SimulationConfig:
     if args.seed < 0:
         raise ConfigError(f"--seed must be a non-negative integer, got {args.seed}")
     recommender_class(args.recommender)  # an unknown name lists the known ones
-    if args.system == "agent" and args.recommender != "harpo":
-        raise ConfigError(f"--system agent: {args.recommender!r} is not an agent (harpo is); use --system ranking")
-    if args.system == "chat" and args.recommender in NOT_CHAT_RETRIEVERS:
-        raise ConfigError(f"--system chat: {args.recommender!r} is no first-stage retriever for the chat engine")
+    check_system_kind(args.system, args.recommender)
     try:
         user_options = user_class(args.user).options_class(**parse_options(args.user_options))
     except ValidationError as err:

@@ -109,20 +109,26 @@ def user_factory(config: SimulationConfig, resources: Resources, llm: LLM | None
     return partial(users, llm=client)
 
 
+def check_system_kind(system: str, recommender: str, option: str = "--system") -> None:
+    """The system kinds :func:`build_system` cannot build, refused before anything loads; ``option``: how the
+    caller's user set it ("--system", "[simulation] system")."""
+    if system == "agent" and recommender != "harpo":
+        raise ConfigError(f"{option} agent: {recommender!r} is not an agent (harpo is); use ranking or auto")
+    if system == "chat" and recommender in NOT_CHAT_RETRIEVERS:
+        raise ConfigError(f"{option} chat: {recommender!r} is no first-stage retriever for the chat engine; use "
+                          "ranking or auto")
+
+
 def build_system(config: SimulationConfig, dataset: CRSDataset, resources: Resources | None = None) -> System:
     """The system of ``config``, fitted on the train split (validation for its hyper-parameters, as offline)."""
     kind = config.system_kind
+    check_system_kind(config.system, config.recommender)
     if kind == "chat":
-        if config.recommender in NOT_CHAT_RETRIEVERS:
-            raise ConfigError(f"--system chat: {config.recommender!r} is no first-stage retriever for the chat "
-                              "engine; simulate it with --system auto")
         from convrec.serve.build import ChatConfig, build_engine  # the chat's stack only when asked for
 
         chat = ChatConfig(retriever=config.recommender, retriever_options=config.options, llm=None)
         return EngineSystem(build_engine(dataset, chat, resources=resources), config.slate)
     recommender = build_recommender(config.recommender, dataset.catalog, config.options, resources=resources)
-    if kind == "agent" and not isinstance(recommender, HarpoRecommender):
-        raise ConfigError(f"--system agent: {config.recommender!r} is not an agent (harpo is); use --system ranking")
     recommender.fit(dataset.split("train"), dataset.split("valid") if config.split != "valid" else None)
     if isinstance(recommender, HarpoRecommender) and kind == "agent":
         assert recommender.agent_ is not None
@@ -229,14 +235,16 @@ def simulation_header(config: SimulationConfig, dataset: CRSDataset, samples: Se
 
 def simulate(config: SimulationConfig, dataset: CRSDataset, system: System | None = None, *,
              transcripts: Path | None = None, restart: bool = False, workers: int = 1, progress: bool = True,
-             resources: Resources | None = None, user_llm: LLM | None = None) -> dict[str, Any]:
+             resources: Resources | None = None, user_llm: LLM | None = None,
+             records_out: list[EpisodeRecord] | None = None) -> dict[str, Any]:
     """Run the simulation of ``config`` (see the module docstring) and return its result record. ``system``:
     an already built one (else :func:`build_system`); ``transcripts``: the JSONL file to write and resume
-    from (None: the records stay in memory); ``user_llm``: the llm user's LLM (else built from its options)."""
+    from (None: the records stay in memory); ``user_llm``: the llm user's LLM (else built from its options);
+    ``records_out``: receives every episode record of the run, resumed ones included, in the seeded order."""
     if resources is None:
         with Resources.from_env() as own:
             return simulate(config, dataset, system, transcripts=transcripts, restart=restart, workers=workers,
-                            progress=progress, resources=own, user_llm=user_llm)
+                            progress=progress, resources=own, user_llm=user_llm, records_out=records_out)
     user_class(config.user)  # an unknown user fails before anything runs
     split = dataset.split(config.split)
     if not split.samples:
@@ -270,6 +278,8 @@ def simulate(config: SimulationConfig, dataset: CRSDataset, system: System | Non
         if file is not None:
             file.close()
     ordered = sorted(records.values(), key=lambda r: r.order)
+    if records_out is not None:
+        records_out.extend(ordered)
     subset = {"episodes": len(samples), "seed": config.seed, "of": len(split.samples),
               "kept_by_protocol": len(choose_samples(split.samples, None, config.seed, config.protocol))}
     return _result(config, dataset, system, ordered, subset,
