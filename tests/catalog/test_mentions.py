@@ -209,3 +209,27 @@ def test_the_gold_meet_the_parents_of_redial_test_is_linked(redial_titles, redia
               if t.role == "seeker" and "Ben Stiller. Meet the Parents" in t.text]
     found = find_titles(turn.text, linker, popularity, not_titles=MOVIES.not_titles)
     assert [m.item_id for m in found] == list(turn.items) == ["170722"]
+
+
+def test_skipping_positions_no_title_can_begin_at_finds_the_same_titles(redial, inspired, monkeypatch):
+    """``may_begin_title`` only saves time: over every ReDial and INSPIRED test message (thousands, with
+    titles, years, quotes, articles and punctuation as people type them) the titles found are the same with the
+    test as without it (every position tried), and the test does skip most positions."""
+    for dataset in (redial, inspired):
+        linker = TitleLinker(dataset.catalog)
+        messages = [turn.text for dialogue in dataset.split("test").dialogues for turn in dialogue.turns][:4000]
+        with_test = [find_titles(message, linker) for message in messages]
+        asked, skipped = [], []
+        original = TitleLinker.may_begin_title
+
+        def every_position(self, word, asked=asked, skipped=skipped, original=original):
+            asked.append(word)
+            if not original(self, word):
+                skipped.append(word)
+            return True
+
+        monkeypatch.setattr(TitleLinker, "may_begin_title", every_position)
+        assert [find_titles(message, linker) for message in messages] == with_test
+        monkeypatch.undo()
+        assert sum(len(found) for found in with_test) > 300  # titles were found, so the comparison means something
+        assert len(skipped) > 0.2 * len(asked)

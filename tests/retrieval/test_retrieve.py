@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from convrec.data.model import ContextView, Turn
 from convrec.retrieval import build_recommender
@@ -66,3 +68,17 @@ def test_top_indices_prefer_keeps_ties_in_catalogue_order_and_the_excluded_out()
     assert top_indices(scores, 2, prefer=[0, 6]).tolist() == [6, 0]
     assert top_indices(scores, 3, exclude=[6], prefer=[6]).tolist() == [1, 3, 0]  # an excluded preference
     assert top_indices(scores, 3, prefer=[]).tolist() == top_indices(scores, 3).tolist() == [1, 3, 6]
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.sampled_from([0.0, 0.0, 0.0, 1.0, 2.0, -1.0, float("nan"), float("-inf")]) |
+                       st.floats(-5, 5), min_size=1, max_size=60),
+       k=st.integers(1, 70), data=st.data())
+def test_top_indices_equals_a_stable_sort_with_ties_nan_and_exclusions(values, k, data):
+    """Mostly-tied scores (item-kNN's zeros) take a faster path: the answer is still the stable sort's."""
+    scores = np.array(values)
+    exclude = data.draw(st.lists(st.integers(0, len(values) - 1), max_size=len(values)))
+    kept = [i for i in range(len(values)) if i not in set(exclude)]
+    key = np.nan_to_num(scores, nan=-np.inf)
+    expected = sorted(kept, key=lambda i: (-key[i], i))[:k]
+    assert top_indices(scores, k, exclude).tolist() == expected

@@ -5,6 +5,7 @@ killed (SIGKILL, for the restart tests) or stopped. Every error answer it gets i
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,14 @@ class Reply:
     headers: dict[str, str]
     body: Any  # parsed JSON, or the text when it is not JSON
     text: str
+
+
+@dataclass
+class Event:
+    kind: str
+    data: Any
+    read: int  # which read of the socket brought it: events that arrive apart come in different reads
+    at: float  # time.monotonic() when it arrived
 
 
 def assert_clean_error(reply: Reply) -> None:
@@ -79,6 +89,37 @@ class Server:
             assert_clean_error(reply)
         return reply
 
+    def events(self, path: str, body: Any, timeout: float = 120) -> tuple[Reply, list[Event]]:
+        """POST ``body`` to a server-sent-events endpoint and read the events as they arrive. An answer that is
+        not an event stream (an error) comes back as the Reply, with no events."""
+        url = urllib.parse.urlsplit(self.base)
+        connection = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
+        headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {self.token}"} if self.token
+                                                           else {})}
+        try:
+            connection.request("POST", path, body=json.dumps(body).encode(), headers=headers)
+            response = connection.getresponse()
+            got = {k.lower(): v for k, v in response.getheaders()}
+            if response.status != 200 or not got.get("content-type", "").startswith("text/event-stream"):
+                text = response.read().decode("utf-8", errors="replace")
+                reply = Reply(response.status, got, json.loads(text) if text else None, text)
+                if reply.status >= 400:
+                    assert_clean_error(reply)
+                return reply, []
+            events: list[Event] = []
+            buffer, reads = "", 0
+            while chunk := response.read1(65536):
+                reads += 1
+                buffer += chunk.decode("utf-8")
+                while "\n\n" in buffer:
+                    block, buffer = buffer.split("\n\n", 1)
+                    fields = dict(line.split(": ", 1) for line in block.splitlines())
+                    events.append(Event(fields["event"], json.loads(fields["data"]), reads, time.monotonic()))
+            assert buffer == "", f"the stream ended inside an event: {buffer!r}"
+            return Reply(200, got, None, ""), events
+        finally:
+            connection.close()
+
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
@@ -97,11 +138,13 @@ class Server:
 
 
 def start_server(workdir: Path, mirror: Path, data_dir: Path, db: Path, *extra: str, token: str | None = None,
-                 name: str = "server") -> Server:
-    """``convrec serve --no-llm --retriever itemknn`` on redial, waited for until /ready says ready."""
+                 name: str = "server", model: str | None = None) -> Server:
+    """``convrec serve --no-llm --retriever itemknn`` on redial (with ``model``: that local LLM re-ranks and
+    writes the replies), waited for until /ready says ready."""
     port = free_port()
     log_path = workdir / f"{name}-{port}.log"
-    argv = [sys.executable, "-m", "convrec", "serve", "--dataset", "redial", "--no-llm", "--retriever", "itemknn",
+    llm = ["--model", model] if model else ["--no-llm"]
+    argv = [sys.executable, "-m", "convrec", "serve", "--dataset", "redial", *llm, "--retriever", "itemknn",
             "--port", str(port), "--db", str(db), "--data-dir", str(data_dir), "--mirror", str(mirror), *extra]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CONVREC_CACHE_DIR": str(workdir / "cache")}
     env.pop("CONVREC_SERVE_TOKEN", None)

@@ -105,6 +105,14 @@ def test_feedback_by_item_id_changes_what_comes_next_and_unknown_ids_are_refused
     assert too_many.status == 422 and "item_ids" in too_many.body["error"]["message"]
     bad_kind = server.request("POST", f"/api/sessions/{sid}/feedback", {"item_ids": [disliked], "kind": "love"})
     assert bad_kind.status == 422 and "kind" in bad_kind.body["error"]["message"]
+    # marks taken back: neutral undoes the dislike, unseen the seen; an item with no mark left has no feedback
+    marks = {kind: server.request("POST", f"/api/sessions/{sid}/feedback", {"item_ids": [disliked], "kind": kind}
+                                  ).body["feedback"] for kind in ("seen", "neutral", "unseen")}
+    assert marks["seen"] == {disliked: {"liked": False, "seen": True}}
+    assert marks["neutral"] == {disliked: {"liked": None, "seen": True}}
+    assert marks["unseen"] == {} == server.request("GET", f"/api/sessions/{sid}").body["feedback"]
+    again = send(server, sid, "c", "more like that").body["recommendations"]
+    assert disliked in {r["item_id"] for r in again}  # no longer kept out
 
 
 def test_history_reset_and_delete(server):

@@ -185,7 +185,7 @@ window.sentIds = [];
 const realFetch = window.fetch;
 let tripped = false;
 window.fetch = async (url, init) => {
-  const isMessage = String(url).endsWith('/messages') && init && init.method === 'POST';
+  const isMessage = /[/]messages([/]stream)?$/.test(String(url)) && init && init.method === 'POST';
   if (isMessage) window.sentIds.push(JSON.parse(init.body).client_message_id);
   if (isMessage && !tripped && mode === 'busy') {
     tripped = true;
@@ -226,6 +226,7 @@ def test_chat_like_and_reload_restore_the_session(page, server, tmp_path, redial
     facts = first.find_element(By.CSS_SELECTOR, ".facts").text
     assert "director" in facts and redial.catalog.get(answer["recommendations"][0]["item_id"]).metadata[
         "director"][0] in facts
+    assert "mentions" not in facts and "imdb" not in facts  # the dataset's bookkeeping is not shown
     assert page.find_element(By.CSS_SELECTOR, ".turn .user").text.endswith(ALIEN)
     assert page.find_element(By.CSS_SELECTOR, ".turn .bot").text == answer["reply"]
     assert page.find_element(By.ID, "announce").get_attribute("textContent") == answer["reply"]  # aria-live
@@ -260,6 +261,9 @@ def test_chat_like_and_reload_restore_the_session(page, server, tmp_path, redial
     by_item = {card.get_attribute("data-item"): card for card in restored}
     assert pressed(by_item[liked], "like") == "true" and pressed(by_item[seen], "seen") == "true"
     assert [pressed(card, "like") for card in restored].count("true") == 1
+    click(by_item[liked].find_element(By.CSS_SELECTOR, 'button[data-kind="like"]'))  # pressed again: taken back
+    wait_for(page, lambda d: pressed(by_item[liked], "like") == "false", "the like to be taken back")
+    assert server.request("GET", f"/api/sessions/{sid}").body["feedback"] == {seen: {"liked": None, "seen": True}}
     assert script_errors(page) == []
 
 
@@ -337,3 +341,47 @@ def test_the_cards_fit_a_phone_width_screen(page, server, tmp_path):
     assert page.execute_script("return document.documentElement.scrollWidth") <= 390
     save_screenshot(page, tmp_path / "serve-page-phone.png")
     assert (tmp_path / "serve-page-phone.png").stat().st_size > 5_000
+
+
+WATCH_DRAFTS = """
+window.drafts = [];
+new MutationObserver(() => {
+  for (const node of document.querySelectorAll('#log .draft')) window.drafts.push(node.textContent);
+}).observe(document.getElementById('log'), {childList: true, subtree: true, characterData: true});
+"""
+LLM_CONFIG = """\
+dataset = "redial"
+[engine]
+polish = true
+[engine.llm]
+backend = "local"
+max_concurrency = 1
+[engine.llm.local]
+n_threads = 1
+n_ctx = 2048
+"""
+
+
+def test_the_llm_reply_is_shown_as_it_is_written_then_replaced_by_the_answer(browser, redial, mirror, data_dir,
+                                                                               tmp_path):
+    (tmp_path / "serve.toml").write_text(LLM_CONFIG, encoding="utf-8")
+    llm_server = start_server(tmp_path, mirror, data_dir, tmp_path / "s.sqlite3", "--config",
+                              str(tmp_path / "serve.toml"), "--max-wait", "120", name="llm", model="smollm2-135m")
+    try:
+        viewport(browser, 1280, 800)
+        browser.get(llm_server.base + "/")
+        wait_for(browser, lambda d: d.find_element(By.ID, "send").is_enabled(), "a session")
+        browser.execute_script(WATCH_DRAFTS)
+        type_and_enter(browser, ALIEN)
+        cards_of_last_turn(browser)
+        drafts = browser.execute_script("return window.drafts")
+        assert len({d for d in drafts if d}) >= 3  # the draft grew piece by piece while the LLM wrote
+        grown = [d for d in drafts if d]
+        assert all(b.startswith(a) for a, b in zip(grown, grown[1:], strict=False))
+        assert browser.find_elements(By.CSS_SELECTOR, "#log .draft") == []  # replaced by the answer
+        stored = llm_server.request("GET", f"/api/sessions/{session_id(browser)}").body["messages"]
+        shown = browser.find_element(By.CSS_SELECTOR, ".turn:last-of-type .msg.bot").text
+        assert shown == stored[0]["reply"]
+        assert script_errors(browser) == []
+    finally:
+        llm_server.stop()

@@ -22,6 +22,8 @@ from http_testing import Server, free_port
 
 from convrec.cli.serve_cmd import DEFAULT_ENGINE, ServeConfig, openapi_document, read_config
 from convrec.data.dataset import CRSDataset
+from convrec.llm.errors import TransientLLMError
+from convrec.llm.stream import active_sink, text_for_the_person
 from convrec.serve.build import ChatConfig, build_engine
 from convrec.serve.engine import Engine
 from convrec.serve.http.app import create_app
@@ -133,6 +135,36 @@ def test_withheld_research_text_is_in_no_response(held, engine, redial):
         assert '"plot"' not in text and '"star"' not in text and '"writer"' not in text
     assert answer["reply"].startswith("How about Liar Liar (1997)?") and "genre" in answer["recommendations"][0][
         "facts"]
+
+
+def test_a_stream_that_fails_after_its_first_words_ends_with_an_error_event(engine, tmp_path, monkeypatch):
+    store = SessionStore(tmp_path / "s.db", "redial")
+    server = serve_in_thread(engine, store, ServeSettings(withhold_research_text=False))
+    try:
+        sid = server.request("POST", "/api/sessions").body["session_id"]
+
+        def writes_then_fails(state, text):  # a fault injector: the LLM's connection drops mid-reply
+            with text_for_the_person():
+                active_sink()("How about ")
+            raise TransientLLMError("injected: the connection dropped mid-reply")
+
+        monkeypatch.setattr(engine, "turn", writes_then_fails)
+        body = {"client_message_id": "m1", "text": "I loved Alien (1979)"}
+        reply, events = server.events(f"/api/sessions/{sid}/messages/stream", body)
+        assert reply.status == 200 and [e.kind for e in events] == ["token", "error"]
+        assert events[0].data == {"text": "How about "}
+        failed = events[1].data
+        assert failed["status"] == 503 and failed["error"]["code"] == "llm_unavailable"
+        assert failed["retry_after"] >= 1 and failed["error"]["request_id"] == reply.headers["x-request-id"]
+        assert "Traceback" not in json.dumps(failed) and "injected" not in json.dumps(failed)
+        monkeypatch.undo()  # the LLM is back: the same id is answered, once
+        history = server.request("GET", f"/api/sessions/{sid}").body["messages"]
+        assert [(m["client_message_id"], m["answered"]) for m in history] == [("m1", False)]
+        _, events = server.events(f"/api/sessions/{sid}/messages/stream", body)
+        assert [e.kind for e in events] == ["answer"] and events[0].data["replayed"] is False
+    finally:
+        server.stop()
+        store.close()
 
 
 def test_the_harpo_agent_answers_through_the_api_with_its_reasons_and_action(redial, tmp_path):

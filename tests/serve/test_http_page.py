@@ -116,6 +116,8 @@ def test_the_app_serves_the_page_and_its_files():
             with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
                 assert response.status == 200 and kind in response.headers["content-type"], path
                 assert response.read().decode("utf-8") == text(name), path
+                # revalidated on every load (a 304 when unchanged): after an upgrade no stale app.js runs
+                assert response.headers["cache-control"] == "no-cache" and response.headers["etag"], path
     finally:
         server.should_exit = True
         thread.join(20)

@@ -240,6 +240,12 @@ def _longest_title_at(message: str, tokens: list[_Token], i: int, linker: TitleL
                       popularity: Mapping[str, float] | None, max_words: int, marked: bool,
                       not_titles: frozenset[str]) -> tuple[TitleMention, int] | None:
     """The longest title starting at token ``i`` that counts, and how many tokens it used (its year too)."""
+    start, end = _trimmed(message, tokens[i].start, tokens[i].end)
+    if end > start and not linker.may_begin_title(message[start:end]):
+        # Every span from here normalises to a key that starts with this word's first word (normalising is
+        # word by word; an article or an empty word is never skipped): none can be a title. Most positions
+        # end here, and finding titles went from ~2 ms a message to a fraction of that.
+        return None
     run = tokens[i].run
     last = i
     while last + 1 < len(tokens) and tokens[last + 1].run == run and last + 1 - i < max_words:

@@ -24,6 +24,7 @@ _TRAILING_ARTICLE = re.compile(r",\s*(the|a|an|les|la|le|il|el|die|der|das)$")
 _LEADING_ARTICLE = re.compile(r"^(the|a|an)\s+")
 _NON_WORD = re.compile(r"[^\w\s]")
 _SPACES = re.compile(r"\s+")
+_ARTICLES = frozenset({"the", "a", "an"})  # the words _LEADING_ARTICLE drops
 
 
 def split_year(title: str) -> tuple[str, int | None]:
@@ -37,8 +38,11 @@ def split_year(title: str) -> tuple[str, int | None]:
 
 def normalize_title(title: str) -> str:
     """Case, accents, punctuation, articles and spacing removed: the key titles are compared by."""
-    text = unicodedata.normalize("NFKD", title)
-    text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower().strip()
+    if title.isascii():  # no accents to take off (NFKD leaves ASCII as it is): the common case, kept fast
+        text = title.lower().strip()
+    else:
+        text = unicodedata.normalize("NFKD", title)
+        text = "".join(ch for ch in text if not unicodedata.combining(ch)).lower().strip()
     text = text.replace("&", " and ")
     text = _TRAILING_ARTICLE.sub("", text)
     text = _NON_WORD.sub(" ", text)
@@ -103,6 +107,7 @@ class TitleLinker:
                 if key:
                     self._by_key[key].append((item.item_id, item.year or year_in_name))
         self._keys = list(self._by_key)
+        self._first_words = frozenset(key.split()[0] for key in self._by_key)
 
     def _pick(self, candidates: list[tuple[str, int | None]], year: int | None) -> tuple[str, str] | None:
         if year is None:
@@ -119,6 +124,16 @@ class TitleLinker:
         if undated:
             return undated[0], "exact-any-year"
         return None
+
+    def may_begin_title(self, word: str) -> bool:
+        """Can a title that starts with ``word`` be in the catalogue? False only when ``word`` normalises to a
+        first word no title or alias has (an article or a year-only word can still begin one, so: True). A
+        cheap test that lets a title finder skip a position instead of normalising every span from it."""
+        key = normalize_title(split_year(word)[0])
+        if not key:
+            return True
+        first = key.split()[0]
+        return first in _ARTICLES or first in self._first_words
 
     def knows(self, title: str) -> bool:
         """Is ``title`` (normalised, any "(YYYY)" ignored) exactly a title or alias in the catalogue?"""

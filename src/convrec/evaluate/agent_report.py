@@ -161,7 +161,7 @@ def run_agent(harpo: HarpoRecommender, samples: Sequence[RecSample], train_count
 
 
 def _ids(catalog: Catalog, columns: np.ndarray) -> tuple[str, ...]:
-    return tuple(catalog.ids[int(k)] for k in columns)
+    return tuple(catalog.id_at(int(k)) for k in columns)
 
 
 # ------------------------------------------------------------------------- 1. questionnaire violations

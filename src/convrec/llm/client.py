@@ -39,6 +39,7 @@ from convrec.llm.errors import (
     TransientLLMError,
 )
 from convrec.llm.retry import RetryPolicy, call_with_retries
+from convrec.llm.stream import active_sink
 from convrec.llm.types import Backend, ChatRequest, ChatResponse
 from convrec.llm.usage import Usage, UsageMeter
 
@@ -89,7 +90,15 @@ class LLMClient:
         self._meter.reset()
 
     def complete(self, request: ChatRequest) -> ChatResponse:
-        """The reply to ``request``: from the cache, or from the backend (then cached)."""
+        """The reply to ``request``: from the cache, or from the backend (then cached). Inside a stream
+        (:mod:`convrec.llm.stream`), a reply the backend did not stream is sent to it whole."""
+        response = self._complete(request)
+        sink = active_sink()
+        if sink is not None and sink.characters == 0:
+            sink(response.text)
+        return response
+
+    def _complete(self, request: ChatRequest) -> ChatResponse:
         started = self._meter.call_started()
         key = request_key(self.backend.backend, self.backend.identity, request)
         try:
@@ -196,6 +205,9 @@ class LLMClient:
 
         def on_retry(retry_number: int, error: TransientLLMError, delay_s: float) -> None:
             self._meter.count("retries")
+            sink = active_sink()
+            if sink is not None:  # the failed attempt's partial text is void
+                sink.reset()
             log.warning("%s: retry %d in %.2f s after: %s", self._describe(), retry_number, delay_s, error)
 
         return call_with_retries(attempt, self.retry, self._describe(), self._sleep, self._rng, on_retry)

@@ -2,7 +2,8 @@
 
 xllamacpp embeds llama.cpp's own server, so requests are OpenAI-style dicts and we get its JSON-schema
 grammars, logprobs and prompt-prefix cache. Every request is streamed internally, only so that a call past
-its ``timeout_s`` can be stopped between two tokens (the callback returns True) and the slot freed; the
+its ``timeout_s`` can be stopped between two tokens (the callback returns True) and the slot freed, and so
+that text written for the person reaches a consumer as it is written (:mod:`convrec.llm.stream`); the
 caller still gets one :class:`ChatResponse`. A prompt's prefill is not interruptible, so the timeout is
 checked when the first token arrives.
 
@@ -23,6 +24,7 @@ import xllamacpp as xlc
 from convrec.llm.config import LLMConfig, LocalOptions, default_threads
 from convrec.llm.errors import LLMError, LLMRequestError, LLMTimeoutError, TransientLLMError
 from convrec.llm.models import ResolvedModel, resolve_local_model
+from convrec.llm.stream import TextSink, active_sink
 from convrec.llm.types import ChatRequest, ChatResponse, top_logprobs_from_openai
 
 
@@ -69,7 +71,7 @@ class LocalLLM:
         server = self._require_server()
         started = time.monotonic()
         with self._slots:
-            collector = _StreamCollector(deadline=time.monotonic() + self.timeout_s)
+            collector = _StreamCollector(deadline=time.monotonic() + self.timeout_s, sink=active_sink())
             try:
                 server.handle_chat_completions(self._body(request), collector)
             except ValueError as exc:  # llama.cpp's way of saying 400 (bad messages, bad schema)
@@ -148,8 +150,9 @@ class _StreamCollector:
     by :meth:`raise_failure` after the call returns.
     """
 
-    def __init__(self, deadline: float):
+    def __init__(self, deadline: float, sink: TextSink | None = None):
         self.deadline = deadline
+        self.sink = sink
         self.text_parts: list[str] = []
         self.logprob_entries: list[Any] = []
         self.finish_reason: str | None = None
@@ -171,6 +174,8 @@ class _StreamCollector:
                 content = (choice.get("delta") or {}).get("content")
                 if content:
                     self.text_parts.append(content)
+                    if self.sink is not None:
+                        self.sink(content)
                 self.logprob_entries.extend((choice.get("logprobs") or {}).get("content") or [])
                 self.finish_reason = choice.get("finish_reason") or self.finish_reason
             if chunk.get("usage"):

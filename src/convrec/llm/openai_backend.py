@@ -9,6 +9,7 @@ to every backend the same way.
 
 from __future__ import annotations
 
+import importlib
 import os
 import time
 from typing import Any
@@ -24,10 +25,25 @@ from convrec.llm.errors import (
     TransientLLMError,
 )
 from convrec.llm.retry import parse_retry_after
+from convrec.llm.stream import TextSink, active_sink
 from convrec.llm.types import ChatRequest, ChatResponse, top_logprobs_from_openai
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 _RETRYABLE_STATUS = {408, 429}  # plus every 5xx; other 4xx would fail again
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The HTTP library's base error, raised while a stream is read (the SDK has used httpx and httpx2)."""
+    found: list[type[BaseException]] = [OSError]
+    for name in ("httpx2", "httpx"):
+        try:
+            found.append(importlib.import_module(name).HTTPError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(found)
+
+
+_TRANSPORT_ERRORS = _transport_errors()
 
 
 class OpenAICompatibleLLM:
@@ -82,7 +98,10 @@ class OpenAICompatibleLLM:
     def complete(self, request: ChatRequest) -> ChatResponse:
         started = time.monotonic()
         where = f"{self.base_url} (model {self.model})"
+        sink = active_sink()
         try:
+            if sink is not None and not request.logprobs:  # text for the person, to be shown as it is written
+                return self._streamed(request, sink, where, started)
             completion = self._client.chat.completions.create(**self._arguments(request))
         except openai.APITimeoutError as exc:
             raise LLMTimeoutError(f"{where}: no reply within timeout_s={self.timeout_s:g} s") from exc
@@ -94,10 +113,41 @@ class OpenAICompatibleLLM:
             raise _status_error(where, exc) from exc
         except (openai.APIResponseValidationError, ValueError) as exc:  # ValueError: the body is not JSON
             raise LLMResponseError(f"{where}: the reply is not a valid chat completion: {exc}") from exc
+        except _TRANSPORT_ERRORS as exc:  # a stream cut off while it was read
+            raise LLMConnectionError(f"{where}: the streamed reply broke off: {type(exc).__name__}: {exc}") from exc
         return self._response(completion, request, where, time.monotonic() - started)
 
     def close(self) -> None:
         self._client.close()
+
+    def _streamed(self, request: ChatRequest, sink: TextSink, where: str, started: float) -> ChatResponse:
+        """The reply read as a stream of chunks, each piece of text handed to ``sink`` as it arrives."""
+        stream = self._client.chat.completions.create(
+            **self._arguments(request), stream=True, stream_options={"include_usage": True})
+        parts: list[str] = []
+        finish_reason = model = usage = None
+        with stream:
+            for chunk in stream:
+                model = getattr(chunk, "model", None) or model
+                usage = getattr(chunk, "usage", None) or usage
+                for choice in getattr(chunk, "choices", None) or []:
+                    piece = getattr(getattr(choice, "delta", None), "content", None)
+                    if piece:
+                        parts.append(piece)
+                        sink(piece)
+                    finish_reason = getattr(choice, "finish_reason", None) or finish_reason
+        if finish_reason is None and not parts:
+            raise LLMResponseError(f"{where}: the streamed reply had no choices")
+        return ChatResponse(
+            text="".join(parts),
+            finish_reason=finish_reason,
+            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+            cached_prompt_tokens=int(getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", 0) or 0),
+            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            latency_s=time.monotonic() - started,
+            model=model or self.model,
+            backend=self.backend,
+        )
 
     def _arguments(self, request: ChatRequest) -> dict[str, Any]:
         arguments: dict[str, Any] = {

@@ -17,6 +17,7 @@ titles). Otherwise, or if the call fails, the template reply stands, and the ref
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from convrec.catalog.titles import TitleLinker, normalize_title
 from convrec.catalog.vocabulary import Vocabulary, article
 from convrec.data.model import ContextView, Role, render_turns
 from convrec.llm.errors import LLMError, LLMUnavailableError
+from convrec.llm.stream import text_for_the_person
 from convrec.llm.types import LLM, ChatRequest, ChatResponse
 from convrec.rerank.prompts import PromptOptions, reply_messages, reply_prompt_parts
 
@@ -102,7 +104,14 @@ def _mentions(name: str, text: str) -> bool:
     if not name:
         return False
     surname = name.split()[-1]
-    return name in text or (len(surname) >= 5 and re.search(rf"\b{re.escape(surname)}\b", text) is not None)
+    return name in text or (len(surname) >= 5 and _whole_word(surname).search(text) is not None)
+
+
+@functools.lru_cache(maxsize=16384)
+def _whole_word(phrase: str) -> re.Pattern[str]:
+    """``phrase`` as a whole word or words, compiled once: Python's own cache holds 512 patterns and a
+    catalogue has thousands of names and genres, so it recompiled them every turn."""
+    return re.compile(rf"\b{re.escape(phrase)}\b")
 
 
 def seeker_text(sample: ContextView) -> str:
@@ -115,7 +124,7 @@ def _names_genre(genre: str, text: str, words: set[str]) -> bool:
     """Does the lower-cased ``text`` (its ``words``) name ``genre``? A genre of several words ("science
     fiction") is looked for as a phrase."""
     if " " in genre:
-        return re.search(rf"\b{re.escape(genre)}\b", text) is not None
+        return _whole_word(genre).search(text) is not None
     return genre in words or genre.replace("-", "") in words
 
 
@@ -219,7 +228,8 @@ class ReplyWriter:
             temperature=0.0,
         )
         try:
-            response = self.llm.complete(request)
+            with text_for_the_person():  # streamed to a consumer that asked (the API's streamed endpoint)
+                response = self.llm.complete(request)
         except LLMUnavailableError:
             raise  # the endpoint cannot serve at all: the caller stops, as the re-rankers do
         except LLMError as exc:  # the template reply is always available

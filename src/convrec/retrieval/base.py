@@ -101,7 +101,11 @@ def _top_indices(scores: np.ndarray, k: int, exclude: list[int]) -> np.ndarray:
     if k < len(values):
         # Everything better than the k-th best value, then the items tied with it in catalogue order
         # (argpartition alone picks an arbitrary subset of the tied items).
-        kth = np.partition(values, len(values) - k)[len(values) - k]
+        # np.partition slows ~10x on an array that is mostly one tied value (item-kNN's zeros, excluded
+        # items): partition only the values above the lowest, which hold the k-th best whenever there are k.
+        lowest = values.min()
+        above = values[values > lowest]
+        kth = np.partition(above, len(above) - k)[len(above) - k] if len(above) >= k else lowest
         better = np.flatnonzero(values > kth)
         top = np.concatenate([better, np.flatnonzero(values == kth)[: k - len(better)]])
     else:
@@ -114,13 +118,12 @@ def top_candidates(catalog: Catalog, scores: np.ndarray, k: int,
                    exclude: Sequence[Iterable[str]] | None = None,
                    prefer: Sequence[Iterable[str]] | None = None) -> list[Candidates]:
     """:func:`top_indices` of each row of (n_samples, n_items) ``scores`` as item ids and their scores."""
-    ids = catalog.ids
     result = []
     for row in range(len(scores)):
         excluded = catalog.indices(set(exclude[row])) if exclude is not None else []
         preferred = catalog.indices(set(prefer[row])) if prefer is not None else []
         top = top_indices(scores[row], k, excluded, preferred)
-        result.append(Candidates([ids[i] for i in top], scores[row, top].astype(np.float64)))
+        result.append(Candidates([catalog.id_at(i) for i in top], scores[row, top].astype(np.float64)))
     return result
 
 

@@ -66,6 +66,10 @@ from convrec.serve.state import (
 )
 from convrec.trace import Stage, TraceRecord, brief_list
 
+_MARKS: dict[str, dict[str, bool | None]] = {
+    "like": {"liked": True}, "dislike": {"liked": False}, "neutral": {"liked": None},
+    "seen": {"seen": True}, "unseen": {"seen": False}}
+
 
 class NoSuchRecommendation(ConvrecError):
     """A command named the N-th recommendation of the latest turn, and there is none: ``count`` there are."""
@@ -171,7 +175,8 @@ class Engine:
                            max(retrieve_s, 0.0)),
             TraceRecord.of(Stage.RERANK, f"{len(candidates)} candidates", reranked, rerank_s),
             TraceRecord.of(Stage.REPLY, titles([r.item_id for r in recommendations]),
-                           f"{reply.source}: {reply.text}", reply_s),
+                           f"{reply.source}: {reply.text}" + (f" [the LLM's text was refused: {reply.rejection}]"
+                                                              if reply.rejection else ""), reply_s),
         )
 
     def reset(self, state: SessionState) -> SessionState:
@@ -194,12 +199,16 @@ class Engine:
         return self.mark(state, item_id, kind), self.catalog.get(item_id)
 
     def mark(self, state: SessionState, item_id: str, kind: FeedbackKind) -> SessionState:
-        """Mark the catalogue item ``item_id`` liked, disliked or seen, recommended or not (the HTTP API gives
-        feedback by id): the new state. A KeyError for an item the catalogue does not hold."""
+        """Mark the catalogue item ``item_id`` liked, disliked or seen (or take the mark back: ``neutral``,
+        ``unseen``), recommended or not (the HTTP API gives feedback by id): the new state. A KeyError for an
+        item the catalogue does not hold."""
         self.catalog.get(item_id)
         mark = state.feedback.get(item_id, ItemFeedback())
-        mark = mark.model_copy(update={"seen": True} if kind == "seen" else {"liked": kind == "like"})
-        return state.model_copy(update={"feedback": {**state.feedback, item_id: mark}})
+        mark = mark.model_copy(update=_MARKS[kind])
+        feedback = {key: value for key, value in state.feedback.items() if key != item_id}
+        if mark != ItemFeedback():  # no mark left: the item has no feedback at all
+            feedback[item_id] = mark
+        return state.model_copy(update={"feedback": feedback})
 
     def _retrieval_view(self, dialogue_id: str, turns: Sequence[Turn], liked: Sequence[str],
                         count_recommended: bool) -> ContextView:

@@ -34,7 +34,8 @@ from convrec.rerank.reply import Reply
 from convrec.trace import TraceRecord
 
 SCHEMA_VERSION = 1
-FeedbackKind = Literal["like", "dislike", "seen"]
+# neutral: neither liked nor disliked; unseen: not seen. An item with neither mark has no feedback at all.
+FeedbackKind = Literal["like", "dislike", "neutral", "seen", "unseen"]
 
 
 class SessionOptions(BaseModel):

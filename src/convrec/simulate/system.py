@@ -114,7 +114,7 @@ class _RankingConversation(Conversation):
         view = ContextView(self.dialogue_id, tuple(self.view_turns))
         scores = _masked(catalog, system.recommender.score([view])[0], self.excluded)
         top = top_indices(scores, system.slate, np.flatnonzero(np.isneginf(scores)))
-        slate = tuple(catalog.ids[i] for i in top)
+        slate = tuple(catalog.id_at(int(i)) for i in top)
         text = system.writer.write(view, slate).text if slate else "Sorry, I have nothing more to suggest."
         self.excluded.update(slate)
         self.view_turns.append(Turn("recommender", text))

@@ -29,6 +29,7 @@ import logging
 import os
 import re
 import secrets
+import sys
 import threading
 import time
 import uuid
@@ -77,11 +78,16 @@ from convrec.serve.http.schemas import (
 )
 from convrec.serve.http.settings import ServeSettings
 from convrec.serve.http.store import SessionStore, StaleSession, StoredMessage, StoredSession
+from convrec.serve.http.streaming import EVENTS_DOC, SSE_EVENT, EventStream, answer_events
 from convrec.serve.state import SessionState
 
 log = logging.getLogger("convrec.serve.http")
 
 STATIC_DIR = Path(__file__).parent / "static"
+# How long a thread holding the GIL keeps it when another wants it (Python's default: 5 ms). A turn's thread
+# gives the GIL up around every SQLite call and must then wait out another turn's whole interval to get it
+# back (the convoy effect): a dozen calls a turn made a 5 ms turn take 50 ms under load.
+SWITCH_INTERVAL_S = 0.0005
 MAX_BODY_BYTES = 64 * 1024  # a message is at most 2,000 characters: anything much larger is not a request of ours
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
@@ -205,11 +211,6 @@ class Service:
         self.withhold = settings.withholds_research_text
         self.variant = "withheld" if self.withhold else "open"
         self.locks = SessionLocks()
-        # One SQLite write at a time in this process, queued on a lock of ours. SQLite serialises writers anyway,
-        # but a writer that finds the file locked sleeps in its busy handler (1, 2, 5, 10, ... ms) and a write
-        # transaction holds the lock across GIL switches, so under load writers slept while turns waited: at 16
-        # clients p95 fell from ~430 to ~125 ms with this lock (bench/bench_serve.py), throughput unchanged.
-        self.writing = threading.Lock()
         self.admission = Admission(settings.turn_slots or default_turn_slots(engine), settings.max_wait_s)
         Gauge("convrec_sessions", "sessions in the store", registry=metrics.registry).set_function(store.count)
         Gauge("convrec_turns_running", "turns running now", registry=metrics.registry).set_function(
@@ -270,15 +271,13 @@ class Service:
                                "another text; use a new id for a new message")
             stored, state = self.load(session_id)
             if done is None:  # recorded before the turn runs: after a crash, the history shows it unanswered
-                with self.writing:
-                    self.store.add_message(session_id, body.client_message_id, body.text)
+                self.store.add_message(session_id, body.client_message_id, body.text)
             with self.admission.enter():
                 started = time.monotonic()
                 new_state, record = self.engine.turn(state, body.text)
                 seconds = time.monotonic() - started
-            self.admission.record(seconds)
-            answer = self.presenter.answer(new_state, record)
-            with self.writing:
+                self.admission.record(seconds)
+                answer = self.presenter.answer(new_state, record)
                 self.store.answer(session_id, body.client_message_id, stored.version, new_state.to_json(), answer)
             self.metrics.turns.inc()
             self.metrics.turn_seconds.observe(seconds)
@@ -338,6 +337,7 @@ def create_app(engine: Engine | None, store: SessionStore | None, settings: Serv
             # waiting (seen under load by bench/bench_serve.py). Frozen, collections scan only what came later.
             gc.collect()
             gc.freeze()
+            sys.setswitchinterval(SWITCH_INTERVAL_S)
         try:
             yield
         finally:
@@ -379,6 +379,8 @@ def create_app(engine: Engine | None, store: SessionStore | None, settings: Serv
                 response = error_response(request, 500, "internal_error", "an unexpected error on the server; "
                                           "it is logged under this request_id")
         response.headers["X-Request-ID"] = request_id
+        if path == "/" or path.startswith("/static/"):  # revalidated each load (304 if unchanged): never stale
+            response.headers.setdefault("Cache-Control", "no-cache")
         route = request.scope.get("route")
         label = getattr(route, "path", None) or "unmatched"
         seconds = time.perf_counter() - started
@@ -478,8 +480,7 @@ def create_app(engine: Engine | None, store: SessionStore | None, settings: Serv
             k = options.k if svc.engine.reranker is not None else max(options.k, top)
             options = options.model_copy(update={"top": min(top, k), "k": k})
         state = svc.engine.new_state(options)
-        with svc.writing:
-            stored = svc.store.create(new_session_id(), state.to_json())
+        stored = svc.store.create(new_session_id(), state.to_json())
         return {"session_id": stored.session_id, "created_at": iso(stored.created_at),
                 "options": state.options.model_dump(mode="json")}
 
@@ -498,11 +499,27 @@ def create_app(engine: Engine | None, store: SessionStore | None, settings: Serv
         the stored answer (``replayed``: true) and runs nothing."""
         return ready().send(session_id, body)
 
+    # the errors are JSON: said explicitly, since a "model" would be documented in the stream's media type
+    json_errors = {code: {"description": error["description"], "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/ErrorBody"}}}} for code, error in ERRORS.items()}
+    json_errors[409] = {**json_errors[404], "description": "client_message_id reused with another text"}
+
+    @app.post("/api/sessions/{session_id}/messages/stream", response_class=EventStream, tags=["sessions"],
+              responses={**json_errors, 200: {"description": "server-sent events" + EVENTS_DOC.rstrip(),
+                                              "content": {"text/event-stream": {"schema": SSE_EVENT}}}})
+    async def stream_message(request: Request, body: MessageIn, session_id: SessionId) -> EventStream:
+        """Answer a message as server-sent events: the reply's words as the LLM writes them (``token``), then
+        the whole answer (``answer``, as the plain endpoint returns it: its ``reply`` replaces the streamed
+        words). A template reply, a replay, or a server that withholds research text sends the answer alone."""
+        svc = ready()
+        return await answer_events(request, lambda: svc.send(session_id, body), stream_text=not svc.withhold)
+
     @app.post("/api/sessions/{session_id}/feedback", response_model=FeedbackResult, responses=ERRORS,
               tags=["sessions"])
     def give_feedback(body: FeedbackIn, session_id: SessionId) -> dict[str, Any]:
-        """Mark catalogue items liked, disliked or seen: disliked and seen items are not recommended again in
-        this conversation, liked ones count as items the user named."""
+        """Mark catalogue items liked, disliked or seen, or take a mark back (``neutral``: neither liked nor
+        disliked; ``unseen``): disliked and seen items are not recommended again in this conversation, liked
+        ones count as items the user named."""
         svc = ready()
         unknown = [item_id for item_id in dict.fromkeys(body.item_ids) if item_id not in svc.engine.catalog]
         if unknown:
@@ -513,8 +530,7 @@ def create_app(engine: Engine | None, store: SessionStore | None, settings: Serv
             stored, state = svc.load(session_id)
             for item_id in dict.fromkeys(body.item_ids):
                 state = svc.engine.mark(state, item_id, body.kind)
-            with svc.writing:
-                svc.store.save_state(session_id, stored.version, state.to_json())
+            svc.store.save_state(session_id, stored.version, state.to_json())
         items = [{"item_id": i, "display_title": svc.engine.catalog.get(i).display_title}
                  for i in dict.fromkeys(body.item_ids)]
         return {"session_id": session_id, "kind": body.kind, "items": items,
@@ -528,8 +544,7 @@ def create_app(engine: Engine | None, store: SessionStore | None, settings: Serv
         with svc.hold(session_id):
             stored, state = svc.load(session_id)
             new_state = svc.engine.reset(state).to_json()
-            with svc.writing:
-                svc.store.save_state(session_id, stored.version, new_state)
+            svc.store.save_state(session_id, stored.version, new_state)
         stored, state = svc.load(session_id)
         return svc.view(stored, state)
 
@@ -539,8 +554,7 @@ def create_app(engine: Engine | None, store: SessionStore | None, settings: Serv
         """Delete the session and its messages, for good."""
         svc = ready()
         with svc.hold(session_id):
-            with svc.writing:
-                deleted = svc.store.delete(session_id)
+            deleted = svc.store.delete(session_id)
             if not deleted:
                 raise ApiError(404, "session_not_found", "no session with this id (it may have expired or been "
                                "deleted)")
@@ -592,8 +606,7 @@ def _purge(service: Service) -> None:
     days = service.settings.retention_days
     assert days is not None
     try:
-        with service.writing:
-            purged = service.store.purge(days * 86400.0)
+        purged = service.store.purge(days * 86400.0)
     except Exception:  # noqa: BLE001 - the next round tries again; the server keeps answering meanwhile
         log.exception("purging expired sessions failed")
         return

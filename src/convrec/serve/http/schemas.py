@@ -47,7 +47,8 @@ class MessageIn(Request):
 class FeedbackIn(Request):
     item_ids: list[str] = Field(min_length=1, max_length=MAX_FEEDBACK_ITEMS,
                                 description="catalogue item ids (each must exist)")
-    kind: Literal["like", "dislike", "seen"]
+    kind: Literal["like", "dislike", "neutral", "seen", "unseen"] = Field(
+        description="like / dislike; neutral takes either back. seen; unseen takes it back")
 
     @field_validator("item_ids")
     @classmethod

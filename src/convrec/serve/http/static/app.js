@@ -16,6 +16,10 @@ const TOKEN_KEY = "convrec.token";
 const NETWORK_RETRIES = 5; // 1 + 2 + 4 + 8 + 8 s: about 20 s without a server before giving up
 const BUSY_RETRIES = 10;
 const FEEDBACK_KINDS = [["like", "Like"], ["dislike", "Dislike"], ["seen", "Seen it"]];
+const UNDO = { like: "neutral", dislike: "neutral", seen: "unseen" };
+// Facts of the catalogue that say nothing to a person: how often the dataset's dialogues mention the item, and
+// its IMDb id (the API still returns both).
+const HIDDEN_FACTS = new Set(["mentions", "imdb_id"]);
 
 const $ = (id) => document.getElementById(id);
 const ui = {
@@ -43,12 +47,17 @@ function newMessageId() {
 }
 
 // One request: the parsed JSON, or an ApiError for an error answer. A TypeError means no (whole) answer came.
-async function call(method, path, body) {
+// An answer of server-sent events (the streamed message endpoint) is read as it arrives: each event but the
+// last goes to onEvent(kind, data), the "answer" event's data is returned, an "error" event is thrown.
+async function call(method, path, body, onEvent = null) {
   const headers = {};
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const token = sessionStorage.getItem(TOKEN_KEY);
   if (token) headers.Authorization = `Bearer ${token}`;
   const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  if (response.ok && (response.headers.get("Content-Type") || "").startsWith("text/event-stream")) {
+    return readEvents(response, onEvent || (() => {}));
+  }
   const text = await response.text();
   let data = null;
   try {
@@ -63,15 +72,42 @@ async function call(method, path, body) {
     Number.isFinite(retryAfter) ? retryAfter : null);
 }
 
+async function readEvents(response, onEvent) {
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) throw new TypeError("the answer was cut off"); // no answer event: send it again (same id)
+    buffer += value;
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const fields = {};
+      for (const line of buffer.slice(0, end).split("\n")) {
+        const colon = line.indexOf(": ");
+        if (colon > 0) fields[line.slice(0, colon)] = line.slice(colon + 2);
+      }
+      buffer = buffer.slice(end + 2);
+      const data = JSON.parse(fields.data || "{}");
+      if (fields.event === "answer") return data;
+      if (fields.event === "error") {
+        const error = data.error || {};
+        throw new ApiError(data.status || 500, error.code || "error", error.message || "the server failed",
+          error.request_id || "", Number.isFinite(data.retry_after) ? data.retry_after : null);
+      }
+      onEvent(fields.event, data);
+    }
+  }
+}
+
 // A request that waits out what can be waited out: no answer (retried with backoff), 503 with Retry-After
 // (retried after it), 401 (retried once a token is given). Retrying is safe for every call the page makes:
 // a message carries its id, feedback sets a mark, and a reset or a new session repeated does no harm.
-async function request(method, path, body) {
+async function request(method, path, body, onEvent = null) {
   let lost = 0;
   let busy = 0;
   for (;;) {
     try {
-      const data = await call(method, path, body);
+      const data = await call(method, path, body, onEvent);
       clearStatus();
       return data;
     } catch (error) {
@@ -168,7 +204,7 @@ function card(rec) {
   const facts = el("dl", { class: "facts" });
   let plot = null;
   for (const [key, value] of Object.entries(rec.facts || {})) {
-    if (value === null || value === "" || (Array.isArray(value) && !value.length)) continue;
+    if (value === null || value === "" || (Array.isArray(value) && !value.length) || HIDDEN_FACTS.has(key)) continue;
     if (key === "plot" && typeof value === "string") {
       plot = el("p", { class: "plot", text: value });
       continue;
@@ -180,7 +216,9 @@ function card(rec) {
   const buttons = el("div", { class: "feedback", role: "group", "aria-label": `Your opinion of ${rec.display_title}` });
   for (const [kind, label] of FEEDBACK_KINDS) {
     const button = el("button", { type: "button", "data-kind": kind, "aria-pressed": "false", text: label });
-    button.addEventListener("click", () => giveFeedback(rec.item_id, kind, buttons));
+    // a pressed button, clicked again, takes its mark back
+    button.addEventListener("click", () => giveFeedback(rec.item_id,
+      button.getAttribute("aria-pressed") === "true" ? UNDO[kind] : kind, buttons));
     buttons.append(button);
   }
   const node = el("li", { class: "card", "data-item": rec.item_id },
@@ -315,8 +353,18 @@ async function send(text, id = newMessageId(), slot = null) {
   slot = slot || turnNode(text);
   slot.replaceChildren(el("p", { class: "msg pending", text: "Thinking…" }));
   slot.parentElement.scrollIntoView({ block: "nearest" });
+  // The reply's words are shown as the LLM writes them, as a draft: the answer's reply replaces them (it is the
+  // template reply when the check refused the words). A template reply comes whole, with the answer.
+  const onEvent = (kind, data) => {
+    let draft = slot.querySelector(".draft");
+    if (kind === "reset" || !draft) {
+      draft = el("p", { class: "msg bot draft", "aria-hidden": "true" });
+      slot.replaceChildren(draft);
+    }
+    if (kind === "token") draft.textContent += data.text;
+  };
   try {
-    const answer = await request("POST", sessionPath("/messages"), { client_message_id: id, text });
+    const answer = await request("POST", sessionPath("/messages/stream"), { client_message_id: id, text }, onEvent);
     fillAnswer(slot, answer);
     ui.announce.textContent = answer.reply;
     slot.scrollIntoView({ block: "nearest" });
