@@ -28,6 +28,7 @@ from convrec.llm import (
     RetryPolicy,
 )
 from convrec.llm.openai_backend import OpenAICompatibleLLM
+from convrec.llm.stream import stream_text_to, text_for_the_person
 
 HANG_LIMIT_S = 10.0  # a "hang" reply never waits longer than this, even if the test forgets to stop it
 
@@ -98,9 +99,15 @@ class FaultyOpenAIServer:
                     server._done()
 
             def _reply(self, action: str, body: dict) -> None:
-                if action == "ok":
+                if action == "ok" and body.get("stream"):
+                    self._send_events(_chunks(body))
+                elif action == "ok":
                     time.sleep(server.ok_delay_s)
                     self._send(200, _completion(body))
+                elif action == "stream_error":  # a piece of the reply, then the server's error inside the stream
+                    self._send_events([*_chunks(body)[:1], {"error": {"message": "scripted mid-stream error"}}])
+                elif action == "stream_cut":  # a piece of the reply, then the connection closes: no final chunk
+                    self._send_events(_chunks(body)[:1])
                 elif action in {"500", "503", "400"}:
                     self._send(int(action), {"error": {"message": f"scripted {action}", "type": "fake"}})
                 elif action.startswith("429:"):
@@ -127,6 +134,18 @@ class FaultyOpenAIServer:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _send_events(self, events: list[dict]) -> None:
+                self.send_response(200)
+                self.send_header("content-type", "text/event-stream")
+                self.send_header("connection", "close")
+                self.end_headers()
+                for event in events:
+                    self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
+                    self.wfile.flush()
+                if events and "error" not in events[-1] and events[-1]["choices"][-1]["finish_reason"]:
+                    self.wfile.write(b"data: [DONE]\n\n")
+                self.close_connection = True
+
             def log_message(self, *args: object) -> None:
                 pass
 
@@ -149,6 +168,17 @@ def _completion(body: dict) -> dict:
         ],
         "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
     }
+
+
+def _chunks(body: dict) -> list[dict]:
+    """The echo reply as a chat-completion stream: two pieces, then the finish reason."""
+    text = f"echo: {body['messages'][-1]['content']}"
+
+    def chunk(content: str | None, finish: str | None) -> dict:
+        return {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 0, "model": body["model"],
+                "choices": [{"index": 0, "delta": {"content": content} if content else {}, "finish_reason": finish}]}
+
+    return [chunk(text[:4], None), chunk(text[4:], None), chunk(None, "stop")]
 
 
 @pytest.fixture
@@ -295,3 +325,15 @@ def test_usage_counts_tokens_and_cost_of_generated_replies_only(make_client):
     assert (usage.prompt_tokens, usage.completion_tokens) == (20, 10)
     assert usage.cost_usd == pytest.approx((20 * 2.0 + 10 * 8.0) / 1e6)
     assert usage.wall_s > 0 and "3 calls (1 cached, 1 retries, 0 failed)" in usage.summary()
+
+
+@pytest.mark.parametrize("fault", ["stream_error", "stream_cut"])
+def test_a_stream_that_fails_mid_reply_is_retried_and_its_words_voided(make_client, fault):
+    pieces, resets = [], []
+    with FaultyOpenAIServer([fault, "ok"]) as server:
+        client = make_client(server)
+        with stream_text_to(pieces.append, lambda: resets.append(1)), text_for_the_person():
+            response = client.complete(ask("hello"))
+    assert response.text == "echo: hello" and response.finish_reason == "stop"
+    assert client.usage.retries == 1 and resets == [1]
+    assert pieces == ["echo", "echo", ": hello"]  # the failed attempt's piece, voided by the reset, then the retry

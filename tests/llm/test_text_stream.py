@@ -50,22 +50,33 @@ def test_only_calls_for_the_person_stream(smollm2):
     assert recorder.pieces == []
 
 
-def test_streams_are_per_thread(smollm2):
-    recorder, other = Recorder(), Recorder()
-    seen: list[object] = []
+def test_concurrent_streams_each_get_their_own_words(smollm2):
+    """Two turns at once, in two threads (as the server runs them): each consumer gets its own reply's words
+    only (a sink held anywhere but in the context would mix them); an inner consumer takes over and the outer
+    one comes back after it."""
+    prompts = ("Name a movie about space.", "Name a movie about the sea.")
+    recorders = [Recorder(), Recorder()]
+    responses: list[object] = [None, None]
+    barrier = threading.Barrier(2)
 
-    def elsewhere() -> None:
-        with text_for_the_person():
-            seen.append(active_sink())
+    def turn(n: int) -> None:
+        with stream_text_to(recorders[n].text), text_for_the_person():
+            barrier.wait()  # both streams are open before either model call starts
+            responses[n] = smollm2.complete(ChatRequest.from_prompt(prompts[n], max_tokens=16))
 
-    with stream_text_to(recorder.text), text_for_the_person():
-        thread = threading.Thread(target=elsewhere)
+    threads = [threading.Thread(target=turn, args=(n,)) for n in range(2)]
+    for thread in threads:
         thread.start()
-        thread.join()
-        with stream_text_to(other.text):  # an inner consumer takes over, the outer one comes back after
+    for thread in threads:
+        thread.join(120)
+    assert responses[0].text != responses[1].text
+    for recorder, response in zip(recorders, responses, strict=True):
+        assert "".join(recorder.pieces) == response.text
+    outer, inner = Recorder(), Recorder()
+    with stream_text_to(outer.text), text_for_the_person():
+        with stream_text_to(inner.text):
             smollm2.complete(REQUEST)
-        assert active_sink() is not None
-    assert seen == [None] and other.pieces and not recorder.pieces
+        assert active_sink() is not None and not outer.pieces and inner.pieces
 
 
 def test_the_openai_backend_streams_over_http(smollm2):

@@ -5,6 +5,7 @@ killed (SIGKILL, for the restart tests) or stopped. Every error answer it gets i
 
 from __future__ import annotations
 
+import codecs
 import http.client
 import json
 import os
@@ -108,9 +109,10 @@ class Server:
                 return reply, []
             events: list[Event] = []
             buffer, reads = "", 0
+            decoder = codecs.getincrementaldecoder("utf-8")()  # a character may be split between two reads
             while chunk := response.read1(65536):
                 reads += 1
-                buffer += chunk.decode("utf-8")
+                buffer += decoder.decode(chunk)
                 while "\n\n" in buffer:
                     block, buffer = buffer.split("\n\n", 1)
                     fields = dict(line.split(": ", 1) for line in block.splitlines())

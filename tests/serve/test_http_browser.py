@@ -385,3 +385,30 @@ def test_the_llm_reply_is_shown_as_it_is_written_then_replaced_by_the_answer(bro
         assert script_errors(browser) == []
     finally:
         llm_server.stop()
+
+
+PARSE_EVENTS = """
+const done = arguments[arguments.length - 1];
+const chunks = arguments[0];
+const body = new ReadableStream({start(controller) {
+  for (const chunk of chunks) controller.enqueue(new TextEncoder().encode(chunk));
+  controller.close();
+}});
+const seen = [];
+readEvents(new Response(body), (kind, data) => seen.push([kind, data]))
+  .then((answer) => done({answer, seen}), (error) => done({error: String(error), seen}));
+"""
+
+
+def test_the_page_reads_server_sent_events_as_the_standard_writes_them(page, server):
+    """As a proxy may pass them on: CR LF line ends (one split between two reads), a keep-alive comment, a
+    field without the space, data over two lines; and a stream that ends without an answer is a lost answer."""
+    signed_in(page, server)
+    chunks = [": keep-alive\r\n\r\n", "event: token\r\ndata: {\"text\": \"How \"}\r", "\n\r\n",
+              "event:token\ndata:{\"text\": \"about\"}\n\n", "event: reset\ndata: {}\n\n",
+              "event: answer\ndata: {\"reply\":\ndata: \"Alien (1979)\"}\n\n"]
+    result = page.execute_async_script(PARSE_EVENTS, chunks)
+    assert result == {"answer": {"reply": "Alien (1979)"}, "seen": [
+        ["start", {}], ["token", {"text": "How "}], ["token", {"text": "about"}], ["reset", {}]]}
+    cut = page.execute_async_script(PARSE_EVENTS, ["event: token\ndata: {\"text\": \"How \"}\n\n"])
+    assert "cut off" in cut["error"] and cut["seen"][-1] == ["token", {"text": "How "}]

@@ -113,6 +113,8 @@ class OpenAICompatibleLLM:
             raise _status_error(where, exc) from exc
         except (openai.APIResponseValidationError, ValueError) as exc:  # ValueError: the body is not JSON
             raise LLMResponseError(f"{where}: the reply is not a valid chat completion: {exc}") from exc
+        except openai.APIError as exc:  # the base class: an error the server sent inside a stream
+            raise TransientLLMError(f"{where}: the server reported an error mid-reply: {exc}") from exc
         except _TRANSPORT_ERRORS as exc:  # a stream cut off while it was read
             raise LLMConnectionError(f"{where}: the streamed reply broke off: {type(exc).__name__}: {exc}") from exc
         return self._response(completion, request, where, time.monotonic() - started)
@@ -136,8 +138,9 @@ class OpenAICompatibleLLM:
                         parts.append(piece)
                         sink(piece)
                     finish_reason = getattr(choice, "finish_reason", None) or finish_reason
-        if finish_reason is None and not parts:
-            raise LLMResponseError(f"{where}: the streamed reply had no choices")
+        if finish_reason is None:  # no final chunk: the stream ended early, and part of a reply is no reply
+            raise LLMConnectionError(f"{where}: the streamed reply ended without a finish reason "
+                                     f"({len(parts)} pieces read)")
         return ChatResponse(
             text="".join(parts),
             finish_reason=finish_reason,

@@ -78,7 +78,7 @@ from convrec.serve.http.schemas import (
 )
 from convrec.serve.http.settings import ServeSettings
 from convrec.serve.http.store import SessionStore, StaleSession, StoredMessage, StoredSession
-from convrec.serve.http.streaming import EVENTS_DOC, SSE_EVENT, EventStream, answer_events
+from convrec.serve.http.streaming import EVENTS, SSE_EVENT, EventStream, answer_events
 from convrec.serve.state import SessionState
 
 log = logging.getLogger("convrec.serve.http")
@@ -502,10 +502,11 @@ def create_app(engine: Engine | None, store: SessionStore | None, settings: Serv
     # the errors are JSON: said explicitly, since a "model" would be documented in the stream's media type
     json_errors = {code: {"description": error["description"], "content": {"application/json": {
         "schema": {"$ref": "#/components/schemas/ErrorBody"}}}} for code, error in ERRORS.items()}
-    json_errors[409] = {**json_errors[404], "description": "client_message_id reused with another text"}
+    json_errors[409] = {**json_errors[404], "description": "client_message_id reused with another text, or the "
+                        "session changed or cannot be read"}
 
     @app.post("/api/sessions/{session_id}/messages/stream", response_class=EventStream, tags=["sessions"],
-              responses={**json_errors, 200: {"description": "server-sent events" + EVENTS_DOC.rstrip(),
+              responses={**json_errors, 200: {"description": "server-sent events" + EVENTS,
                                               "content": {"text/event-stream": {"schema": SSE_EVENT}}}})
     async def stream_message(request: Request, body: MessageIn, session_id: SessionId) -> EventStream:
         """Answer a message as server-sent events: the reply's words as the LLM writes them (``token``), then

@@ -2,17 +2,7 @@
 
 ``POST /api/sessions/{id}/messages/stream`` runs the same :meth:`Service.send` as the plain endpoint, in a worker
 thread, inside :func:`convrec.llm.stream.stream_text_to`: the reply writer marks its LLM call as text for the
-person, and each piece the model writes becomes an event. The events (``text/event-stream``, each ``data`` one
-JSON object):
-
-- ``token`` ``{"text": piece}``: the next piece of the reply being written (only when an LLM writes it);
-- ``reset`` ``{}``: the pieces so far are void (an attempt failed and is being retried);
-- ``answer``: the :class:`~convrec.serve.http.schemas.Answer`, exactly what the plain endpoint returns; its
-  ``reply`` is the one to keep, which differs from the streamed words when the check refused them (a title
-  not recommended, say: the template reply stands) and is the only text when the reply is a template, a
-  replay, or research text is withheld (then nothing streams: a withheld plot could be in the words);
-- ``error`` ``{"status", "error": {"code", "message", "request_id"}}`` (and ``retry_after``, seconds, for a
-  503): what the plain endpoint would have answered with that status, for a failure after the first event.
+person, and each piece the model writes becomes an event: :data:`EVENTS` says which.
 
 Nothing is sent before the first event: a failure before it (no such session, busy, invalid) is the plain
 endpoint's JSON error with its status. A client that goes away does not stop the turn: its answer is stored,
@@ -32,7 +22,18 @@ from starlette.concurrency import run_in_threadpool
 
 from convrec.llm.stream import stream_text_to
 
-EVENTS_DOC = __doc__.split("The events", 1)[1].split("Nothing is sent", 1)[0].replace("``", "`")  # markdown
+# The events, in markdown: the OpenAPI schema's description of the endpoint's 200 answer (a constant, not the
+# docstring, so that `python -OO`, which drops docstrings, still runs)
+EVENTS = """ (`text/event-stream`, each `data` one JSON object):
+
+- `token` `{"text": piece}`: the next piece of the reply being written (only when an LLM writes it);
+- `reset` `{}`: the pieces so far are void (an attempt failed and is being retried);
+- `answer`: the Answer, exactly what the plain endpoint returns; its `reply` is the one to keep, which differs
+  from the streamed words when the check refused them (a title not recommended, say: the template reply
+  stands) and is the only text when the reply is a template, a replay, or research text is withheld (then
+  nothing streams: a withheld plot could be in the words);
+- `error` `{"status", "error": {"code", "message", "request_id"}}` (and `retry_after`, seconds, for a 503):
+  what the plain endpoint would have answered with that status, for a failure after the first event."""
 # one event as the schema documents it (the stream is a sequence of these)
 SSE_EVENT = {"type": "object", "required": ["event", "data"], "properties": {
     "event": {"type": "string", "enum": ["token", "reset", "answer", "error"]},

@@ -72,29 +72,42 @@ async function call(method, path, body, onEvent = null) {
     Number.isFinite(retryAfter) ? retryAfter : null);
 }
 
+// Server-sent events as the standard has them: lines end in LF, CR LF or CR (a proxy may rewrite them), a
+// field is "name: value" or "name:value", several data lines are one value joined by LF, a block without an
+// event name (a keep-alive comment) is skipped. Each attempt starts with "start": its words replace any left.
 async function readEvents(response, onEvent) {
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
+  let cr = ""; // a CR that ended a chunk: whether it is a line end alone or with an LF, the next chunk says
+  onEvent("start", {});
   for (;;) {
     const { value, done } = await reader.read();
     if (done) throw new TypeError("the answer was cut off"); // no answer event: send it again (same id)
-    buffer += value;
+    const raw = cr + value;
+    cr = raw.endsWith("\r") ? "\r" : "";
+    buffer += raw.slice(0, raw.length - cr.length).replace(/\r\n?/g, "\n");
     let end;
     while ((end = buffer.indexOf("\n\n")) >= 0) {
-      const fields = {};
+      let event = null;
+      const data = [];
       for (const line of buffer.slice(0, end).split("\n")) {
-        const colon = line.indexOf(": ");
-        if (colon > 0) fields[line.slice(0, colon)] = line.slice(colon + 2);
+        const colon = line.indexOf(":");
+        if (colon <= 0) continue; // a comment (":...") or a line without a field
+        const name = line.slice(0, colon);
+        const text = line.slice(colon + 1).replace(/^ /, "");
+        if (name === "event") event = text;
+        else if (name === "data") data.push(text);
       }
       buffer = buffer.slice(end + 2);
-      const data = JSON.parse(fields.data || "{}");
-      if (fields.event === "answer") return data;
-      if (fields.event === "error") {
-        const error = data.error || {};
-        throw new ApiError(data.status || 500, error.code || "error", error.message || "the server failed",
-          error.request_id || "", Number.isFinite(data.retry_after) ? data.retry_after : null);
+      if (!event) continue;
+      const parsed = JSON.parse(data.join("\n") || "{}");
+      if (event === "answer") return parsed;
+      if (event === "error") {
+        const error = parsed.error || {};
+        throw new ApiError(parsed.status || 500, error.code || "error", error.message || "the server failed",
+          error.request_id || "", Number.isFinite(parsed.retry_after) ? parsed.retry_after : null);
       }
-      onEvent(fields.event, data);
+      if (event === "token" || event === "reset") onEvent(event, parsed);
     }
   }
 }
@@ -357,11 +370,15 @@ async function send(text, id = newMessageId(), slot = null) {
   // template reply when the check refused the words). A template reply comes whole, with the answer.
   const onEvent = (kind, data) => {
     let draft = slot.querySelector(".draft");
+    if (kind === "start") { // a new attempt: what an earlier one wrote is void
+      if (draft) slot.replaceChildren(el("p", { class: "msg pending", text: "Thinking…" }));
+      return;
+    }
     if (kind === "reset" || !draft) {
       draft = el("p", { class: "msg bot draft", "aria-hidden": "true" });
       slot.replaceChildren(draft);
     }
-    if (kind === "token") draft.textContent += data.text;
+    if (kind === "token") draft.textContent += data.text || "";
   };
   try {
     const answer = await request("POST", sessionPath("/messages/stream"), { client_message_id: id, text }, onEvent);
