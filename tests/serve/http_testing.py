@@ -169,6 +169,28 @@ def start_server(workdir: Path, mirror: Path, data_dir: Path, db: Path, *extra: 
     raise AssertionError(f"the server was not ready within {START_TIMEOUT_S} s:\n{server.log()[-3000:]}")
 
 
+# The LLM writes the replies (the text that streams): SmolLM2, one llama.cpp thread
+LLM_SERVE_CONFIG = """\
+dataset = "redial"
+[engine]
+polish = true
+[engine.llm]
+backend = "local"
+max_concurrency = 1
+[engine.llm.local]
+n_threads = 1
+n_ctx = 2048
+"""
+
+
+def start_llm_server(workdir: Path, mirror: Path, data_dir: Path, db: Path, *extra: str, name: str) -> Server:
+    """:func:`start_server` with SmolLM2 re-ranking and writing the replies (``LLM_SERVE_CONFIG``)."""
+    config = workdir / f"{name}-serve.toml"
+    config.write_text(LLM_SERVE_CONFIG, encoding="utf-8")
+    return start_server(workdir, mirror, data_dir, db, "--config", str(config), "--max-wait", "120", *extra,
+                        name=name, model="smollm2-135m")
+
+
 def metric(server: Server, name: str, **labels: str) -> float:
     """One sample of /metrics (0 when absent)."""
     text = server.request("GET", "/metrics").text

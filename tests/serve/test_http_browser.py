@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 
 import pytest
-from http_testing import Server, metric, start_server
+from http_testing import Server, metric, start_llm_server, start_server
 
 from convrec.io import atomic_write
 
@@ -349,24 +349,9 @@ new MutationObserver(() => {
   for (const node of document.querySelectorAll('#log .draft')) window.drafts.push(node.textContent);
 }).observe(document.getElementById('log'), {childList: true, subtree: true, characterData: true});
 """
-LLM_CONFIG = """\
-dataset = "redial"
-[engine]
-polish = true
-[engine.llm]
-backend = "local"
-max_concurrency = 1
-[engine.llm.local]
-n_threads = 1
-n_ctx = 2048
-"""
-
-
 def test_the_llm_reply_is_shown_as_it_is_written_then_replaced_by_the_answer(browser, redial, mirror, data_dir,
                                                                                tmp_path):
-    (tmp_path / "serve.toml").write_text(LLM_CONFIG, encoding="utf-8")
-    llm_server = start_server(tmp_path, mirror, data_dir, tmp_path / "s.sqlite3", "--config",
-                              str(tmp_path / "serve.toml"), "--max-wait", "120", name="llm", model="smollm2-135m")
+    llm_server = start_llm_server(tmp_path, mirror, data_dir, tmp_path / "s.sqlite3", name="llm")
     try:
         viewport(browser, 1280, 800)
         browser.get(llm_server.base + "/")

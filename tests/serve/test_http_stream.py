@@ -8,32 +8,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from http_testing import Server, start_server
+from http_testing import Server, start_llm_server, start_server
 
 from convrec.data.dataset import CRSDataset
 
 pytestmark = pytest.mark.slow
 
-CONFIG = """\
-dataset = "redial"
-[engine]
-polish = true  # the LLM writes the replies: the text that streams
-[engine.llm]
-backend = "local"
-model = "smollm2-135m"
-max_concurrency = 1
-[engine.llm.local]
-n_threads = 1
-n_ctx = 2048
-"""
 MESSAGE = "I loved Alien (1979) and The Matrix (1999), something scary please"
 
 
 @pytest.fixture(scope="module")
 def workdir(redial: CRSDataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("http-stream")
-    (path / "serve.toml").write_text(CONFIG, encoding="utf-8")
-    return path
+    return tmp_path_factory.mktemp("http-stream")
 
 
 def stream(server: Server, sid: str, message_id: str, text: str = MESSAGE):
@@ -41,9 +27,7 @@ def stream(server: Server, sid: str, message_id: str, text: str = MESSAGE):
 
 
 def test_the_llm_reply_streams_then_the_answer_comes_whole(workdir, mirror, data_dir):
-    server = start_server(workdir, mirror, data_dir, workdir / "llm.sqlite3", "--config", str(workdir / "serve.toml"),
-                          "--max-wait", "120", name="llm",
-                          model="smollm2-135m")
+    server = start_llm_server(workdir, mirror, data_dir, workdir / "llm.sqlite3", name="llm")
     try:
         sid = server.request("POST", "/api/sessions").body["session_id"]
         reply, events = stream(server, sid, "m1")
@@ -79,9 +63,8 @@ def test_the_llm_reply_streams_then_the_answer_comes_whole(workdir, mirror, data
 
 
 def test_withheld_research_text_is_never_streamed(workdir, mirror, data_dir):
-    server = start_server(workdir, mirror, data_dir, workdir / "withheld.sqlite3", "--config",
-                          str(workdir / "serve.toml"), "--max-wait", "120", "--withhold-research-text", name="withheld",
-                          model="smollm2-135m")
+    server = start_llm_server(workdir, mirror, data_dir, workdir / "withheld.sqlite3", "--withhold-research-text",
+                              name="withheld")
     try:
         sid = server.request("POST", "/api/sessions").body["session_id"]
         _, events = stream(server, sid, "m1")

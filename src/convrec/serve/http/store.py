@@ -21,8 +21,8 @@ that finds SQLite's lock taken sleeps in its busy handler (1, 2, 5, 10, ... ms) 
 switches, could have finished many times over. And no write copies the journal into the file: SQLite's
 automatic checkpoint ran inside whichever commit passed 1,000 pages of journal, ~70 ms with every other
 writer queued behind it (the stalls of bench/bench_serve.py); here a background thread checkpoints
-(``PASSIVE``: never in a writer's way) every :data:`CHECKPOINT_INTERVAL_S`. The file records which catalogue its sessions speak of: opening it for another catalogue is refused,
-since a saved state names items by id.
+(``PASSIVE``: never in a writer's way) every :data:`CHECKPOINT_INTERVAL_S`. The file records which catalogue
+its sessions speak of: opening it for another catalogue is refused, since a saved state names items by id.
 """
 
 from __future__ import annotations
