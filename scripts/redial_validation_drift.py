@@ -24,9 +24,10 @@ import numpy as np
 
 from convrec.data.dataset import Split, load_processed
 from convrec.data.model import Dialogue
+from convrec.errors import ConfigError
 from convrec.evaluate.protocol import Protocol
 from convrec.evaluate.runner import evaluate_scores
-from convrec.retrieval.base import build_recommender, item_counts
+from convrec.retrieval.base import build_recommender, item_counts, recommender_class
 
 
 def conversation_id(dialogue: Dialogue) -> int | None:
@@ -50,7 +51,18 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path("data"), help="holds processed/redial")
     parser.add_argument("--share", type=float, default=0.1, help="the temporal validation's share (default 0.1)")
     args = parser.parse_args()
-    dataset = load_processed(args.data_dir / "processed" / "redial", "redial")
+    if not 0 < args.share < 1:
+        parser.error(f"--share must be between 0 and 1, not {args.share}")
+    processed = args.data_dir / "processed" / "redial"
+    if not processed.is_dir():
+        parser.error(f"no processed ReDial in {processed}: run `convrec data fetch redial` and `convrec data build "
+                     f"redial` first (or pass --data-dir)")
+    for name in args.recommenders:  # an unknown name now, in one line, not after the first fits
+        try:
+            recommender_class(name)
+        except ConfigError as exc:
+            parser.error(str(exc))
+    dataset = load_processed(processed, "redial")
     train, valid, test = dataset.split("train"), dataset.split("valid"), dataset.split("test")
     early, late, cut = temporal_split(train, valid, args.share)
     print(f"conversation ids: train+valid {min(filter(None, map(conversation_id, early.dialogues)))}-"
