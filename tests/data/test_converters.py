@@ -14,7 +14,6 @@ from convrec.data.converters import inspired as inspired_converter
 from convrec.data.converters import movielens as movielens_converter
 from convrec.data.converters import opendialkg as opendialkg_converter
 from convrec.data.converters import redial as redial_converter
-from convrec.data.converters.common import held_out
 from convrec.data.fetch import dataset_files, fetch_dataset
 from convrec.data.load import load_dataset
 from convrec.data.model import ItemFeedback, Turn
@@ -397,8 +396,11 @@ def test_tiny_redial_train_records(redial_files):
     train = {d.dialogue_id: d for d in conversion.dialogues if d.split != "test"}
     # The record without a conversation id and the empty one are left out.
     assert sorted(train) == ["391", "468", "474", "573", "7189"]
-    for dialogue_id, dialogue in train.items():
-        assert dialogue.split == ("valid" if held_out(dialogue_id) else "train")
+    # The latest tenth of conversations by id validates (of 5 ids, the last): the test split was collected
+    # after all of them, so validation is the part of train closest to it in time.
+    assert {dialogue_id: d.split for dialogue_id, d in train.items()} == {
+        "391": "train", "468": "train", "474": "train", "573": "train", "7189": "valid"}
+    assert conversion.report["validation"]["first_conversation_id"] == 7189
     assert train["391"].turns == [
         Turn("seeker", "I like Goodfellas (1990) and Super Troopers (2001)", ("143198", "111776")),
         Turn("recommender", "Try Signs (2002)", ("197111",)),

@@ -74,9 +74,11 @@ def test_samples_are_real_recommender_turns_one_per_turn_seeded(redial: CRSDatas
         assert rq.reference_text(sample) == turn.text.strip()
         # the recommended items are written as display titles, as every system writes them
         assert not re.search(r"@\d+", turn.text)
-    titled = [s for s in every if any(redial.catalog.get(i).display_title in rq.reference_text(s)
+    # every reference names a recommended item by its title (half of the latest conversations, the temporal
+    # validation split, write it without the year, as the T3 fragments do)
+    titled = [s for s in every if any(redial.catalog.get(i).title.lower() in rq.reference_text(s).lower()
                                       for i in s.dialogue.turns[s.turn_index].items)]
-    assert len(titled) > 0.8 * len(every)
+    assert len(titled) > 0.95 * len(every)
 
 
 # ----------------------------------------------------------------------------------------- the command
