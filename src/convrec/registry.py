@@ -27,6 +27,7 @@ BUILTIN_RECOMMENDERS = {
     "lrurec-text": "convrec.retrieval.lrurec.recommender:LRURecTextRecommender",
     "rar": "convrec.rerank.pipeline:RAR",
     "harpo": "convrec.agent.harpo:HarpoRecommender",
+    "learned-ranker": "convrec.agent.quality.relevance:LearnedRanker",
 }
 
 

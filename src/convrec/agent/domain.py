@@ -125,6 +125,7 @@ class DomainAdapter:
         self._numbers: dict[str, np.ndarray] = {YEAR: np.asarray(
             [np.nan if item.year is None else float(item.year) for item in catalog], dtype=np.float64)}
         self._masks: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
+        self._value_keys: dict[tuple, list[frozenset[str]]] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -199,6 +200,27 @@ class DomainAdapter:
         found = self.attribute(attribute)
         position = self.position(item)
         return tuple(v for field in self._value_fields(found) for v in self.gazetteer.values_of(field, position))
+
+    def value_keys(self, attribute: str) -> list[frozenset[str]]:
+        """Every item's normalised value keys of a categorical, people or keyword attribute (catalogue order),
+        computed once: what "shares a value" compares, as :meth:`match` does."""
+        found = self.attribute(attribute)
+        cache_key = ("value_keys", attribute)
+        cached = self._value_keys.get(cache_key)
+        if cached is None:
+            fields = self._value_fields(found)
+            cached = [frozenset(k for field in fields for k in self.gazetteer.keys_of(field, position))
+                      for position in range(len(self.catalog))]
+            with self._lock:
+                self._value_keys[cache_key] = cached
+        return cached
+
+    def numbers(self, attribute: str) -> np.ndarray:
+        """Every item's value of a numeric attribute (NaN where unknown), catalogue order; read-only."""
+        numbers = self._numbers_of(self.attribute(attribute))
+        view = numbers.view()
+        view.flags.writeable = False
+        return view
 
     # ---- constraints -------------------------------------------------------------------------------------
 

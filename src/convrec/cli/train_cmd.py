@@ -13,22 +13,29 @@ from convrec.data.load import load_dataset
 from convrec.io import write_json
 from convrec.resources import Resources
 from convrec.retrieval import build_recommender
-from convrec.retrieval.lrurec.recommender import TRAINABLE, LRURecRecommender
+from convrec.retrieval.lrurec.recommender import TRAINABLE
+
+# LRURec's networks, and the learned second stage over several retrievers (trained on the validation split)
+TRAINED_HERE = (*TRAINABLE, "learned-ranker")
 
 console = Console(stderr=True)
 
 
 def add_parser(commands) -> None:
     train = commands.add_parser(
-        "train", help="train LRURec (items only, or with the dialogue text) on a dataset",
+        "train", help="train LRURec (items only, or with the dialogue text), or the learned ranker, on a dataset",
         description="Train a retriever on the train split with early stopping on validation Recall@10. "
         "Checkpoints (safetensors + config.json) are written atomically into --out after every epoch; "
-        "running the same command again resumes an interrupted run. Evaluate the result with "
+        "running the same command again resumes an interrupted run. learned-ranker fits its retrievers on "
+        "train and learns to order their candidates on the validation split (cross-validated over its "
+        "dialogues; give the first retriever's run with --set retriever_checkpoint=RUN); its features are kept "
+        "in --out, so a second run skips them. Evaluate the result with "
         "`convrec eval --recommender NAME --checkpoint OUT`.",
     )
     train.add_argument("--dataset", required=True, help="redial, inspired, or an imported dataset")
-    train.add_argument("--recommender", default="lrurec-text", choices=TRAINABLE,
-                       help="lrurec: items only; lrurec-text: items + dialogue text (default)")
+    train.add_argument("--recommender", default="lrurec-text", choices=TRAINED_HERE,
+                       help="lrurec: items only; lrurec-text: items + dialogue text (default); learned-ranker: "
+                       "LambdaMART over several retrievers' candidates")
     train.add_argument("--out", type=Path, required=True, help="run directory (created; resumed if it exists)")
     train.add_argument("--pretrain", action="append", default=None, metavar="DATASET",
                        help="pre-train on another dataset's train sequences linked to the catalogue by IMDb id "
@@ -53,7 +60,6 @@ def run_train(args: argparse.Namespace) -> int:
             console.print("[yellow]note[/yellow]: set --set train.pretrain_epochs=N to use them (default 0)")
     with Resources.from_env(data_dir=data_dir(args)) as resources:  # --data-dir is where --pretrain loads from
         recommender = build_recommender(args.recommender, dataset.catalog, options, resources=resources)
-        assert isinstance(recommender, LRURecRecommender)
         recommender.fit(dataset.split("train"), dataset.split("valid"))
     write_json(args.out / "summary.json", {"dataset": args.dataset, "data_hash": dataset.fingerprint,
                                            **recommender.describe()})

@@ -1,0 +1,389 @@
+"""CHARM's relevance dimension, learned: a second-stage ranker over several retrievers' candidates.
+
+``learned-ranker`` in the registry. Its first stage is a set of fitted retrievers (lrurec-text, EASE, item-kNN
+and dense text by default); the union of their top ``per_retriever`` items are its candidates, each described
+by the features of :mod:`convrec.agent.quality.features`; a LightGBM LambdaMART model orders them. The score
+matrix puts the candidates, in the model's order, above every other item, which keeps the first retriever's
+order.
+
+**What it learns from.** A second stage must see the retrievers' scores as they are on dialogues they were
+not fitted on: on their own training dialogues those scores are too good (lrurec-text all but memorises its
+targets). So the ranker is trained on the **validation** split, whose dialogues the retrievers never fit
+(ReDial's validation split is its latest tenth of conversations, closest in time to test), with every
+retriever fitted on train. Its options are chosen by cross-validation over validation dialogues (folds by
+dialogue, :func:`cross_validate`), and test is read once. The cost is fewer training contexts (ReDial 3,497
+samples) than train would give; cross-fitted retrievers on train folds would give more, at the price of
+retraining lrurec-text per fold.
+
+Training writes ``ranker.txt`` (the LightGBM model), ``config.json`` (options, feature names, catalogue) and
+``cv.json`` (the cross-validation report) into ``run_dir``; features are cached there (``features.npz``), so
+a second run after a kill skips the slow part. ``checkpoint`` loads a finished run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field, field_validator
+
+from convrec.agent.quality.features import FEATURE_GROUPS, CandidateFeaturizer, CandidateRows
+from convrec.catalog.items import Catalog
+from convrec.data.dataset import Split
+from convrec.data.model import ContextView, RecSample
+from convrec.errors import ConfigError
+from convrec.io import atomic_write, write_json
+from convrec.resources import Resources
+from convrec.retrieval.base import Recommender, RecommenderConfig, build_recommender, item_counts, register
+
+log = logging.getLogger("convrec.agent.quality")
+
+NOT_FIRST_STAGE = ("harpo", "rar", "learned-ranker")
+RUN_FORMAT = 1
+FEATURE_OPTIONS = ("retrievers", "retriever_checkpoint", "per_retriever")  # what the cached features depend on
+RUN_OPTIONS = (*FEATURE_OPTIONS, "groups")  # what a trained model depends on
+
+
+class LearnedRankerConfig(RecommenderConfig):
+    retrievers: dict[str, dict[str, Any]] = Field(
+        {"lrurec-text": {}, "ease": {}, "itemknn": {}, "dense-text": {}},
+        description="first-stage retrievers and their options (the first also orders the non-candidates), "
+        "e.g. {\"lrurec-text\" = {checkpoint = \"results/runs/lrurec-text-redial\"}, \"ease\" = {}}")
+    retriever_checkpoint: str | None = Field(None, description="a `convrec train` run dir the first retriever "
+                                             "loads (its own options may say so instead)")
+    per_retriever: int = Field(50, ge=10, le=1000, description="each retriever's top-N joins the candidates")
+    groups: tuple[str, ...] = Field(FEATURE_GROUPS, description="feature groups used (ablations drop some): "
+                                    + ", ".join(FEATURE_GROUPS))
+    trees: int = Field(300, ge=1, le=5000, description="boosting rounds")
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    leaves: int = Field(15, ge=2, le=1024, description="leaves per tree")
+    min_leaf: int = Field(50, ge=1, description="least training rows in a leaf")
+    feature_fraction: float = Field(0.8, gt=0, le=1)
+    seed: int = 0
+    folds: int = Field(5, ge=2, le=20, description="cross-validation folds over validation dialogues")
+    run_dir: str | None = Field(None, description="where training writes the model and its report (resumable)")
+    checkpoint: str | None = Field(None, description="a finished run dir to load instead of training")
+
+    @field_validator("retrievers")
+    @classmethod
+    def _first_stage_only(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        if not value:
+            raise ValueError("at least one retriever")
+        for name in value:
+            if name in NOT_FIRST_STAGE:
+                raise ValueError(f"{name!r} is not a first-stage retriever")
+        return value
+
+    @field_validator("groups")
+    @classmethod
+    def _known_groups(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - set(FEATURE_GROUPS))
+        if unknown:
+            raise ValueError(f"unknown feature group(s) {', '.join(unknown)}; known: {', '.join(FEATURE_GROUPS)}")
+        return value
+
+    def learner_params(self) -> dict[str, Any]:
+        return {"objective": "lambdarank", "n_estimators": self.trees, "learning_rate": self.learning_rate,
+                "num_leaves": self.leaves, "min_child_samples": self.min_leaf,
+                "colsample_bytree": self.feature_fraction, "random_state": self.seed, "n_jobs": 2,
+                "lambdarank_truncation_level": 20, "verbose": -1}
+
+
+def _lightgbm():
+    try:
+        import lightgbm
+    except ImportError:
+        raise ConfigError("the learned ranker needs LightGBM: pip install 'convrec[ranker]'") from None
+    return lightgbm
+
+
+def turn_groups(samples: Sequence[RecSample]) -> list[tuple[ContextView, list[str], list[int]]]:
+    """Samples of one recommender turn share their context: (view, its targets, the samples' indices) per turn,
+    in order of first appearance. A turn that names three items is one ranking with three right answers."""
+    groups: dict[tuple[str, int], tuple[ContextView, list[str], list[int]]] = {}
+    for index, sample in enumerate(samples):
+        key = (sample.dialogue_id, sample.turn_index)
+        if key not in groups:
+            groups[key] = (sample.view(), [], [])
+        groups[key][1].append(sample.target)
+        groups[key][2].append(index)
+    return list(groups.values())
+
+
+class TrainingSet:
+    """The features of every validation turn, their candidates' labels, and what each sample needs to be scored
+    in cross-validation."""
+
+    def __init__(self, rows: list[CandidateRows], targets: list[list[str]], dialogues: list[str], catalog: Catalog,
+                 first_ranks: list[np.ndarray]):
+        self.rows, self.targets, self.dialogues = rows, targets, dialogues
+        self.labels = []
+        for row, wanted in zip(rows, targets, strict=True):
+            positions = set(catalog.indices([t for t in wanted if t in catalog.index_of]))
+            self.labels.append(np.asarray([1.0 if p in positions else 0.0 for p in row.positions]))
+        self.target_positions = [np.asarray(catalog.indices([t for t in wanted if t in catalog.index_of]))
+                                 for wanted in targets]
+        self.first_ranks = first_ranks  # per turn and target: (items the first retriever scores higher, tied)
+
+    def matrix(self, turns: Sequence[int]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """Features, labels and group sizes of ``turns`` that hold at least one target among their candidates."""
+        kept = [t for t in turns if self.labels[t].any()]
+        if not kept:
+            raise ConfigError("no validation turn has its target among the candidates: nothing to learn from")
+        features = np.concatenate([self.rows[t].features for t in kept])
+        labels = np.concatenate([self.labels[t] for t in kept]).astype(np.int32)
+        return features, labels, [len(self.labels[t]) for t in kept]
+
+    def save(self, path: Path) -> None:
+        with atomic_write(path, "wb", encoding=None) as handle:
+            np.savez_compressed(
+                handle, sizes=np.asarray([len(r.positions) for r in self.rows]),
+                positions=np.concatenate([r.positions for r in self.rows]),
+                features=np.concatenate([r.features for r in self.rows]),
+                targets=np.asarray(json.dumps(self.targets)), dialogues=np.asarray(json.dumps(self.dialogues)),
+                first_ranks=np.asarray(json.dumps([r.tolist() for r in self.first_ranks])))
+
+    @classmethod
+    def load(cls, path: Path, catalog: Catalog) -> TrainingSet:
+        with np.load(path) as data:
+            bounds = np.cumsum(np.concatenate([[0], data["sizes"]]))
+            positions, features = data["positions"], data["features"]  # an NpzFile reads an array per access
+            rows = [CandidateRows(positions[a:b], features[a:b])
+                    for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+            targets = json.loads(str(data["targets"]))
+            dialogues = json.loads(str(data["dialogues"]))
+            first = [np.asarray(r, dtype=np.int64).reshape(-1, 2) for r in json.loads(str(data["first_ranks"]))]
+        return cls(rows, targets, dialogues, catalog, first)
+
+
+def ranking_metrics(candidate_scores: np.ndarray, labels: np.ndarray, n_targets: int) -> dict[str, np.ndarray]:
+    """Per target of one turn: Recall@1/10 and NDCG@10 when the candidates are ordered by ``candidate_scores``
+    above every other item (ties count in expectation). A target outside the candidates scores 0: the
+    candidates number at least ``per_retriever`` >= 10, so it is never in the top 10."""
+    found = np.flatnonzero(labels > 0)
+    out = {"recall@1": np.zeros(n_targets), "recall@10": np.zeros(n_targets), "ndcg@10": np.zeros(n_targets)}
+    for k, index in enumerate(found):
+        score = candidate_scores[index]
+        greater = int((candidate_scores > score).sum())
+        ties = int((candidate_scores == score).sum()) - 1
+        out["recall@1"][k], out["recall@10"][k], out["ndcg@10"][k] = _expected(greater, ties)
+    return out
+
+
+def _expected(greater: int, ties: int) -> tuple[float, float, float]:
+    """Recall@1, Recall@10, NDCG@10 of a target below ``greater`` items and tied with ``ties`` others, in
+    expectation over the order of the ties (as the evaluation harness counts them)."""
+    positions = greater + np.arange(ties + 1)
+    recall1 = float(np.mean(positions < 1))
+    recall10 = float(np.mean(positions < 10))
+    ndcg = float(np.mean(np.where(positions < 10, 1.0 / np.log2(positions + 2.0), 0.0)))
+    return recall1, recall10, ndcg
+
+
+def cross_validate(training: TrainingSet, config: LearnedRankerConfig, columns: np.ndarray | None = None
+                   ) -> dict[str, Any]:
+    """Folds over validation dialogues: train on the others, score the held-out turns. Per-target values of the
+    ranker and of the first retriever alone on the same targets, and their paired difference (mean and SE)."""
+    lightgbm = _lightgbm()
+    dialogues = sorted(set(training.dialogues))
+    rng = np.random.default_rng(config.seed)
+    fold_of = dict(zip(dialogues, rng.permutation(len(dialogues)) % config.folds, strict=True))
+    ranker_values: dict[str, list[float]] = {"recall@1": [], "recall@10": [], "ndcg@10": []}
+    first_values: dict[str, list[float]] = {"recall@1": [], "recall@10": [], "ndcg@10": []}
+    for fold in range(config.folds):
+        train_turns = [t for t, d in enumerate(training.dialogues) if fold_of[d] != fold]
+        test_turns = [t for t, d in enumerate(training.dialogues) if fold_of[d] == fold]
+        features, labels, groups = training.matrix(train_turns)
+        if columns is not None:
+            features = features[:, columns]
+        model = lightgbm.LGBMRanker(**config.learner_params())
+        model.fit(features, labels, group=groups)
+        for turn in test_turns:
+            rows = training.rows[turn].features if columns is None else training.rows[turn].features[:, columns]
+            scores = model.predict(rows) if len(rows) else np.zeros(0)
+            n_targets = len(training.target_positions[turn])
+            values = ranking_metrics(scores, training.labels[turn], n_targets)
+            for name in ranker_values:
+                ranker_values[name] += values[name].tolist()
+            for greater, ties in training.first_ranks[turn]:
+                for name, value in zip(first_values, _expected(int(greater), int(ties)), strict=True):
+                    first_values[name].append(value)
+    report: dict[str, Any] = {"folds": config.folds, "targets": len(ranker_values["recall@10"])}
+    for name in ranker_values:
+        ours, theirs = np.asarray(ranker_values[name]), np.asarray(first_values[name])
+        diff = ours - theirs
+        n = max(len(diff), 1)
+        report[name] = {"ranker": float(ours.mean()), "first_retriever": float(theirs.mean()),
+                        "difference": float(diff.mean()), "difference_se": float(diff.std(ddof=1) / np.sqrt(n))
+                        if len(diff) > 1 else 0.0}
+    return report
+
+
+@register
+class LearnedRanker(Recommender):
+    """A LambdaMART model over several retrievers' candidates (see the module docstring)."""
+
+    name = "learned-ranker"
+    config_class = LearnedRankerConfig
+    config: LearnedRankerConfig
+    uses_resources = True
+
+    def __init__(self, catalog: Catalog, config: LearnedRankerConfig | None = None, *,
+                 resources: Resources | None = None):
+        super().__init__(catalog, config)
+        self.resources = resources or Resources.from_env()
+        self.featurizer: CandidateFeaturizer | None = None
+        self.columns = np.zeros(0, dtype=np.int64)
+        self.model: Any = None
+        self.summary: dict[str, Any] = {}
+        if self.config.checkpoint:
+            # the run's own first stage and features (a model is only valid with them), whatever was set here
+            saved = self._check_checkpoint(Path(self.config.checkpoint))["options"]
+            self.config = LearnedRankerConfig(**{**self.config.model_dump(), **{k: saved[k] for k in RUN_OPTIONS}})
+
+    # ---- fit --------------------------------------------------------------------------------------------
+
+    def fit(self, train: Split, valid: Split | None = None) -> None:
+        _lightgbm()  # a missing package is said before minutes of fitting
+        retrievers = {}
+        for position, (name, options) in enumerate(self.config.retrievers.items()):
+            if position == 0 and self.config.retriever_checkpoint:
+                options = {**options, "checkpoint": self.config.retriever_checkpoint}
+            retriever = build_recommender(name, self.catalog, options, resources=self.resources)
+            log.info("fitting the retriever %s", name)
+            retriever.fit(train, valid)
+            retrievers[name] = retriever
+        self.featurizer = CandidateFeaturizer(self.catalog, retrievers, item_counts(train), self.config.per_retriever,
+                                              train.dataset or None)
+        self.columns = self.featurizer.columns(self.config.groups)
+        self.dataset_name = train.dataset
+        if self.config.checkpoint:
+            self._load(Path(self.config.checkpoint))
+            return
+        if valid is None or not valid.selection_samples:
+            raise ConfigError("learned-ranker trains on the validation split: this dataset has none")
+        run_dir = Path(self.config.run_dir) if self.config.run_dir else None
+        training = self._training_set(valid, run_dir)
+        report = cross_validate(training, self.config, self.columns)
+        features, labels, groups = training.matrix(range(len(training.rows)))
+        self.model = _lightgbm().LGBMRanker(**self.config.learner_params())
+        self.model.fit(features[:, self.columns], labels, group=groups)
+        covered = float(np.mean([lab.any() for lab in training.labels]))
+        self.summary = {"validation_turns": len(training.rows), "turns_with_target_in_candidates": round(covered, 4),
+                        "mean_candidates": round(float(np.mean([len(r.positions) for r in training.rows])), 1),
+                        "cross_validation": report}
+        log.info("learned-ranker: cross-validated Recall@10 %.4f vs %.4f for %s alone",
+                 report["recall@10"]["ranker"], report["recall@10"]["first_retriever"], next(iter(retrievers)))
+        if run_dir is not None:
+            self._save(run_dir)
+
+    def _training_set(self, valid: Split, run_dir: Path | None) -> TrainingSet:
+        assert self.featurizer is not None
+        cache = run_dir / "features.npz" if run_dir else None
+        key = {"format": RUN_FORMAT, "options": self._feature_options(), "samples": len(valid.selection_samples),
+               "features": self.featurizer.names}
+        if (cache is not None and cache.exists() and (run_dir / "features.json").exists()
+                and json.loads((run_dir / "features.json").read_text()) == key):
+            log.info("learned-ranker: features from %s", cache)
+            return TrainingSet.load(cache, self.catalog)
+        groups = turn_groups(valid.selection_samples)
+        views = [view for view, _, _ in groups]
+        log.info("learned-ranker: features of %d validation turns", len(views))
+        scores = self.featurizer.scores(views)
+        first = next(iter(self.featurizer.retrievers))
+        rows, first_ranks = [], []
+        for row, (view, targets, _) in enumerate(groups):
+            rows.append(self.featurizer.rows_of(view, {n: block[row] for n, block in scores.items()}))
+            first_row = scores[first][row]
+            first_ranks.append(np.asarray([((first_row > first_row[p]).sum(), (first_row == first_row[p]).sum() - 1)
+                                           for p in self.catalog.indices(targets)], dtype=np.int64).reshape(-1, 2))
+        training = TrainingSet(rows, [t for _, t, _ in groups], [v.dialogue_id for v in views], self.catalog,
+                               first_ranks)
+        if cache is not None:
+            training.save(cache)
+            write_json(run_dir / "features.json", key)
+        return training
+
+    def _feature_options(self) -> dict[str, Any]:
+        return self.config.model_dump(mode="json", include=set(FEATURE_OPTIONS))
+
+    # ---- runs -------------------------------------------------------------------------------------------
+
+    def _save(self, run_dir: Path) -> None:
+        with atomic_write(run_dir / "ranker.txt") as handle:
+            handle.write(self.model.booster_.model_to_string())
+        assert self.featurizer is not None
+        options = self.config.model_dump(mode="json", exclude={"run_dir", "checkpoint"})
+        write_json(run_dir / "cv.json", self.summary)
+        write_json(run_dir / "config.json", {"format": RUN_FORMAT, "recommender": self.name, "options": options,
+                                             "dataset": self.dataset_name,
+                                             "features": [self.featurizer.names[c] for c in self.columns], "catalog": self.catalog.name,
+                                             "n_items": len(self.catalog), "summary": self.summary})
+
+    def _check_checkpoint(self, run_dir: Path) -> dict[str, Any]:
+        config_path = run_dir / "config.json"
+        if not (run_dir / "ranker.txt").is_file() or not config_path.is_file():
+            raise ConfigError(f"{run_dir} is not a finished learned-ranker run (no ranker.txt / config.json): "
+                              f"train one with `convrec train --recommender learned-ranker --out {run_dir}`")
+        try:
+            saved = json.loads(config_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{config_path}: not valid JSON ({err.msg}, line {err.lineno})") from None
+        if saved.get("recommender") != self.name:
+            raise ConfigError(f"{run_dir} is a {saved.get('recommender')!r} run, not a learned-ranker run")
+        if saved.get("n_items") != len(self.catalog) or saved.get("catalog") != self.catalog.name:
+            raise ConfigError(f"{run_dir} was trained on catalogue {saved.get('catalog')!r} ({saved.get('n_items')} "
+                              f"items), not {self.catalog.name!r} ({len(self.catalog)} items)")
+        return saved
+
+    def _load(self, run_dir: Path) -> None:
+        saved = self._check_checkpoint(run_dir)
+        assert self.featurizer is not None
+        if saved.get("features") != [self.featurizer.names[c] for c in self.columns]:
+            raise ConfigError(f"{run_dir} was trained with other features ({len(saved.get('features') or [])}) than "
+                              f"these options give ({len(self.featurizer.names)}): use the run's own options")
+        self.model = _lightgbm().Booster(model_str=(run_dir / "ranker.txt").read_text(encoding="utf-8"))
+        self.summary = {"checkpoint": str(run_dir), **saved.get("summary", {})}
+
+    # ---- score ------------------------------------------------------------------------------------------
+
+    def _predict(self, features: np.ndarray) -> np.ndarray:
+        if not len(features):
+            return np.zeros(0)
+        model = self.model.booster_ if hasattr(self.model, "booster_") else self.model
+        return np.asarray(model.predict(features), dtype=np.float64)
+
+    def score(self, samples: Sequence[ContextView]) -> np.ndarray:
+        if self.featurizer is None or self.model is None:
+            raise RuntimeError("learned-ranker: call fit() before score()")
+        scores = self.featurizer.scores(samples)
+        first = scores[next(iter(self.featurizer.retrievers))]
+        out = np.empty((len(samples), len(self.catalog)), dtype=np.float32)
+        for row, view in enumerate(samples):
+            rows = self.featurizer.rows_of(view, {n: block[row] for n, block in scores.items()})
+            out[row] = self.final_scores(first[row], rows.positions, self._predict(rows.features[:, self.columns]))
+        return out
+
+    @staticmethod
+    def final_scores(first: np.ndarray, positions: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+        """The candidates in the model's order above every other item, which keep the first retriever's order:
+        the first retriever squeezed into [0, 1), the candidates into [2, 3]."""
+        finite = np.isfinite(first)
+        low, high = (first[finite].min(), first[finite].max()) if finite.any() else (0.0, 1.0)
+        final = np.where(finite, (first - low) / (high - low + 1e-12), 0.0) * 0.999
+        if len(positions):
+            spread = predicted.max() - predicted.min()
+            final[positions] = 2.0 + (predicted - predicted.min()) / (spread if spread > 0 else 1.0)
+        return final
+
+    def describe(self) -> dict[str, Any]:
+        described = super().describe()
+        described["summary"] = self.summary
+        if self.featurizer is not None:
+            described["retrievers"] = {n: r.describe() for n, r in self.featurizer.retrievers.items()}
+            described["features"] = [self.featurizer.names[c] for c in self.columns]
+        return described
