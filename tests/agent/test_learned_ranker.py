@@ -131,15 +131,23 @@ def test_checkpoint_round_trip_and_feature_cache(shared_world, tmp_path, monkeyp
     assert list(loaded.config.retrievers) == ["popularity", "itemknn"]
     loaded.fit(w.train, w.valid)
     np.testing.assert_allclose(loaded.score(views), trained.score(views), rtol=1e-6)
-    # a second training run reuses the cached validation features: no retriever scores validation again
+    # the same options again: the finished run is loaded, not trained (no cross-validation)
+    import convrec.agent.quality.relevance as relevance
+
+    monkeypatch.setattr(relevance, "cross_validate", lambda *a, **k: pytest.fail("trained again"))
     again = build_recommender("learned-ranker", w.catalog, options)
+    again.fit(w.train, w.valid)
+    np.testing.assert_allclose(again.score(views), trained.score(views), rtol=1e-6)
+    monkeypatch.undo()
+    # other learner options in another run dir, sharing the features: no retriever scores validation again
     calls = []
     original = CandidateFeaturizer.scores
     monkeypatch.setattr(CandidateFeaturizer, "scores", lambda self, v: calls.append(len(v)) or original(self, v))
-    again.fit(w.train, w.valid)
-    assert calls == []
-    np.testing.assert_allclose(again.score(views), trained.score(views), rtol=1e-6)
-    assert calls == [len(views), len(views)]  # the two score() calls above, nothing else
+    other = build_recommender("learned-ranker", w.catalog, {**options, "trees": 20, "run_dir": str(tmp_path / "b"),
+                                                            "features_dir": str(tmp_path / "run")})
+    other.fit(w.train, w.valid)
+    assert calls == [] and (tmp_path / "b" / "ranker.txt").is_file() and not (tmp_path / "b" / "features.npz").exists()
+    assert other.model.booster_.num_trees() == 20
 
 
 def test_feature_groups_select_columns(shared_world, tmp_path):
@@ -205,3 +213,57 @@ def test_metrics_count_ties_in_expectation():
 def test_every_feature_group_is_known():
     assert set(group_of(["a:score", "log_count", "liked", "year_gap", "constraints", "mentioned"])) == set(
         FEATURE_GROUPS)
+
+
+def test_recent_counts_read_the_latest_dialogues_by_numeric_id(shared_world):
+    from convrec.agent.quality.features import recent_item_counts
+    from convrec.data.dataset import Split
+    from convrec.data.model import Dialogue
+
+    w = shared_world
+    a, b = cluster_ids("horror")[:2]
+    dialogues = [Dialogue(str(n), "train", [Turn("seeker", "x", (a if n >= 8 else b,))]) for n in (10, 9, 8, 1, 2, 3,
+                                                                                             4, 5, 6, 7)]
+    counts = recent_item_counts(Split("train", w.catalog, dialogues), share=0.3)  # ids 8, 9, 10
+    assert counts[w.catalog.index_of[a]] == 3 and counts[w.catalog.index_of[b]] == 0
+
+
+def test_a_retriever_used_twice_under_labels(shared_world, tmp_path):
+    w = shared_world
+    ranker = build_recommender("learned-ranker", w.catalog, {
+        **FAST, "retrievers": {"popularity": {}, "itemknn": {}, "itemknn@slow": {"recency_decay": 0.5}},
+        "run_dir": str(tmp_path / "run")})
+    ranker.fit(w.train, w.valid)
+    assert "itemknn@slow:score" in ranker.featurizer.names
+    assert ranker.featurizer.retrievers["itemknn@slow"].config.recency_decay == 0.5
+    with pytest.raises(ConfigError, match="first-stage"):
+        build_recommender("learned-ranker", w.catalog, {"retrievers": {"rar@x": {}}})
+
+
+def test_also_train_on_another_runs_features(shared_world, tmp_path):
+    """A small dataset's ranker also learns from a larger one's validation turns (same retrievers and features);
+    a run with other features is refused by name."""
+    w = shared_world
+    base = {**FAST, "retrievers": {"popularity": {}, "itemknn": {}}}
+    donor = build_recommender("learned-ranker", w.catalog, {**base, "run_dir": str(tmp_path / "donor")})
+    donor.fit(w.train, w.valid)
+    ranker = build_recommender("learned-ranker", w.catalog, {**base, "run_dir": str(tmp_path / "run"),
+                                                              "also_train_on": [str(tmp_path / "donor")]})
+    ranker.fit(w.train, w.valid)
+    own = sum(len(r.positions) for r in ranker_rows(tmp_path / "run"))
+    assert ranker.model.booster_.num_trees() > 0 and own > 0
+    with pytest.raises(ConfigError, match="other features"):
+        build_recommender("learned-ranker", w.catalog, {**base, "retrievers": {"popularity": {}},
+                                                        "run_dir": str(tmp_path / "c"),
+                                                        "also_train_on": [str(tmp_path / "donor")]}
+                          ).fit(w.train, w.valid)
+    with pytest.raises(ConfigError, match="holds no cached"):
+        build_recommender("learned-ranker", w.catalog, {**base, "run_dir": str(tmp_path / "d"),
+                                                        "also_train_on": [str(tmp_path / "nowhere")]}
+                          ).fit(w.train, w.valid)
+
+
+def ranker_rows(run_dir):
+    from convrec.agent.quality.relevance import TrainingSet
+
+    return TrainingSet.load(run_dir / "features.npz").rows

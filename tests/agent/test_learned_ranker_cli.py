@@ -33,7 +33,7 @@ def test_train_eval_and_select_from_the_command_line(tmp_path, capsys):
                  "--json", str(out), "--quiet", "--data-dir", str(data_dir)]) == 0
     assert json.loads(out.read_text())["metrics"]["recall@10"] > 0.8  # item-kNN's level; popularity is ~1/4
     capsys.readouterr()
-    assert select.main([str(run), "--data-dir", str(data_dir)]) == 0
+    assert select.main([str(run)]) == 0
     report = json.loads((run / "selection.json").read_text())
     rows = {r["row"]: r for r in report["rows"]}
     assert {"every group", "without retrievers", "without itemknn's features", "retrievers only"} <= set(rows)
@@ -46,4 +46,23 @@ def test_train_eval_and_select_from_the_command_line(tmp_path, capsys):
 def test_select_refuses_a_folder_that_is_not_a_run(tmp_path, capsys):
     with pytest.raises(SystemExit):
         select.main([str(tmp_path)])
-    assert "not a learned-ranker run" in capsys.readouterr().err
+    assert "is not a learned-ranker run (no config.json)" in capsys.readouterr().err
+
+
+def test_charm_config_rows_are_valid_options_for_every_dataset():
+    """configs/charm.toml names runs per dataset, also inside lists (also_train_on): every row's options, with
+    {dataset} filled in everywhere, are valid for its recommender, and the paths say the dataset."""
+    from pathlib import Path
+
+    from convrec.cli.eval_cmd import with_dataset
+    from convrec.evaluate.experiment import load_experiment
+    from convrec.retrieval.base import recommender_class
+
+    experiment = load_experiment(Path(__file__).resolve().parents[2] / "configs" / "charm.toml")
+    for dataset in experiment.datasets:
+        for entry in experiment.recommenders:
+            options = with_dataset(entry.options, dataset)
+            recommender_class(entry.name).config_class(**options)
+            assert "{dataset}" not in json.dumps(options)
+    assert with_dataset({"a": ["x-{dataset}", 3], "b": {"c": "{dataset}"}}, "books") == {
+        "a": ["x-books", 3], "b": {"c": "books"}}

@@ -212,13 +212,23 @@ def _check_readme(readme: Path, name: str) -> None:
                           f"{start} and {end} where the table goes")
 
 
+def with_dataset(value: Any, name: str) -> Any:
+    """``{dataset}`` in every string of an option value (nested tables and lists too) becomes ``name``."""
+    if isinstance(value, str):
+        return value.format(dataset=name)
+    if isinstance(value, dict):
+        return {key: with_dataset(item, name) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [with_dataset(item, name) for item in value]
+    return value
+
+
 def _entry_rows(experiment: ResultsExperiment, dataset: CRSDataset, entry: RecommenderEntry,
                 args: argparse.Namespace, resources: Resources
                 ) -> Iterator[tuple[dict[str, Any], SampleValues | PerSampleValues]]:
     """One recommender entry on one dataset: a result record per protocol with its per-sample values (for
     paired differences), evaluated offline, or simulated when the experiment has a ``[simulation]`` table."""
-    options = {key: value.format(dataset=dataset.name) if isinstance(value, str) else value
-               for key, value in entry.options.items()}  # e.g. "results/runs/lrurec-{dataset}"
+    options = with_dataset(entry.options, dataset.name)  # e.g. "results/runs/lrurec-{dataset}"
     if experiment.simulation is None:
         per_sample: list[dict[str, Any]] = []
         results = evaluate_recommender(dataset, entry.name, options, experiment.split, experiment.protocols,

@@ -5,7 +5,8 @@ Candidates are the union of the top ``per_retriever`` items of several fitted fi
 
 - ``retrievers``: per retriever its score, the score's z-value over the whole catalogue, log rank, and whether
   the item is in its top list; and how many retrievers put it there.
-- ``popularity``: log of the item's mentions in the training split; its year.
+- ``popularity``: log of the item's mentions in the training split, and in its latest fifth (what people asked
+  for drifts over time: ReDial's test was collected after its train); its year.
 - ``mentions``: whether the dialogue mentioned the item, how often, how many turns ago, and whether the seeker
   or the recommender did (a recommender repeats its own suggestions; the standard protocol counts them).
 - ``state``: the agent's reading of the dialogue (:class:`~convrec.agent.state.AgentState`): liked, disliked,
@@ -33,6 +34,7 @@ from convrec.agent.operations import AgentContext
 from convrec.agent.schema import PERSON
 from convrec.agent.state import AgentState
 from convrec.catalog.items import Catalog
+from convrec.data.dataset import Split
 from convrec.data.model import ContextView
 from convrec.errors import ConfigError
 from convrec.retrieval.base import Recommender
@@ -40,6 +42,20 @@ from convrec.retrieval.base import Recommender
 FEATURE_GROUPS = ("retrievers", "popularity", "mentions", "state", "attributes", "context")
 NOT_MENTIONED = 50.0  # "turns since the item was mentioned" of an item never mentioned
 SCORE_BATCH = 256
+
+
+def recent_item_counts(split: Split, share: float = 0.2) -> np.ndarray:
+    """Mentions per item in the latest ``share`` of the split's dialogues: by numeric dialogue id where every id
+    is a number (ReDial's ids follow collection order), else in the split's own order."""
+    dialogues = list(split.dialogues)
+    if dialogues and all(d.dialogue_id.isdigit() for d in dialogues):
+        dialogues.sort(key=lambda d: int(d.dialogue_id))
+    latest = dialogues[int(len(dialogues) * (1 - share)):]
+    counts = np.zeros(len(split.catalog))
+    for dialogue in latest:
+        for item in dialogue.items_in_order():
+            counts[split.catalog.index_of[item]] += 1
+    return counts
 
 
 @dataclass(frozen=True)
@@ -55,7 +71,7 @@ class CandidateFeaturizer:
     outside the candidates) and the agent's state reader."""
 
     def __init__(self, catalog: Catalog, retrievers: Mapping[str, Recommender], train_counts: np.ndarray,
-                 per_retriever: int, dataset_name: str | None = None):
+                 per_retriever: int, dataset_name: str | None = None, recent_counts: np.ndarray | None = None):
         if not retrievers:
             raise ConfigError("a learned ranker needs at least one retriever")
         self.catalog = catalog
@@ -63,6 +79,8 @@ class CandidateFeaturizer:
         self.per_retriever = per_retriever
         self.groups = FEATURE_GROUPS  # every group is computed; a model reads the columns of its own groups
         self.log_counts = np.log1p(np.asarray(train_counts, dtype=np.float64))
+        self.recent_log_counts = np.log1p(np.asarray(train_counts if recent_counts is None else recent_counts,
+                                                     dtype=np.float64))
         first = next(iter(self.retrievers.values()))
         self.ctx = AgentContext.for_catalog(catalog, first, HarpoOptions(), dataset_name)
         self.reader = RecommenderAgent(self.ctx)
@@ -94,7 +112,7 @@ class CandidateFeaturizer:
     @property
     def group_of(self) -> list[str]:
         """The group of each feature, in feature order."""
-        sizes = {"retrievers": 4 * len(self.retrievers) + 1, "popularity": 2, "mentions": 5, "state": 8,
+        sizes = {"retrievers": 4 * len(self.retrievers) + 1, "popularity": 3, "mentions": 5, "state": 8,
                  "attributes": 4, "context": 4}
         return [group for group in self.groups for _ in range(sizes[group])]
 
@@ -105,7 +123,7 @@ class CandidateFeaturizer:
                 names += [f"{name}:score", f"{name}:z", f"{name}:log_rank", f"{name}:in_top"]
             names.append("retrievers:votes")
         if "popularity" in self.groups:
-            names += ["log_count", "year"]
+            names += ["log_count", "recent_log_count", "year"]
         if "mentions" in self.groups:
             names += ["mentioned", "mention_count", "turns_since_mention", "named_by_seeker", "named_by_recommender"]
         if "state" in self.groups:
@@ -162,7 +180,7 @@ class CandidateFeaturizer:
                 votes += top
             columns.append(votes)
         if "popularity" in self.groups:
-            columns += [self.log_counts[positions], self.years[positions]]
+            columns += [self.log_counts[positions], self.recent_log_counts[positions], self.years[positions]]
         state = self._state(view) if {"state", "attributes", "context"} & set(self.groups) else None
         if "mentions" in self.groups:
             columns += self._mentions(view, positions)

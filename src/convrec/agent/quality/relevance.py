@@ -16,14 +16,16 @@ samples) than train would give; cross-fitted retrievers on train folds would giv
 retraining lrurec-text per fold.
 
 Training writes ``ranker.txt`` (the LightGBM model), ``config.json`` (options, feature names, catalogue) and
-``cv.json`` (the cross-validation report) into ``run_dir``; features are cached there (``features.npz``), so
-a second run after a kill skips the slow part. ``checkpoint`` loads a finished run.
+``cv.json`` (the cross-validation report) into ``run_dir``; features are cached there (``features.npz``, or in
+``features_dir``), so a second run after a kill skips the slow part, and a finished run with the same options
+is loaded rather than trained again. ``checkpoint`` loads a finished run.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,7 +33,12 @@ from typing import Any
 import numpy as np
 from pydantic import Field, field_validator
 
-from convrec.agent.quality.features import FEATURE_GROUPS, CandidateFeaturizer, CandidateRows
+from convrec.agent.quality.features import (
+    FEATURE_GROUPS,
+    CandidateFeaturizer,
+    CandidateRows,
+    recent_item_counts,
+)
 from convrec.catalog.items import Catalog
 from convrec.data.dataset import Split
 from convrec.data.model import ContextView, RecSample
@@ -43,29 +50,38 @@ from convrec.retrieval.base import Recommender, RecommenderConfig, build_recomme
 log = logging.getLogger("convrec.agent.quality")
 
 NOT_FIRST_STAGE = ("harpo", "rar", "learned-ranker")
-RUN_FORMAT = 1
+RUN_FORMAT = 2
 FEATURE_OPTIONS = ("retrievers", "retriever_checkpoint", "per_retriever")  # what the cached features depend on
 RUN_OPTIONS = (*FEATURE_OPTIONS, "groups")  # what a trained model depends on
 
 
 class LearnedRankerConfig(RecommenderConfig):
     retrievers: dict[str, dict[str, Any]] = Field(
-        {"lrurec-text": {}, "ease": {}, "itemknn": {}, "dense-text": {}},
-        description="first-stage retrievers and their options (the first also orders the non-candidates), "
-        "e.g. {\"lrurec-text\" = {checkpoint = \"results/runs/lrurec-text-redial\"}, \"ease\" = {}}")
+        {"lrurec-text": {}, "ease": {}, "itemknn": {}, "dense-text": {},
+         "dense-text@seeker": {"seeker_only": True, "context_chars": 300}},
+        description="first-stage retrievers and their options (the first also orders the non-candidates); "
+        "NAME@LABEL uses a retriever twice, e.g. \"dense-text@seeker\" = {seeker_only = true}")
     retriever_checkpoint: str | None = Field(None, description="a `convrec train` run dir the first retriever "
                                              "loads (its own options may say so instead)")
+    also_train_on: tuple[str, ...] = Field((), description="feature dirs of other datasets' learned-ranker runs "
+                                           "(the same retrievers and features) whose validation turns join the "
+                                           "training data: a small dataset learns from a large one")
     per_retriever: int = Field(50, ge=10, le=1000, description="each retriever's top-N joins the candidates")
     groups: tuple[str, ...] = Field(FEATURE_GROUPS, description="feature groups used (ablations drop some): "
                                     + ", ".join(FEATURE_GROUPS))
-    trees: int = Field(300, ge=1, le=5000, description="boosting rounds")
+    # 100 trees of 7 leaves: the best of the learner grid cross-validated on ReDial's validation split (Recall@10
+    # 0.270 against 0.265 for 300 x 15 and 0.250 for 600 x 31: bigger models overfit ~2,600 turns)
+    trees: int = Field(100, ge=1, le=5000, description="boosting rounds")
     learning_rate: float = Field(0.05, gt=0, le=1)
-    leaves: int = Field(15, ge=2, le=1024, description="leaves per tree")
+    leaves: int = Field(7, ge=2, le=1024, description="leaves per tree")
     min_leaf: int = Field(50, ge=1, description="least training rows in a leaf")
     feature_fraction: float = Field(0.8, gt=0, le=1)
     seed: int = 0
     folds: int = Field(5, ge=2, le=20, description="cross-validation folds over validation dialogues")
-    run_dir: str | None = Field(None, description="where training writes the model and its report (resumable)")
+    run_dir: str | None = Field(None, description="where training writes the model and its report; a finished "
+                                "run there with the same options is loaded, not retrained")
+    features_dir: str | None = Field(None, description="where validation features are cached (default run_dir): "
+                                     "runs that differ only in groups or learner options can share them")
     checkpoint: str | None = Field(None, description="a finished run dir to load instead of training")
 
     @field_validator("retrievers")
@@ -73,9 +89,9 @@ class LearnedRankerConfig(RecommenderConfig):
     def _first_stage_only(cls, value: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         if not value:
             raise ValueError("at least one retriever")
-        for name in value:
-            if name in NOT_FIRST_STAGE:
-                raise ValueError(f"{name!r} is not a first-stage retriever")
+        for key in value:
+            if retriever_name(key) in NOT_FIRST_STAGE:
+                raise ValueError(f"{retriever_name(key)!r} is not a first-stage retriever")
         return value
 
     @field_validator("groups")
@@ -91,6 +107,11 @@ class LearnedRankerConfig(RecommenderConfig):
                 "num_leaves": self.leaves, "min_child_samples": self.min_leaf,
                 "colsample_bytree": self.feature_fraction, "random_state": self.seed, "n_jobs": 2,
                 "lambdarank_truncation_level": 20, "verbose": -1}
+
+
+def retriever_name(key: str) -> str:
+    """``dense-text@seeker`` -> ``dense-text``: a retriever may be used twice with other options, under a label."""
+    return key.partition("@")[0]
 
 
 def _lightgbm():
@@ -115,28 +136,35 @@ def turn_groups(samples: Sequence[RecSample]) -> list[tuple[ContextView, list[st
 
 
 class TrainingSet:
-    """The features of every validation turn, their candidates' labels, and what each sample needs to be scored
-    in cross-validation."""
+    """The features of every validation turn, their candidates' labels (1: a target), the dialogue of each turn
+    (cross-validation folds are by dialogue) and, per target, the first retriever's rank of it. ``extra``: other
+    datasets' validation turns (``also_train_on``), always on the training side of a fold."""
 
-    def __init__(self, rows: list[CandidateRows], targets: list[list[str]], dialogues: list[str], catalog: Catalog,
+    def __init__(self, rows: list[CandidateRows], labels: list[np.ndarray], dialogues: list[str],
                  first_ranks: list[np.ndarray]):
-        self.rows, self.targets, self.dialogues = rows, targets, dialogues
-        self.labels = []
+        self.rows, self.labels, self.dialogues = rows, labels, dialogues
+        self.first_ranks = first_ranks  # per turn and target: (items the first retriever scores higher, tied)
+        self.extra: list[TrainingSet] = []
+
+    @classmethod
+    def build(cls, rows: list[CandidateRows], targets: list[list[str]], dialogues: list[str], catalog: Catalog,
+              first_ranks: list[np.ndarray]) -> TrainingSet:
+        labels = []
         for row, wanted in zip(rows, targets, strict=True):
             positions = set(catalog.indices([t for t in wanted if t in catalog.index_of]))
-            self.labels.append(np.asarray([1.0 if p in positions else 0.0 for p in row.positions]))
-        self.target_positions = [np.asarray(catalog.indices([t for t in wanted if t in catalog.index_of]))
-                                 for wanted in targets]
-        self.first_ranks = first_ranks  # per turn and target: (items the first retriever scores higher, tied)
+            labels.append(np.asarray([1.0 if p in positions else 0.0 for p in row.positions]))
+        return cls(rows, labels, dialogues, first_ranks)
 
     def matrix(self, turns: Sequence[int]) -> tuple[np.ndarray, np.ndarray, list[int]]:
-        """Features, labels and group sizes of ``turns`` that hold at least one target among their candidates."""
-        kept = [t for t in turns if self.labels[t].any()]
-        if not kept:
+        """Features, labels and group sizes of ``turns`` that hold at least one target among their candidates,
+        and of every such turn of the ``extra`` sets."""
+        parts = [(self, [t for t in turns if self.labels[t].any()])]
+        parts += [(other, [t for t in range(len(other.rows)) if other.labels[t].any()]) for other in self.extra]
+        if not any(kept for _, kept in parts):
             raise ConfigError("no validation turn has its target among the candidates: nothing to learn from")
-        features = np.concatenate([self.rows[t].features for t in kept])
-        labels = np.concatenate([self.labels[t] for t in kept]).astype(np.int32)
-        return features, labels, [len(self.labels[t]) for t in kept]
+        features = np.concatenate([s.rows[t].features for s, kept in parts for t in kept])
+        labels = np.concatenate([s.labels[t] for s, kept in parts for t in kept]).astype(np.int32)
+        return features, labels, [len(s.labels[t]) for s, kept in parts for t in kept]
 
     def save(self, path: Path) -> None:
         with atomic_write(path, "wb", encoding=None) as handle:
@@ -144,20 +172,20 @@ class TrainingSet:
                 handle, sizes=np.asarray([len(r.positions) for r in self.rows]),
                 positions=np.concatenate([r.positions for r in self.rows]),
                 features=np.concatenate([r.features for r in self.rows]),
-                targets=np.asarray(json.dumps(self.targets)), dialogues=np.asarray(json.dumps(self.dialogues)),
+                labels=np.concatenate(self.labels), dialogues=np.asarray(json.dumps(self.dialogues)),
                 first_ranks=np.asarray(json.dumps([r.tolist() for r in self.first_ranks])))
 
     @classmethod
-    def load(cls, path: Path, catalog: Catalog) -> TrainingSet:
+    def load(cls, path: Path) -> TrainingSet:
         with np.load(path) as data:
             bounds = np.cumsum(np.concatenate([[0], data["sizes"]]))
-            positions, features = data["positions"], data["features"]  # an NpzFile reads an array per access
-            rows = [CandidateRows(positions[a:b], features[a:b])
-                    for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-            targets = json.loads(str(data["targets"]))
+            # an NpzFile reads an array again at every access: once each
+            positions, features, labels = data["positions"], data["features"], data["labels"]
+            pairs = list(zip(bounds[:-1], bounds[1:], strict=True))
+            rows = [CandidateRows(positions[a:b], features[a:b]) for a, b in pairs]
             dialogues = json.loads(str(data["dialogues"]))
             first = [np.asarray(r, dtype=np.int64).reshape(-1, 2) for r in json.loads(str(data["first_ranks"]))]
-        return cls(rows, targets, dialogues, catalog, first)
+        return cls(rows, [labels[a:b] for a, b in pairs], dialogues, first)
 
 
 def ranking_metrics(candidate_scores: np.ndarray, labels: np.ndarray, n_targets: int) -> dict[str, np.ndarray]:
@@ -205,7 +233,7 @@ def cross_validate(training: TrainingSet, config: LearnedRankerConfig, columns: 
         for turn in test_turns:
             rows = training.rows[turn].features if columns is None else training.rows[turn].features[:, columns]
             scores = model.predict(rows) if len(rows) else np.zeros(0)
-            n_targets = len(training.target_positions[turn])
+            n_targets = len(training.first_ranks[turn])
             values = ranking_metrics(scores, training.labels[turn], n_targets)
             for name in ranker_values:
                 ranker_values[name] += values[name].tolist()
@@ -238,6 +266,7 @@ class LearnedRanker(Recommender):
         self.resources = resources or Resources.from_env()
         self.featurizer: CandidateFeaturizer | None = None
         self.columns = np.zeros(0, dtype=np.int64)
+        self.features_dir: Path | None = None
         self.model: Any = None
         self.summary: dict[str, Any] = {}
         if self.config.checkpoint:
@@ -249,37 +278,81 @@ class LearnedRanker(Recommender):
 
     def fit(self, train: Split, valid: Split | None = None) -> None:
         _lightgbm()  # a missing package is said before minutes of fitting
+        seconds: dict[str, float] = {}
+        started = time.perf_counter()
         retrievers = {}
-        for position, (name, options) in enumerate(self.config.retrievers.items()):
+        for position, (key, options) in enumerate(self.config.retrievers.items()):
             if position == 0 and self.config.retriever_checkpoint:
                 options = {**options, "checkpoint": self.config.retriever_checkpoint}
-            retriever = build_recommender(name, self.catalog, options, resources=self.resources)
-            log.info("fitting the retriever %s", name)
+            retriever = build_recommender(retriever_name(key), self.catalog, options, resources=self.resources)
+            log.info("fitting the retriever %s", key)
             retriever.fit(train, valid)
-            retrievers[name] = retriever
+            retrievers[key] = retriever
         self.featurizer = CandidateFeaturizer(self.catalog, retrievers, item_counts(train), self.config.per_retriever,
-                                              train.dataset or None)
+                                              train.dataset or None, recent_item_counts(train))
         self.columns = self.featurizer.columns(self.config.groups)
         self.dataset_name = train.dataset
+        seconds["fit_retrievers"] = time.perf_counter() - started
         if self.config.checkpoint:
             self._load(Path(self.config.checkpoint))
             return
         if valid is None or not valid.selection_samples:
             raise ConfigError("learned-ranker trains on the validation split: this dataset has none")
         run_dir = Path(self.config.run_dir) if self.config.run_dir else None
-        training = self._training_set(valid, run_dir)
+        if run_dir is not None and self._finished_here(run_dir):
+            log.info("learned-ranker: the finished run in %s has these options: loaded", run_dir)
+            self._load(run_dir)
+            return
+        started = time.perf_counter()
+        features_dir = Path(self.config.features_dir) if self.config.features_dir else run_dir
+        self.features_dir = features_dir
+        training = self._training_set(valid, features_dir)
+        # this run's own features are not added twice (one config row may name every dataset's run)
+        own = features_dir.resolve() if features_dir is not None else None
+        training.extra = [self._other_training_set(Path(d)) for d in self.config.also_train_on
+                          if Path(d).resolve() != own]
+        seconds["validation_features"] = time.perf_counter() - started
+        started = time.perf_counter()
         report = cross_validate(training, self.config, self.columns)
+        seconds["cross_validation"] = time.perf_counter() - started
+        started = time.perf_counter()
         features, labels, groups = training.matrix(range(len(training.rows)))
         self.model = _lightgbm().LGBMRanker(**self.config.learner_params())
         self.model.fit(features[:, self.columns], labels, group=groups)
+        seconds["final_model"] = time.perf_counter() - started
         covered = float(np.mean([lab.any() for lab in training.labels]))
         self.summary = {"validation_turns": len(training.rows), "turns_with_target_in_candidates": round(covered, 4),
                         "mean_candidates": round(float(np.mean([len(r.positions) for r in training.rows])), 1),
-                        "cross_validation": report}
+                        "cross_validation": report, "seconds": {k: round(v, 1) for k, v in seconds.items()}}
         log.info("learned-ranker: cross-validated Recall@10 %.4f vs %.4f for %s alone",
                  report["recall@10"]["ranker"], report["recall@10"]["first_retriever"], next(iter(retrievers)))
         if run_dir is not None:
             self._save(run_dir)
+
+    def _other_training_set(self, features_dir: Path) -> TrainingSet:
+        assert self.featurizer is not None
+        key_path, cache = features_dir / "features.json", features_dir / "features.npz"
+        if not key_path.is_file() or not cache.is_file():
+            raise ConfigError(f"also_train_on: {features_dir} holds no cached learned-ranker features "
+                              "(features.json, features.npz): train that run first")
+        saved = json.loads(key_path.read_text(encoding="utf-8"))
+        if saved.get("features") != self.featurizer.names or saved.get("format") != RUN_FORMAT:
+            raise ConfigError(f"also_train_on: {features_dir} has other features than this run (its retrievers "
+                              "and feature groups must be the same)")
+        return TrainingSet.load(cache)
+
+    def _finished_here(self, run_dir: Path) -> bool:
+        config_path = run_dir / "config.json"
+        if not (run_dir / "ranker.txt").is_file() or not config_path.is_file():
+            return False
+        try:
+            saved = json.loads(config_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            return False  # a damaged run is trained again, over it
+        return saved.get("options") == self._run_options() and saved.get("n_items") == len(self.catalog)
+
+    def _run_options(self) -> dict[str, Any]:
+        return self.config.model_dump(mode="json", exclude={"run_dir", "checkpoint", "features_dir"})
 
     def _training_set(self, valid: Split, run_dir: Path | None) -> TrainingSet:
         assert self.featurizer is not None
@@ -289,7 +362,7 @@ class LearnedRanker(Recommender):
         if (cache is not None and cache.exists() and (run_dir / "features.json").exists()
                 and json.loads((run_dir / "features.json").read_text()) == key):
             log.info("learned-ranker: features from %s", cache)
-            return TrainingSet.load(cache, self.catalog)
+            return TrainingSet.load(cache)
         groups = turn_groups(valid.selection_samples)
         views = [view for view, _, _ in groups]
         log.info("learned-ranker: features of %d validation turns", len(views))
@@ -301,8 +374,8 @@ class LearnedRanker(Recommender):
             first_row = scores[first][row]
             first_ranks.append(np.asarray([((first_row > first_row[p]).sum(), (first_row == first_row[p]).sum() - 1)
                                            for p in self.catalog.indices(targets)], dtype=np.int64).reshape(-1, 2))
-        training = TrainingSet(rows, [t for _, t, _ in groups], [v.dialogue_id for v in views], self.catalog,
-                               first_ranks)
+        training = TrainingSet.build(rows, [t for _, t, _ in groups], [v.dialogue_id for v in views], self.catalog,
+                                     first_ranks)
         if cache is not None:
             training.save(cache)
             write_json(run_dir / "features.json", key)
@@ -317,10 +390,11 @@ class LearnedRanker(Recommender):
         with atomic_write(run_dir / "ranker.txt") as handle:
             handle.write(self.model.booster_.model_to_string())
         assert self.featurizer is not None
-        options = self.config.model_dump(mode="json", exclude={"run_dir", "checkpoint"})
+        options = self._run_options()
         write_json(run_dir / "cv.json", self.summary)
         write_json(run_dir / "config.json", {"format": RUN_FORMAT, "recommender": self.name, "options": options,
                                              "dataset": self.dataset_name,
+                                             "features_dir": str(self.features_dir or run_dir),
                                              "features": [self.featurizer.names[c] for c in self.columns], "catalog": self.catalog.name,
                                              "n_items": len(self.catalog), "summary": self.summary})
 

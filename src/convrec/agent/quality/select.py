@@ -22,8 +22,6 @@ import numpy as np
 
 from convrec.agent.quality.features import FEATURE_GROUPS
 from convrec.agent.quality.relevance import LearnedRankerConfig, TrainingSet, cross_validate
-from convrec.data.load import load_dataset
-from convrec.errors import ConfigError
 from convrec.io import atomic_write, write_json
 
 GRID = ({"trees": 100, "leaves": 7}, {"trees": 300, "leaves": 7}, {"trees": 300, "leaves": 15},
@@ -32,7 +30,7 @@ GRID = ({"trees": 100, "leaves": 7}, {"trees": 300, "leaves": 7}, {"trees": 300,
 
 def group_of(names: list[str]) -> list[str]:
     """A saved run's feature names back to their groups (a retriever's features are named ``retriever:...``)."""
-    fixed = {"log_count": "popularity", "year": "popularity", "mentioned": "mentions", "mention_count": "mentions",
+    fixed = {"log_count": "popularity", "recent_log_count": "popularity", "year": "popularity", "mentioned": "mentions", "mention_count": "mentions",
              "turns_since_mention": "mentions", "named_by_seeker": "mentions", "named_by_recommender": "mentions",
              "liked": "state", "disliked": "state", "seen": "state", "wanted_held": "state",
              "wanted_unknown": "state", "wanted_broken": "state", "avoided_held": "state", "person_asked": "state",
@@ -64,19 +62,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m convrec.agent.quality.select", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path, help="a learned-ranker run (convrec train --recommender learned-ranker)")
-    parser.add_argument("--data-dir", type=Path, default=None, help="where processed datasets live")
     args = parser.parse_args(argv)
-    config_path, features_path = args.run_dir / "config.json", args.run_dir / "features.npz"
-    if not config_path.is_file() or not features_path.is_file():
-        parser.error(f"{args.run_dir} is not a learned-ranker run with cached features (config.json, features.npz)")
+    config_path = args.run_dir / "config.json"
+    if not config_path.is_file():
+        parser.error(f"{args.run_dir} is not a learned-ranker run (no config.json)")
     saved = json.loads(config_path.read_text(encoding="utf-8"))
-    try:
-        dataset = load_dataset(saved["dataset"], args.data_dir, progress=False)
-        training = TrainingSet.load(features_path, dataset.catalog)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    names = json.loads((args.run_dir / "features.json").read_text(encoding="utf-8"))["features"]
+    features_dir = Path(saved.get("features_dir") or args.run_dir)
+    if not (features_dir / "features.npz").is_file():
+        parser.error(f"{args.run_dir} is not a learned-ranker run with cached features ({features_dir}/features.npz)")
+    training = TrainingSet.load(features_dir / "features.npz")
+    training.extra = [TrainingSet.load(Path(d) / "features.npz") for d in saved["options"].get("also_train_on", ())]
+    names = json.loads((features_dir / "features.json").read_text(encoding="utf-8"))["features"]
     base = {k: v for k, v in saved["options"].items() if k in LearnedRankerConfig.model_fields}
     retrievers = list(base["retrievers"])
     results = []
