@@ -147,7 +147,6 @@ def main(argv: list[str] | None = None) -> int:
                        ["stage", "median", "p90", "max"], rows)
     report["machine"] = common.finish_machine_info(info)
     common.write_report(args.out, common.rounded(report))
-    print(f"written {args.out}")
     return 0
 
 
