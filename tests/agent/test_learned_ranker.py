@@ -267,3 +267,19 @@ def ranker_rows(run_dir):
     from convrec.agent.quality.relevance import TrainingSet
 
     return TrainingSet.load(run_dir / "features.npz").rows
+
+
+def test_other_validation_data_is_not_served_from_the_cache(shared_world, tmp_path):
+    """A new data version (other validation samples) retrains: neither the cached features nor the finished
+    model of the old data are used."""
+    from convrec.data.dataset import Split
+
+    w = shared_world
+    options = {**FAST, "retrievers": {"popularity": {}, "itemknn": {}}, "run_dir": str(tmp_path / "run")}
+    build_recommender("learned-ranker", w.catalog, options).fit(w.train, w.valid)
+    fewer = Split("valid", w.catalog, w.valid.dialogues[:-5])
+    retrained = build_recommender("learned-ranker", w.catalog, options)
+    retrained.fit(w.train, fewer)
+    assert retrained.summary["validation_turns"] == len(w.valid.dialogues) - 5
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["validation"].startswith(
+        f"{len(fewer.selection_samples)}:")

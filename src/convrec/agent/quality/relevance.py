@@ -23,6 +23,7 @@ is loaded rather than trained again. ``checkpoint`` loads a finished run.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -107,6 +108,13 @@ class LearnedRankerConfig(RecommenderConfig):
                 "num_leaves": self.leaves, "min_child_samples": self.min_leaf,
                 "colsample_bytree": self.feature_fraction, "random_state": self.seed, "n_jobs": 2,
                 "lambdarank_truncation_level": 20, "verbose": -1}
+
+
+def validation_hash(valid: Split) -> str:
+    """Which validation samples a run learned from: a new data version (other dialogues, other links) must
+    not reuse cached features or a finished model."""
+    digest = hashlib.sha256("\n".join(s.sample_id for s in valid.selection_samples).encode())
+    return f"{len(valid.selection_samples)}:{digest.hexdigest()[:16]}"
 
 
 def retriever_name(key: str) -> str:
@@ -267,6 +275,7 @@ class LearnedRanker(Recommender):
         self.featurizer: CandidateFeaturizer | None = None
         self.columns = np.zeros(0, dtype=np.int64)
         self.features_dir: Path | None = None
+        self.validation_: str | None = None
         self.model: Any = None
         self.summary: dict[str, Any] = {}
         if self.config.checkpoint:
@@ -299,6 +308,7 @@ class LearnedRanker(Recommender):
         if valid is None or not valid.selection_samples:
             raise ConfigError("learned-ranker trains on the validation split: this dataset has none")
         run_dir = Path(self.config.run_dir) if self.config.run_dir else None
+        self.validation_ = validation_hash(valid)
         if run_dir is not None and self._finished_here(run_dir):
             log.info("learned-ranker: the finished run in %s has these options: loaded", run_dir)
             self._load(run_dir)
@@ -349,7 +359,8 @@ class LearnedRanker(Recommender):
             saved = json.loads(config_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError:
             return False  # a damaged run is trained again, over it
-        return saved.get("options") == self._run_options() and saved.get("n_items") == len(self.catalog)
+        return (saved.get("options") == self._run_options() and saved.get("n_items") == len(self.catalog)
+                and saved.get("validation") == self.validation_)
 
     def _run_options(self) -> dict[str, Any]:
         return self.config.model_dump(mode="json", exclude={"run_dir", "checkpoint", "features_dir"})
@@ -357,7 +368,7 @@ class LearnedRanker(Recommender):
     def _training_set(self, valid: Split, run_dir: Path | None) -> TrainingSet:
         assert self.featurizer is not None
         cache = run_dir / "features.npz" if run_dir else None
-        key = {"format": RUN_FORMAT, "options": self._feature_options(), "samples": len(valid.selection_samples),
+        key = {"format": RUN_FORMAT, "options": self._feature_options(), "samples": validation_hash(valid),
                "features": self.featurizer.names}
         if (cache is not None and cache.exists() and (run_dir / "features.json").exists()
                 and json.loads((run_dir / "features.json").read_text()) == key):
@@ -395,6 +406,7 @@ class LearnedRanker(Recommender):
         write_json(run_dir / "config.json", {"format": RUN_FORMAT, "recommender": self.name, "options": options,
                                              "dataset": self.dataset_name,
                                              "features_dir": str(self.features_dir or run_dir),
+                                             "validation": self.validation_,
                                              "features": [self.featurizer.names[c] for c in self.columns], "catalog": self.catalog.name,
                                              "n_items": len(self.catalog), "summary": self.summary})
 
