@@ -283,3 +283,15 @@ def test_other_validation_data_is_not_served_from_the_cache(shared_world, tmp_pa
     assert retrained.summary["validation_turns"] == len(w.valid.dialogues) - 5
     assert json.loads((tmp_path / "run" / "config.json").read_text())["validation"].startswith(
         f"{len(fewer.selection_samples)}:")
+
+
+def test_first_stage_identity_follows_the_retrievers_run(tmp_path):
+    """A retrained first retriever (its run's config.json records the new best epoch) is another first stage:
+    cached features and finished rankers built on the old one are not reused."""
+    from convrec.agent.quality.relevance import first_stage_hash
+
+    (tmp_path / "config.json").write_text('{"best_epoch": 8}')
+    before = first_stage_hash(str(tmp_path))
+    (tmp_path / "config.json").write_text('{"best_epoch": 10}')
+    assert before is not None and first_stage_hash(str(tmp_path)) != before
+    assert first_stage_hash(None) is None and first_stage_hash(str(tmp_path / "none")) is None

@@ -117,6 +117,15 @@ def validation_hash(valid: Split) -> str:
     return f"{len(valid.selection_samples)}:{digest.hexdigest()[:16]}"
 
 
+def first_stage_hash(checkpoint: str | None) -> str | None:
+    """Which trained first retriever a run's features came from (its run's config.json, which records the best
+    epoch): a retrained lrurec-text must not be served old features or an old model."""
+    if checkpoint is None:
+        return None
+    config = Path(checkpoint) / "config.json"
+    return hashlib.sha256(config.read_bytes()).hexdigest()[:16] if config.is_file() else None
+
+
 def retriever_name(key: str) -> str:
     """``dense-text@seeker`` -> ``dense-text``: a retriever may be used twice with other options, under a label."""
     return key.partition("@")[0]
@@ -276,6 +285,7 @@ class LearnedRanker(Recommender):
         self.columns = np.zeros(0, dtype=np.int64)
         self.features_dir: Path | None = None
         self.validation_: str | None = None
+        self.first_stage_: str | None = None
         self.model: Any = None
         self.summary: dict[str, Any] = {}
         if self.config.checkpoint:
@@ -309,6 +319,7 @@ class LearnedRanker(Recommender):
             raise ConfigError("learned-ranker trains on the validation split: this dataset has none")
         run_dir = Path(self.config.run_dir) if self.config.run_dir else None
         self.validation_ = validation_hash(valid)
+        self.first_stage_ = first_stage_hash(self.config.retriever_checkpoint)
         if run_dir is not None and self._finished_here(run_dir):
             log.info("learned-ranker: the finished run in %s has these options: loaded", run_dir)
             self._load(run_dir)
@@ -360,7 +371,7 @@ class LearnedRanker(Recommender):
         except json.JSONDecodeError:
             return False  # a damaged run is trained again, over it
         return (saved.get("options") == self._run_options() and saved.get("n_items") == len(self.catalog)
-                and saved.get("validation") == self.validation_)
+                and saved.get("validation") == self.validation_ and saved.get("first_stage") == self.first_stage_)
 
     def _run_options(self) -> dict[str, Any]:
         return self.config.model_dump(mode="json", exclude={"run_dir", "checkpoint", "features_dir"})
@@ -368,7 +379,8 @@ class LearnedRanker(Recommender):
     def _training_set(self, valid: Split, run_dir: Path | None) -> TrainingSet:
         assert self.featurizer is not None
         cache = run_dir / "features.npz" if run_dir else None
-        key = {"format": RUN_FORMAT, "options": self._feature_options(), "samples": validation_hash(valid),
+        key = {"format": RUN_FORMAT, "options": self._feature_options(), "samples": self.validation_,
+               "first_stage": self.first_stage_,
                "features": self.featurizer.names}
         if (cache is not None and cache.exists() and (run_dir / "features.json").exists()
                 and json.loads((run_dir / "features.json").read_text()) == key):
@@ -406,7 +418,7 @@ class LearnedRanker(Recommender):
         write_json(run_dir / "config.json", {"format": RUN_FORMAT, "recommender": self.name, "options": options,
                                              "dataset": self.dataset_name,
                                              "features_dir": str(self.features_dir or run_dir),
-                                             "validation": self.validation_,
+                                             "validation": self.validation_, "first_stage": self.first_stage_,
                                              "features": [self.featurizer.names[c] for c in self.columns], "catalog": self.catalog.name,
                                              "n_items": len(self.catalog), "summary": self.summary})
 
