@@ -7,10 +7,10 @@ import json
 
 import pytest
 from test_bench_lrurec_smoke import load_script, positive
-from worlds import world
 
 from convrec.cli.main import main as convrec_main
 from convrec.data.dataset import write_dialogues_jsonl
+from worlds import world
 
 pytest.importorskip("lightgbm")
 
