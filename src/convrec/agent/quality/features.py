@@ -181,15 +181,15 @@ class CandidateFeaturizer:
             columns.append(votes)
         if "popularity" in self.groups:
             columns += [self.log_counts[positions], self.recent_log_counts[positions], self.years[positions]]
-        state = self._state(view) if {"state", "attributes", "context"} & set(self.groups) else None
+        state = self.state_of(view) if {"state", "attributes", "context"} & set(self.groups) else None
         if "mentions" in self.groups:
             columns += self._mentions(view, positions)
         if "state" in self.groups:
             assert state is not None
-            columns += self._state_columns(state, positions)
+            columns += self.state_columns(state, positions)
         if "attributes" in self.groups:
             assert state is not None
-            columns += self._attribute_columns(state, positions)
+            columns += self.attribute_columns(state, positions)
         if "context" in self.groups:
             assert state is not None
             n = len(positions)
@@ -198,7 +198,7 @@ class CandidateFeaturizer:
         features = np.column_stack(columns) if columns else np.zeros((len(positions), 0))
         return CandidateRows(positions, features.astype(np.float32))
 
-    def _state(self, view: ContextView) -> AgentState:
+    def state_of(self, view: ContextView) -> AgentState:
         return self.reader.read(view.context)
 
     def _mentions(self, view: ContextView, positions: np.ndarray) -> list[np.ndarray]:
@@ -228,7 +228,7 @@ class CandidateFeaturizer:
             flags[self.catalog.indices(known)] = 1
         return flags[positions]
 
-    def _state_columns(self, state: AgentState, positions: np.ndarray) -> list[np.ndarray]:
+    def state_columns(self, state: AgentState, positions: np.ndarray) -> list[np.ndarray]:
         adapter = self.ctx.adapter
         held = np.zeros(len(positions))
         unknown = np.zeros(len(positions))
@@ -253,7 +253,7 @@ class CandidateFeaturizer:
         return [self._flags(state.liked, positions), self._flags(state.disliked, positions),
                 self._flags(state.seen, positions), held, unknown, broken, avoided, person]
 
-    def _attribute_columns(self, state: AgentState, positions: np.ndarray) -> list[np.ndarray]:
+    def attribute_columns(self, state: AgentState, positions: np.ndarray) -> list[np.ndarray]:
         # what the seeker named (liked first: a disliked item's genre is no reason), else every item named
         disliked = set(state.disliked)
         anchors = [i for i in (state.liked or state.named) if i not in disliked and i in self.catalog.index_of]

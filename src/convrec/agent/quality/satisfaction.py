@@ -1,0 +1,250 @@
+"""CHARM's satisfaction dimension: P(the seeker likes an item the recommender proposes), learned from ReDial's
+questionnaire answers and judged on the test split's answers, which it never saw.
+
+    python -m convrec.agent.quality.satisfaction --dataset redial --out results/runs/satisfaction-redial
+
+**The signal.** After each ReDial conversation both workers answered, per movie, whether the seeker liked it.
+A row here is a movie the *recommender* brought into the conversation (first mentioned in a recommender turn):
+what a recommendation's satisfaction means. Train: 11,248 liked, 1,134 not; test: 3,378 / 268. The answers are
+labels only: every feature is read from the turns before the proposal (a
+:class:`~convrec.data.model.ContextView`) and the item, never from the questionnaire of that conversation.
+
+**Features** (18): the item's popularity over train and its latest fifth, its year, how often train seekers
+liked it (smoothed toward the mean; for a training row computed without its own fold of dialogues, so the
+model cannot read its own label), how many answers that rate rests on; the agent's state against the item
+(wanted values held, unknown, broken; an avoided value held; people asked for); values shared with the items
+the seeker named, and the year gap; the dialogue so far (seeker turns, liked and disliked items, constraints).
+
+**Model and judgement.** A LightGBM classifier, its size chosen on the validation split's answers (AUC), then
+test read once: ROC AUC with a bootstrap standard error over dialogues, beside single-feature references (the
+item's like rate, popularity, shared values) on the same rows. A model at chance is said to be so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from convrec.agent.quality.features import CandidateFeaturizer, recent_item_counts
+from convrec.data.dataset import CRSDataset, Split
+from convrec.data.model import ContextView, Dialogue
+from convrec.errors import ConfigError
+from convrec.io import atomic_write, write_json
+from convrec.retrieval.base import build_recommender, item_counts
+
+NAMES = ("log_count", "recent_log_count", "year", "like_rate", "log_answers",
+         "wanted_held", "wanted_unknown", "wanted_broken", "avoided_held", "person_asked",
+         "shared_categorical", "shared_person", "shared_keyword", "year_gap",
+         "seeker_turns", "liked_items", "disliked_items", "constraints")
+PRIOR_WEIGHT = 10.0  # answers' worth of the mean like rate every item starts from
+FOLDS = 5
+GRID = ({"trees": 100, "leaves": 7}, {"trees": 300, "leaves": 7}, {"trees": 300, "leaves": 15})
+
+
+@dataclass
+class Rows:
+    """Proposals with an answer: features, labels (1 = liked), each row's dialogue."""
+
+    features: np.ndarray
+    labels: np.ndarray
+    dialogues: list[str]
+
+
+def proposals(dialogue: Dialogue) -> list[tuple[int, str, bool]]:
+    """(turn index, item, liked) of every item the recommender brought in and the seeker answered about."""
+    first: dict[str, tuple[int, str]] = {}
+    for index, turn in enumerate(dialogue.turns):
+        for item in turn.items:
+            first.setdefault(item, (index, turn.role))
+    out = []
+    for item, (index, role) in first.items():
+        answer = dialogue.feedback.get(item)
+        if role == "recommender" and answer is not None and answer.liked is not None:
+            out.append((index, item, bool(answer.liked)))
+    return out
+
+
+def answer_counts(dialogues: Sequence[Dialogue], catalog_index: dict[str, int], n_items: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(liked answers, all answers) per item over ``dialogues``' questionnaires, whoever mentioned the item."""
+    liked, total = np.zeros(n_items), np.zeros(n_items)
+    for dialogue in dialogues:
+        for item, answer in dialogue.feedback.items():
+            if answer.liked is not None and item in catalog_index:
+                total[catalog_index[item]] += 1
+                liked[catalog_index[item]] += answer.liked
+    return liked, total
+
+
+def fold_of(dialogue_id: str, folds: int = FOLDS) -> int:
+    return int(hashlib.sha256(dialogue_id.encode()).hexdigest()[:8], 16) % folds
+
+
+class SatisfactionFeatures:
+    """Builds satisfaction rows from a dataset's train split (popularity, like rates, the agent's reader)."""
+
+    def __init__(self, dataset: CRSDataset):
+        self.catalog = dataset.catalog
+        train = dataset.split("train")
+        popularity = build_recommender("popularity", self.catalog)
+        popularity.fit(train)
+        self.featurizer = CandidateFeaturizer(self.catalog, {"popularity": popularity}, item_counts(train), 10,
+                                              dataset.name, recent_item_counts(train))
+        self.train_dialogues = [d for d in train.dialogues if d.feedback]
+        n = len(self.catalog)
+        self.liked, self.total = answer_counts(self.train_dialogues, self.catalog.index_of, n)
+        self.mean_rate = float(self.liked.sum() / max(self.total.sum(), 1))
+        # per fold, the answers of the other folds: a training row's like rate never counts its own answer
+        self.fold_counts = []
+        for fold in range(FOLDS):
+            others = [d for d in self.train_dialogues if fold_of(d.dialogue_id) != fold]
+            self.fold_counts.append(answer_counts(others, self.catalog.index_of, n))
+
+    def rate(self, liked: np.ndarray, total: np.ndarray) -> np.ndarray:
+        return (liked + PRIOR_WEIGHT * self.mean_rate) / (total + PRIOR_WEIGHT)
+
+    def rows_of(self, view: ContextView, items: Sequence[str], held_out_fold: int | None = None) -> np.ndarray:
+        """Feature rows of ``items`` proposed after ``view``; ``held_out_fold``: a training dialogue's fold."""
+        positions = np.asarray(self.catalog.indices(items))
+        liked, total = (self.liked, self.total) if held_out_fold is None else self.fold_counts[held_out_fold]
+        f = self.featurizer
+        state = f.state_of(view)
+        columns = [f.log_counts[positions], f.recent_log_counts[positions], f.years[positions],
+                   self.rate(liked, total)[positions], np.log1p(total[positions])]
+        state_columns = f.state_columns(state, positions)
+        columns += state_columns[3:]  # liked / disliked / seen of a not yet mentioned item are always 0
+        columns += f.attribute_columns(state, positions)
+        n = len(positions)
+        columns += [np.full(n, float(state.seeker_turns)), np.full(n, float(len(state.liked))),
+                    np.full(n, float(len(state.disliked))), np.full(n, float(len(state.constraints.constraints)))]
+        return np.column_stack(columns).astype(np.float32)
+
+    def rows(self, split: Split, training: bool) -> Rows:
+        features, labels, dialogues = [], [], []
+        for dialogue in split.dialogues:
+            if not dialogue.has_roles:
+                continue
+            by_turn: dict[int, list[tuple[str, bool]]] = {}
+            for index, item, liked in proposals(dialogue):
+                if item in self.catalog.index_of:
+                    by_turn.setdefault(index, []).append((item, liked))
+            for index, pairs in by_turn.items():
+                view = ContextView(dialogue.dialogue_id, tuple(dialogue.turns[:index]))
+                fold = fold_of(dialogue.dialogue_id) if training else None
+                features.append(self.rows_of(view, [i for i, _ in pairs], fold))
+                labels += [float(liked) for _, liked in pairs]
+                dialogues += [dialogue.dialogue_id] * len(pairs)
+        if not labels:
+            raise ConfigError(f"split '{split.name}' has no recommender proposals with a liked / not liked answer")
+        return Rows(np.concatenate(features), np.asarray(labels), dialogues)
+
+
+def auc_with_se(labels: np.ndarray, scores: np.ndarray, dialogues: Sequence[str], resamples: int = 200,
+                seed: int = 0) -> tuple[float, float]:
+    """ROC AUC and its bootstrap standard error, resampling whole dialogues (rows of one dialogue correlate)."""
+    from sklearn.metrics import roc_auc_score
+
+    auc = float(roc_auc_score(labels, scores))
+    groups: dict[str, list[int]] = {}
+    for row, dialogue in enumerate(dialogues):
+        groups.setdefault(dialogue, []).append(row)
+    blocks = list(groups.values())
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(resamples):
+        rows = np.concatenate([blocks[k] for k in rng.integers(0, len(blocks), len(blocks))])
+        if 0 < labels[rows].sum() < len(rows):
+            values.append(roc_auc_score(labels[rows], scores[rows]))
+    return auc, float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def train_and_judge(dataset: CRSDataset, out: Path) -> dict[str, Any]:
+    """Train on train, choose the size on validation AUC, read test once; write the model and the report."""
+    try:
+        import lightgbm
+    except ImportError:
+        raise ConfigError("the satisfaction model needs LightGBM: pip install 'convrec[ranker]'") from None
+    builder = SatisfactionFeatures(dataset)
+    train = builder.rows(dataset.split("train"), training=True)
+    valid = builder.rows(dataset.split("valid"), training=False)
+    choices = []
+    for options in GRID:
+        model = lightgbm.LGBMClassifier(n_estimators=options["trees"], num_leaves=options["leaves"],
+                                        learning_rate=0.05, min_child_samples=50, colsample_bytree=0.8,
+                                        random_state=0, n_jobs=2, verbose=-1)
+        model.fit(train.features, train.labels)
+        auc, se = auc_with_se(valid.labels, model.predict_proba(valid.features)[:, 1], valid.dialogues)
+        choices.append({"options": options, "valid_auc": round(auc, 4), "valid_auc_se": round(se, 4),
+                        "model": model})
+    best = max(choices, key=lambda c: c["valid_auc"])
+    test = builder.rows(dataset.split("test"), training=False)
+    scored = best["model"].predict_proba(test.features)[:, 1]
+    auc, se = auc_with_se(test.labels, scored, test.dialogues)
+    references = {}
+    for name in ("like_rate", "log_count", "recent_log_count", "shared_categorical", "shared_person"):
+        column = test.features[:, NAMES.index(name)]
+        references[name] = [round(v, 4) for v in auc_with_se(test.labels, np.nan_to_num(column), test.dialogues)]
+    report = {
+        "dataset": dataset.name, "features": list(NAMES),
+        "rows": {"train": [int(train.labels.sum()), int(len(train.labels) - train.labels.sum())],
+                 "valid": [int(valid.labels.sum()), int(len(valid.labels) - valid.labels.sum())],
+                 "test": [int(test.labels.sum()), int(len(test.labels) - test.labels.sum())]},
+        "validation": [{k: v for k, v in c.items() if k != "model"} for c in choices],
+        "chosen": best["options"], "test_auc": round(auc, 4), "test_auc_se": round(se, 4),
+        "test_references_auc": references,
+        "importance": dict(sorted(zip(NAMES, best["model"].booster_.feature_importance("gain").round(1).tolist(),
+                                      strict=True), key=lambda kv: -kv[1])),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / "satisfaction.txt") as handle:
+        handle.write(best["model"].booster_.model_to_string())
+    write_json(out / "report.json", report)
+    with atomic_write(out / "report.md") as handle:
+        handle.write(render(report))
+    return report
+
+
+def render(report: dict[str, Any]) -> str:
+    rows = report["rows"]
+    lines = [f"Satisfaction on {report['dataset']}: P(liked) of the items the recommender proposed, from the "
+             f"questionnaire answers (liked / not: train {rows['train'][0]:,} / {rows['train'][1]:,}, valid "
+             f"{rows['valid'][0]:,} / {rows['valid'][1]:,}, test {rows['test'][0]:,} / {rows['test'][1]:,}).", "",
+             "| on test (chosen on validation) | ROC AUC |", "|---|---:|",
+             f"| the model ({report['chosen']['trees']} trees x {report['chosen']['leaves']} leaves) | "
+             f"{report['test_auc']:.3f} ± {report['test_auc_se']:.3f} |"]
+    for name, (auc, se) in report["test_references_auc"].items():
+        lines.append(f"| {name} alone | {auc:.3f} ± {se:.3f} |")
+    lines += ["", "Validation AUC per size: " + "; ".join(
+        f"{c['options']['trees']} x {c['options']['leaves']}: {c['valid_auc']:.3f}" for c in report["validation"]),
+        "", "Standard errors: bootstrap over dialogues (200 resamples). 0.5 is chance."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m convrec.agent.quality.satisfaction", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="redial", help="a dataset with liked / not liked answers (redial)")
+    parser.add_argument("--out", type=Path, required=True, help="run directory for the model and the report")
+    parser.add_argument("--data-dir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    from convrec.data.load import load_dataset
+
+    try:
+        dataset = load_dataset(args.dataset, args.data_dir, progress=False)
+        report = train_and_judge(dataset, args.out)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(render(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
