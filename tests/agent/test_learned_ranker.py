@@ -250,8 +250,15 @@ def test_also_train_on_another_runs_features(shared_world, tmp_path):
     ranker = build_recommender("learned-ranker", w.catalog, {**base, "run_dir": str(tmp_path / "run"),
                                                               "also_train_on": [str(tmp_path / "donor")]})
     ranker.fit(w.train, w.valid)
-    own = sum(len(r.positions) for r in ranker_rows(tmp_path / "run"))
-    assert ranker.model.booster_.num_trees() > 0 and own > 0
+    # the donor's turns join every training matrix: its groups come after the run's own
+    from convrec.agent.quality.relevance import TrainingSet
+
+    own, donor_set = TrainingSet.load(tmp_path / "run" / "features.npz"), TrainingSet.load(
+        tmp_path / "donor" / "features.npz")
+    alone = len(own.matrix(range(len(own.rows)))[2])
+    own.extra = [donor_set]
+    assert len(own.matrix(range(len(own.rows)))[2]) == alone + sum(lab.any() for lab in donor_set.labels)
+    assert ranker.model.booster_.num_trees() > 0
     with pytest.raises(ConfigError, match="other features"):
         build_recommender("learned-ranker", w.catalog, {**base, "retrievers": {"popularity": {}},
                                                         "run_dir": str(tmp_path / "c"),
@@ -262,36 +269,3 @@ def test_also_train_on_another_runs_features(shared_world, tmp_path):
                                                         "also_train_on": [str(tmp_path / "nowhere")]}
                           ).fit(w.train, w.valid)
 
-
-def ranker_rows(run_dir):
-    from convrec.agent.quality.relevance import TrainingSet
-
-    return TrainingSet.load(run_dir / "features.npz").rows
-
-
-def test_other_validation_data_is_not_served_from_the_cache(shared_world, tmp_path):
-    """A new data version (other validation samples) retrains: neither the cached features nor the finished
-    model of the old data are used."""
-    from convrec.data.dataset import Split
-
-    w = shared_world
-    options = {**FAST, "retrievers": {"popularity": {}, "itemknn": {}}, "run_dir": str(tmp_path / "run")}
-    build_recommender("learned-ranker", w.catalog, options).fit(w.train, w.valid)
-    fewer = Split("valid", w.catalog, w.valid.dialogues[:-5])
-    retrained = build_recommender("learned-ranker", w.catalog, options)
-    retrained.fit(w.train, fewer)
-    assert retrained.summary["validation_turns"] == len(w.valid.dialogues) - 5
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["validation"].startswith(
-        f"{len(fewer.selection_samples)}:")
-
-
-def test_first_stage_identity_follows_the_retrievers_run(tmp_path):
-    """A retrained first retriever (its run's config.json records the new best epoch) is another first stage:
-    cached features and finished rankers built on the old one are not reused."""
-    from convrec.agent.quality.relevance import first_stage_hash
-
-    (tmp_path / "config.json").write_text('{"best_epoch": 8}')
-    before = first_stage_hash(str(tmp_path))
-    (tmp_path / "config.json").write_text('{"best_epoch": 10}')
-    assert before is not None and first_stage_hash(str(tmp_path)) != before
-    assert first_stage_hash(None) is None and first_stage_hash(str(tmp_path / "none")) is None

@@ -215,13 +215,6 @@ class DomainAdapter:
                 self._value_keys[cache_key] = cached
         return cached
 
-    def numbers(self, attribute: str) -> np.ndarray:
-        """Every item's value of a numeric attribute (NaN where unknown), catalogue order; read-only."""
-        numbers = self._numbers_of(self.attribute(attribute))
-        view = numbers.view()
-        view.flags.writeable = False
-        return view
-
     # ---- constraints -------------------------------------------------------------------------------------
 
     def match(self, item: ItemRef, constraint: Constraint) -> bool | None:

@@ -40,6 +40,22 @@ from convrec.errors import ConfigError
 from convrec.retrieval.base import Recommender
 
 FEATURE_GROUPS = ("retrievers", "popularity", "mentions", "state", "attributes", "context")
+RETRIEVER_FEATURES = ("score", "z", "log_rank", "in_top")  # per retriever, named "retriever:feature"
+# the features of every other group, in column order (the retrievers' come first, then "retrievers:votes")
+GROUP_FEATURES = {
+    "popularity": ("log_count", "recent_log_count", "year"),
+    "mentions": ("mentioned", "mention_count", "turns_since_mention", "named_by_seeker", "named_by_recommender"),
+    "state": ("liked", "disliked", "seen", "wanted_held", "wanted_unknown", "wanted_broken", "avoided_held",
+              "person_asked"),
+    "attributes": ("shared_categorical", "shared_person", "shared_keyword", "year_gap"),
+    "context": ("context_items", "seeker_turns", "liked_items", "constraints"),
+}
+
+
+def group_of(names: Sequence[str]) -> list[str]:
+    """The group of each feature name (a retriever's features are named ``retriever:...``)."""
+    fixed = {feature: group for group, features in GROUP_FEATURES.items() for feature in features}
+    return ["retrievers" if ":" in name else fixed[name] for name in names]
 NOT_MENTIONED = 50.0  # "turns since the item was mentioned" of an item never mentioned
 SCORE_BATCH = 256
 
@@ -77,7 +93,6 @@ class CandidateFeaturizer:
         self.catalog = catalog
         self.retrievers = dict(retrievers)
         self.per_retriever = per_retriever
-        self.groups = FEATURE_GROUPS  # every group is computed; a model reads the columns of its own groups
         self.log_counts = np.log1p(np.asarray(train_counts, dtype=np.float64))
         self.recent_log_counts = np.log1p(np.asarray(train_counts if recent_counts is None else recent_counts,
                                                      dtype=np.float64))
@@ -97,8 +112,10 @@ class CandidateFeaturizer:
         self._keys = {kind: [adapter.value_keys(name) for name in names] for kind, names in kinds.items()}
         years = [item.year for item in catalog]
         self.years = np.asarray([np.nan if y is None else float(y) for y in years], dtype=np.float64)
-        self.names = self._feature_names()
-        assert len(self.group_of) == len(self.names)
+        # every group is computed; a model reads the columns of its own groups (:meth:`columns`)
+        self.names = [f"{name}:{feature}" for name in self.retrievers for feature in RETRIEVER_FEATURES]
+        self.names += ["retrievers:votes", *(f for features in GROUP_FEATURES.values() for f in features)]
+        self.group_of = group_of(self.names)
 
     # ---- names ------------------------------------------------------------------------------------------
 
@@ -108,32 +125,6 @@ class CandidateFeaturizer:
         if unknown:
             raise ConfigError(f"unknown feature group(s) {', '.join(unknown)}: choose from {', '.join(FEATURE_GROUPS)}")
         return np.asarray([i for i, group in enumerate(self.group_of) if group in groups], dtype=np.int64)
-
-    @property
-    def group_of(self) -> list[str]:
-        """The group of each feature, in feature order."""
-        sizes = {"retrievers": 4 * len(self.retrievers) + 1, "popularity": 3, "mentions": 5, "state": 8,
-                 "attributes": 4, "context": 4}
-        return [group for group in self.groups for _ in range(sizes[group])]
-
-    def _feature_names(self) -> list[str]:
-        names: list[str] = []
-        if "retrievers" in self.groups:
-            for name in self.retrievers:
-                names += [f"{name}:score", f"{name}:z", f"{name}:log_rank", f"{name}:in_top"]
-            names.append("retrievers:votes")
-        if "popularity" in self.groups:
-            names += ["log_count", "recent_log_count", "year"]
-        if "mentions" in self.groups:
-            names += ["mentioned", "mention_count", "turns_since_mention", "named_by_seeker", "named_by_recommender"]
-        if "state" in self.groups:
-            names += ["liked", "disliked", "seen", "wanted_held", "wanted_unknown", "wanted_broken", "avoided_held",
-                      "person_asked"]
-        if "attributes" in self.groups:
-            names += ["shared_categorical", "shared_person", "shared_keyword", "year_gap"]
-        if "context" in self.groups:
-            names += ["context_items", "seeker_turns", "liked_items", "constraints"]
-        return names
 
     # ---- rows -------------------------------------------------------------------------------------------
 
@@ -146,11 +137,6 @@ class CandidateFeaturizer:
             block = np.concatenate(parts) if parts else np.zeros((0, len(self.catalog)))
             out[name] = np.nan_to_num(block, nan=-np.inf)
         return out
-
-    def rows(self, views: Sequence[ContextView], scores: dict[str, np.ndarray] | None = None) -> list[CandidateRows]:
-        scores = scores if scores is not None else self.scores(views)
-        return [self.rows_of(view, {name: block[row] for name, block in scores.items()})
-                for row, view in enumerate(views)]
 
     def rows_of(self, view: ContextView, scores: Mapping[str, np.ndarray]) -> CandidateRows:
         """The candidates of one context and their features; ``scores``: each retriever's row for it."""
@@ -167,35 +153,26 @@ class CandidateFeaturizer:
             union |= mask
         positions = np.flatnonzero(union)
         columns: list[np.ndarray] = []
-        if "retrievers" in self.groups:
-            votes = np.zeros(len(positions))
-            for name in self.retrievers:
-                row = scores[name]
-                finite = row[np.isfinite(row)]
-                mean, std = (finite.mean(), finite.std()) if len(finite) else (0.0, 1.0)
-                chosen = row[positions]
-                chosen = np.where(np.isfinite(chosen), chosen, mean - 10 * (std + 1e-12))
-                top = in_top[name][positions].astype(np.float64)
-                columns += [chosen, (chosen - mean) / (std + 1e-12), np.log1p(ranks[name][positions]), top]
-                votes += top
-            columns.append(votes)
-        if "popularity" in self.groups:
-            columns += [self.log_counts[positions], self.recent_log_counts[positions], self.years[positions]]
-        state = self.state_of(view) if {"state", "attributes", "context"} & set(self.groups) else None
-        if "mentions" in self.groups:
-            columns += self._mentions(view, positions)
-        if "state" in self.groups:
-            assert state is not None
-            columns += self.state_columns(state, positions)
-        if "attributes" in self.groups:
-            assert state is not None
-            columns += self.attribute_columns(state, positions)
-        if "context" in self.groups:
-            assert state is not None
-            n = len(positions)
-            columns += [np.full(n, float(len(view.context_items))), np.full(n, float(state.seeker_turns)),
-                        np.full(n, float(len(state.liked))), np.full(n, float(len(state.constraints.constraints)))]
-        features = np.column_stack(columns) if columns else np.zeros((len(positions), 0))
+        votes = np.zeros(len(positions))
+        for name in self.retrievers:
+            row = scores[name]
+            finite = row[np.isfinite(row)]
+            mean, std = (finite.mean(), finite.std()) if len(finite) else (0.0, 1.0)
+            chosen = row[positions]
+            chosen = np.where(np.isfinite(chosen), chosen, mean - 10 * (std + 1e-12))
+            top = in_top[name][positions].astype(np.float64)
+            columns += [chosen, (chosen - mean) / (std + 1e-12), np.log1p(ranks[name][positions]), top]
+            votes += top
+        columns.append(votes)
+        columns += [self.log_counts[positions], self.recent_log_counts[positions], self.years[positions]]
+        columns += self._mentions(view, positions)
+        state = self.state_of(view)
+        columns += self.state_columns(state, positions)
+        columns += self.attribute_columns(state, positions)
+        n = len(positions)
+        columns += [np.full(n, float(len(view.context_items))), np.full(n, float(state.seeker_turns)),
+                    np.full(n, float(len(state.liked))), np.full(n, float(len(state.constraints.constraints)))]
+        features = np.column_stack(columns)
         return CandidateRows(positions, features.astype(np.float32))
 
     def state_of(self, view: ContextView) -> AgentState:

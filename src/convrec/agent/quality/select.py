@@ -20,24 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from convrec.agent.quality.features import FEATURE_GROUPS
+from convrec.agent.quality.features import FEATURE_GROUPS, group_of
 from convrec.agent.quality.relevance import LearnedRankerConfig, TrainingSet, cross_validate
 from convrec.io import atomic_write, write_json
 
 GRID = ({"trees": 100, "leaves": 7}, {"trees": 300, "leaves": 7}, {"trees": 300, "leaves": 15},
         {"trees": 600, "leaves": 15}, {"trees": 300, "leaves": 31}, {"trees": 600, "leaves": 31, "learning_rate": 0.03})
-
-
-def group_of(names: list[str]) -> list[str]:
-    """A saved run's feature names back to their groups (a retriever's features are named ``retriever:...``)."""
-    fixed = {"log_count": "popularity", "recent_log_count": "popularity", "year": "popularity", "mentioned": "mentions", "mention_count": "mentions",
-             "turns_since_mention": "mentions", "named_by_seeker": "mentions", "named_by_recommender": "mentions",
-             "liked": "state", "disliked": "state", "seen": "state", "wanted_held": "state",
-             "wanted_unknown": "state", "wanted_broken": "state", "avoided_held": "state", "person_asked": "state",
-             "shared_categorical": "attributes", "shared_person": "attributes", "shared_keyword": "attributes",
-             "year_gap": "attributes", "context_items": "context", "seeker_turns": "context",
-             "liked_items": "context", "constraints": "context"}
-    return ["retrievers" if ":" in name else fixed[name] for name in names]
 
 
 def rows_to_try(names: list[str], retrievers: list[str]) -> list[tuple[str, dict[str, Any], np.ndarray]]:
