@@ -376,14 +376,15 @@ class LearnedRanker(Recommender):
     def _run_options(self) -> dict[str, Any]:
         return self.config.model_dump(mode="json", exclude={"run_dir", "checkpoint", "features_dir"})
 
-    def _training_set(self, valid: Split, run_dir: Path | None) -> TrainingSet:
+    def _training_set(self, valid: Split, features_dir: Path | None) -> TrainingSet:
+        """The validation turns' features, from the cache in ``features_dir`` when it holds these ones."""
         assert self.featurizer is not None
-        cache = run_dir / "features.npz" if run_dir else None
+        cache = features_dir / "features.npz" if features_dir else None
         key = {"format": RUN_FORMAT, "options": self._feature_options(), "samples": self.validation_,
                "first_stage": self.first_stage_,
                "features": self.featurizer.names}
-        if (cache is not None and cache.exists() and (run_dir / "features.json").exists()
-                and json.loads((run_dir / "features.json").read_text()) == key):
+        if (cache is not None and cache.exists() and (features_dir / "features.json").exists()
+                and json.loads((features_dir / "features.json").read_text()) == key):
             log.info("learned-ranker: features from %s", cache)
             return TrainingSet.load(cache)
         groups = turn_groups(valid.selection_samples)
@@ -401,7 +402,7 @@ class LearnedRanker(Recommender):
                                      first_ranks)
         if cache is not None:
             training.save(cache)
-            write_json(run_dir / "features.json", key)
+            write_json(features_dir / "features.json", key)
         return training
 
     def _feature_options(self) -> dict[str, Any]:
