@@ -2,7 +2,11 @@
 
     python bench/bench_agent.py [--turns 200] [--llm-turns 20] [--llm qwen2.5-coder-1.5b] [--threads 1]
                                 [--retriever itemknn | --checkpoint RUN] [--skip-llm] [--quick]
-                                [--out bench/out/bench_agent.json]
+                                [--quality JSON] [--out bench/out/bench_agent.json]
+
+``--quality``: CHARM's quality options as JSON (``HarpoOptions.quality``, e.g.
+``'{"weights": {"relevance": 1, "diversity": 0.3, "satisfaction": 0.1}, "satisfaction_run": "RUN"}'``): the
+weighted quality order runs inside ``rank_options``, so its cost shows in **search and ranking**.
 
 Turns: ``--turns`` seeded ReDial test samples (``random.Random(seed).sample`` of the test split), one agent turn
 each (``HarpoAgent.respond`` on the sample's context-only view); the LLM worker answers the first
@@ -43,6 +47,7 @@ idle machine: llama.cpp threads on busy cores slow down many-fold.
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import shutil
 import sys
@@ -121,7 +126,8 @@ def _agent_worker(task: dict[str, Any]) -> dict[str, Any]:
     samples = random.Random(task["seed"]).sample(dataset.split("test").samples, task["turns"])
 
     llm, llm_config, resources = None, None, None
-    options = HarpoOptions(retriever=retriever.name, ask_first=False)
+    options = HarpoOptions.model_validate({"retriever": retriever.name, "ask_first": False,
+                                           **({"quality": task["quality"]} if task.get("quality") else {})})
     with common.Phase() as llm_load:
         if task["llm"] is not None:
             # no response cache (cache_path None): every polish is a real model call
@@ -130,7 +136,7 @@ def _agent_worker(task: dict[str, Any]) -> dict[str, Any]:
             options = options.model_copy(update={"explainer": "llm", "llm": llm_config})
             resources = Resources.from_env()
             llm = resources.llm(llm_config)  # as the harpo recommender and reply_quality build theirs
-    agent = HarpoAgent.build(dataset.catalog, retriever, options, dataset.name, llm)
+    agent = HarpoAgent.build(dataset.catalog, retriever, options, dataset.name, llm, train=dataset.split("train"))
 
     # wall-time wrappers, in this worker only: ExplainerAgent.reply (the polish is not a VTO call) and
     # RecommenderAgent.read (whose calls for earlier turns run untraced: read_seconds shows what they add)
@@ -218,6 +224,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--checkpoint", default=None, metavar="RUN",
                         help="a `convrec train` run dir: lrurec-text from it as the retriever (overrides --retriever)")
     parser.add_argument("--quick", action="store_true", help=f"smoke settings: 20 turns, 2 LLM turns, {QUICK_LLM}")
+    parser.add_argument("--quality", type=json.loads, default=None, metavar="JSON",
+                        help="CHARM's quality options as JSON (HarpoOptions.quality; default relevance alone)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dataset", default=DATASET, help=f"dialogues and catalogue (default {DATASET})")
     parser.add_argument("--mirror", type=Path, default=None,
@@ -283,7 +291,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         load_dataset(args.dataset, data_dir, mirror)  # fetch + convert once, outside the measurements
         base = {"dataset": args.dataset, "data_dir": str(data_dir), "mirror": str(mirror) if mirror else None,
-                "retriever": retriever, "checkpoint": checkpoint, "seed": args.seed, "threads": args.threads}
+                "retriever": retriever, "checkpoint": checkpoint, "seed": args.seed, "threads": args.threads,
+                "quality": args.quality}
         print(f"  {args.turns} turns without the LLM ...", file=sys.stderr)
         runs.append(common.run_worker(SCRIPT, {**base, "turns": args.turns, "llm": None}))
         if not args.skip_llm:
@@ -311,7 +320,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "settings": {
             "quick": args.quick, "dataset": args.dataset, "turns": args.turns, "llm_turns": args.llm_turns,
             "llm": None if args.skip_llm else args.llm, "threads": args.threads, "retriever": retriever,
-            "checkpoint": checkpoint, "seed": args.seed,
+            "checkpoint": checkpoint, "seed": args.seed, "quality": args.quality,
             "agent": "HarpoOptions defaults but ask_first=False (every turn recommends); explainer template or llm "
             "(no response cache)",
             "targets": f"median total under {TARGET_TURN_MS:g} ms without the LLM; under {TARGET_LLM_TURN_S:g} s "

@@ -150,3 +150,26 @@ def test_the_command_gives_the_agent_the_llm_with_explainer_llm(run_cli, mirror,
     rejection = turn["reply_rejection"]
     assert (turn["reply_source"] == "llm" and rejection is None) or (
         turn["reply_source"] == "template" and rejection and not rejection.startswith(("no LLM", "LLM unavailable")))
+
+
+def test_with_quality_weights_why_shows_each_dimension_and_a_saved_session_keeps_it(redial, tmp_path: Path):
+    from rich.console import Console
+
+    from convrec.cli.chat_view import show_why
+
+    options = {"quality": {"weights": {"relevance": 1.0, "diversity": 1.0}}}
+    weighted = build_engine(redial, ChatConfig(llm=None, agent="harpo", agent_options=options,
+                                               session=SessionOptions(k=10, top=5)))
+    state, record = weighted.turn(weighted.new_state(), "I loved Alien (1979), anything similar?")
+    assert record.recommendations and all(set(r.quality) == {"relevance", "diversity"}
+                                          for r in record.recommendations)
+    # the greedy order: the second item is scored by its distance to the first
+    first, second = record.recommendations[0].quality, record.recommendations[1].quality
+    assert first["diversity"] == 0.0 and second["diversity"] > 0
+    console = Console(record=True, width=120)
+    show_why(console, weighted.why(state, 2))
+    shown = console.export_text()
+    assert "quality" in shown and "relevance" in shown and "diversity" in shown
+    path = tmp_path / "state.json"
+    state.save(path)
+    assert SessionState.load(path, weighted.catalog).last.recommendations[1].quality == record.recommendations[1].quality

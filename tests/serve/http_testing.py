@@ -142,7 +142,24 @@ class Server:
 def start_server(workdir: Path, mirror: Path, data_dir: Path, db: Path, *extra: str, token: str | None = None,
                  name: str = "server", model: str | None = None) -> Server:
     """``convrec serve --no-llm --retriever itemknn`` on redial (with ``model``: that local LLM re-ranks and
-    writes the replies), waited for until /ready says ready."""
+    writes the replies), waited for until /ready says ready. The free port is probed before the server binds
+    it, so another process can take it in between (seen once in CI): a server that lost that race is started
+    again on a fresh port, up to ``PORT_TRIES`` times; any other exit fails the test."""
+    for attempt in range(1, PORT_TRIES + 1):
+        server = _start_server_once(workdir, mirror, data_dir, db, *extra, token=token, name=name, model=model)
+        if server.process.poll() is None or "address already in use" not in server.log() or attempt == PORT_TRIES:
+            break
+    if server.process.poll() is not None:
+        raise AssertionError(f"the server exited with {server.process.returncode}:\n{server.log()[-3000:]}")
+    return server
+
+
+PORT_TRIES = 3
+
+
+def _start_server_once(workdir: Path, mirror: Path, data_dir: Path, db: Path, *extra: str, token: str | None,
+                       name: str, model: str | None) -> Server:
+    """One start on one probed port: the server once ready, or the exited process (its log says why)."""
     port = free_port()
     log_path = workdir / f"{name}-{port}.log"
     llm = ["--model", model] if model else ["--no-llm"]
@@ -158,7 +175,7 @@ def start_server(workdir: Path, mirror: Path, data_dir: Path, db: Path, *extra: 
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"the server exited with {process.returncode}:\n{server.log()[-3000:]}")
+            return server
         try:
             if server.request("GET", "/ready", timeout=2).body.get("ready"):
                 return server

@@ -1,5 +1,5 @@
-"""Many conversations over one :class:`~convrec.serve.engine.Engine` at once (issue 14, item 1): 8 sessions
-driven from threads, with the real SmolLM2 behind a loopback HTTP server and no response cache, say what
+"""Many conversations over one :class:`~convrec.serve.engine.Engine` at once (issue 14, item 1): 4 sessions
+driven from threads (8 until 2026-12-06: the test took 100 s of the suite; 4 overlap just as well), with the real SmolLM2 behind a loopback HTTP server and no response cache, say what
 the same sessions say one after another, and the LLM usage each turn reports (counted from its own
 responses) adds up to what the server saw.
 
@@ -37,16 +37,12 @@ from convrec.serve.build import ChatConfig, build_engine
 from convrec.serve.engine import Engine
 from convrec.serve.state import SessionOptions, TurnRecord
 
-# Eight different conversations of two messages each (titles of the INSPIRED catalogue).
+# Four different conversations of two messages each (titles of the INSPIRED catalogue).
 SCRIPTS = [
     ("I loved The Conjuring, something scary?", "Maybe older ones"),
     ("Toy Story is my favourite", "Something for the whole family"),
     ("I liked Avengers: Endgame", "More action please"),
-    ("Frozen was great", "Any musicals?"),
-    ("I enjoyed Get Out (2017)", "Something with a twist"),
     ("Joker was intense", "A crime drama?"),
-    ("I love The Notebook", "Romantic comedies too"),
-    ("John Wick is awesome", "More like that"),
 ]
 
 

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from convrec.agent.quality.dimensions import QualityOptions
 from convrec.llm.config import LLMConfig
 from convrec.retrieval.base import RecommenderConfig
 
@@ -43,3 +44,6 @@ class HarpoOptions(RecommenderConfig):
                            "qwen2.5-coder-1.5b (e.g. --set llm.model=smollm2-135m)")
     llm_cache: bool = Field(True, description="cache replies in $CONVREC_CACHE_DIR/llm/responses.sqlite when "
                             "llm.cache_path is not set")
+    quality: QualityOptions = Field(QualityOptions(), description="CHARM: the weight of each quality dimension "
+                                    "(relevance, diversity, satisfaction, engagement) in rank_options and the "
+                                    "models' run dirs; relevance alone by default")

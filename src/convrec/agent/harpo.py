@@ -10,9 +10,10 @@ JSON-serialisable. With ``explainer = "llm"`` the recommender takes its LLM clie
 :class:`HarpoRecommender` (``harpo`` in the registry) makes the agent a recommender like any other, so
 ``convrec eval --recommender harpo`` runs it on every dataset and protocol. Its score matrix is its final
 ranking of the whole catalogue, in tiers: the slate after critique first (in its order), then the rest of the
-Recommender's draft slate (in ``rank_options``' order), then the rest of the catalogue in the retriever's
-order, then items that break an avoided value (or a wanted one, when ``wants`` is hard), and last the items
-the seeker ruled out (disliked, seen, turned down). Items the seeker named, or that were proposed before, are
+Recommender's draft slate (in ``rank_options``' order), then (with CHARM's quality weights,
+:mod:`convrec.agent.quality.charm`) the rest of the candidates in their weighted order, then the rest of the
+catalogue in the retriever's order, then items that break an avoided value (or a wanted one, when ``wants`` is
+hard), and last the items the seeker ruled out (disliked, seen, turned down). Items the seeker named, or that were proposed before, are
 never in a slate, but they are not ruled out: they keep their place in the retriever's order. Only the turns
 before the target are read (a :class:`~convrec.data.model.ContextView`), never the questionnaire.
 """
@@ -37,6 +38,7 @@ from convrec.agent.maven import (
     ruled_out,
 )
 from convrec.agent.operations import VTOS, AgentContext, Explanation, UserModel
+from convrec.agent.quality.dimensions import ItemQuality
 from convrec.agent.state import AgentState
 from convrec.agent.vto import Trace, VTOCall
 from convrec.catalog.items import Catalog
@@ -73,6 +75,10 @@ class HarpoTurn(BaseModel):
     explainer_draft: str | None = None
     explainer_rejected: str | None = None
     explainer_refusal: str | None = None
+    # CHARM (quality weights beyond relevance): the slate's quality per item, and the candidates' whole
+    # weighted order, which ranks the catalogue below the slate (empty with relevance alone)
+    quality: tuple[ItemQuality, ...] = ()
+    ranked: tuple[str, ...] = ()
 
 
 @dataclass
@@ -83,9 +89,16 @@ class HarpoAgent:
 
     @classmethod
     def build(cls, catalog: Catalog, retriever: Recommender, options: HarpoOptions,
-              dataset_name: str | None = None, llm: LLM | None = None, llm_problem: str | None = None) -> HarpoAgent:
-        """``llm``: the Explainer's, used when ``options.explainer`` is "llm" (``llm_problem``: why there is none)."""
-        return cls(AgentContext.for_catalog(catalog, retriever, options, dataset_name, llm, llm_problem))
+              dataset_name: str | None = None, llm: LLM | None = None, llm_problem: str | None = None,
+              train: Split | None = None) -> HarpoAgent:
+        """``llm``: the Explainer's, used when ``options.explainer`` is "llm" (``llm_problem``: why there is none).
+        ``train``: the split CHARM's satisfaction and engagement models read their answer rates from (needed
+        only when ``options.quality`` weighs them)."""
+        from convrec.agent.quality.charm import QualityScorer
+
+        ctx = AgentContext.for_catalog(catalog, retriever, options, dataset_name, llm, llm_problem)
+        quality = QualityScorer.build(options.quality, ctx.adapter, train, dataset_name)
+        return cls(replace(ctx, quality=quality) if quality is not None else ctx)
 
     def respond(self, view: ContextView, marks: Sequence[tuple[str, str]] = (), scores: np.ndarray | None = None,
                 last_proposed: Sequence[str] = (), ctx: AgentContext | None = None) -> HarpoTurn:
@@ -110,11 +123,14 @@ class HarpoAgent:
         explained = explainer.reply(view, slate, proposal.state, trace, proposal.relaxed)
         state = proposal.state.model_copy(update={"recommended": tuple(dict.fromkeys((*proposal.state.recommended,
                                                                                         *slate)))})
+        quality = {q.item_id: q for q in proposal.ranked.quality}
         return HarpoTurn(action=proposal.action, slate=tuple(slate), proposed=proposal.slate, reply=explained.text,
                          reasons=explained.reasons, state=state, critique=tuple(notes), trace=tuple(trace),
                          removed=proposal.removed, relaxed=proposal.relaxed, explainer_source=explained.source,
                          explainer_draft=explained.draft, explainer_rejected=explained.rejected,
-                         explainer_refusal=explained.refusal)
+                         explainer_refusal=explained.refusal,
+                         quality=tuple(quality[i] for i in slate if i in quality),
+                         ranked=tuple(q.item_id for q in proposal.ranked.quality))
 
     def final_scores(self, view: ContextView, scores: np.ndarray) -> tuple[np.ndarray, HarpoTurn]:
         """The agent's ranking of the whole catalogue as scores (see the module docstring), and its turn."""
@@ -131,6 +147,9 @@ class HarpoAgent:
         options = ctx.options
         if not options.vtos:
             return final, turn
+        if turn.ranked:  # CHARM: the candidates' weighted order, below the slate and above the rest
+            ranked = catalog.indices(list(turn.ranked))
+            final[ranked] = 1.0 + (1.0 - np.arange(len(ranked)) / max(len(ranked), 1)) * 0.999
         positions = catalog.indices(_ranked_ids(turn))
         final[positions] = 2.0 + (1.0 - np.arange(len(positions)) / max(len(positions), 1))
         slate = catalog.indices(turn.slate)
@@ -193,7 +212,7 @@ class HarpoRecommender(Recommender):
         self.retriever_.fit(train, valid)
         llm, problem = self._explainer_llm() if self.config.explainer == "llm" else (None, None)
         self.agent_ = HarpoAgent.build(self.catalog, self.retriever_, self.config, train.dataset or None, llm,
-                                       problem)
+                                       problem, train)
 
     def _explainer_llm(self) -> tuple[LLM | None, str | None]:
         """The Explainer's LLM client, as rar gets its own (one per config from the resources, caching replies

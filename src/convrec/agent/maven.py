@@ -176,7 +176,8 @@ class RecommenderAgent:
         matches = call("match_attributes", MatchArgs(item_ids=kept.item_ids, wanted=wanted)) if wanted else None
         support = (call("reason_over_graph", GraphArgs(candidates=kept.item_ids, liked=liked)).support
                    if options.graph_weight and liked else None)
-        ranked = call("rank_options", RankArgs(candidates=kept, matches=matches, support=support))
+        ranked = call("rank_options", RankArgs(candidates=kept, matches=matches, support=support, view=view,
+                                               state=state, known=known))
         slate = call("select_best", SelectArgs(ranked=ranked, k=options.slate, skip=known)).item_ids
         return Proposal(state=state, action=action, ranked=ranked, slate=slate, removed=removed,
                         turns=tuple(view.context), constraints=holds, relaxed=relaxed)

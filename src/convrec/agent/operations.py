@@ -13,7 +13,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -22,6 +22,7 @@ from convrec.agent.config import HarpoOptions
 from convrec.agent.constraints import Constraint, ConstraintState, extract_constraints
 from convrec.agent.domain import DomainAdapter, Fact
 from convrec.agent.normalise import value_key
+from convrec.agent.quality.dimensions import ItemQuality
 from convrec.agent.sentiment import SentimentAnalyzer, SentimentResult
 from convrec.agent.state import AgentState
 from convrec.agent.vto import Category, VTORegistry
@@ -31,6 +32,9 @@ from convrec.llm.types import LLM
 from convrec.rerank.prompts import PromptOptions
 from convrec.rerank.reply import ReplyOptions, ReplyWriter
 from convrec.retrieval.base import Recommender
+
+if TYPE_CHECKING:  # charm imports the agent (its satisfaction features read the dialogue as the agent does)
+    from convrec.agent.quality.charm import QualityScorer
 
 VTOS = VTORegistry()
 
@@ -48,11 +52,12 @@ class AgentContext:
     options: HarpoOptions
     reply_writer: ReplyWriter | None = None
     llm_problem: str | None = None
+    quality: QualityScorer | None = None  # CHARM's weighted quality (None: relevance alone)
 
     @classmethod
     def for_catalog(cls, catalog: Catalog, retriever: Recommender, options: HarpoOptions,
                     dataset_name: str | None = None, llm: LLM | None = None,
-                    llm_problem: str | None = None) -> AgentContext:
+                    llm_problem: str | None = None, quality: QualityScorer | None = None) -> AgentContext:
         """The context over ``catalog``: its shared adapter and a rule-path sentiment reader in its words, and
         with ``options.explainer`` "llm" the reply writer that polishes the Explainer's replies with ``llm``
         (the same :class:`ReplyWriter` as the chat's, in the catalogue's words). ``llm_problem``: why there is
@@ -66,7 +71,7 @@ class AgentContext:
             else:
                 llm_problem = llm_problem or "no LLM client was given to the agent"
         return cls(adapter, retriever, SentimentAnalyzer(catalog, adapter.vocabulary), options, writer,
-                   llm_problem if writer is None else None)
+                   llm_problem if writer is None else None, quality)
 
 
 class _Model(BaseModel):
@@ -309,6 +314,11 @@ class RankArgs(_Model):
     candidates: Candidates
     matches: Matches | None = None
     support: tuple[float, ...] | None = None  # per candidate, graph support from liked items
+    # what CHARM's quality models read (with quality weights beyond relevance): the dialogue, the agent's
+    # state, and the items the seeker knows already (no slate holds them: they go last, out of diversity's way)
+    view: ContextView | None = None
+    state: AgentState | None = None
+    known: tuple[str, ...] = ()
 
     def summary(self) -> str:
         return f"{len(self.candidates.item_ids)} candidates"
@@ -317,6 +327,7 @@ class RankArgs(_Model):
 class Ranked(_Model):
     item_ids: tuple[str, ...]
     scores: tuple[float, ...]
+    quality: tuple[ItemQuality, ...] = ()  # per item, in order, when CHARM's weights ranked them
 
     def summary(self) -> str:
         return f"{len(self.item_ids)} ranked"
@@ -324,7 +335,9 @@ class Ranked(_Model):
 
 @VTOS.operation(Category.RANKING, RankArgs, Ranked)
 def rank_options(ctx: AgentContext, args: RankArgs) -> Ranked:
-    """Order the candidates: the retriever's rank score plus the attribute and graph weights of the options."""
+    """Order the candidates: the retriever's rank score plus the attribute and graph weights of the options
+    (relevance); with CHARM's quality weights, the greedy order of their weighted quality
+    (:mod:`convrec.agent.quality.charm`)."""
     n = len(args.candidates.item_ids)
     if not n:
         return Ranked(item_ids=(), scores=())
@@ -335,8 +348,17 @@ def rank_options(ctx: AgentContext, args: RankArgs) -> Ranked:
     if args.support is not None:
         score = score + ctx.options.graph_weight * np.asarray(args.support, dtype=np.float64)
     order = np.argsort(-score, kind="stable")
-    return Ranked(item_ids=tuple(args.candidates.item_ids[k] for k in order),
-                  scores=tuple(float(score[k]) for k in order))
+    if ctx.quality is None or args.view is None:
+        return Ranked(item_ids=tuple(args.candidates.item_ids[k] for k in order),
+                      scores=tuple(float(score[k]) for k in order))
+    known = set(args.known)
+    fresh = [int(k) for k in order if args.candidates.item_ids[k] not in known]
+    last = [int(k) for k in order if args.candidates.item_ids[k] in known]
+    weighed = ctx.quality.order(args.view, args.state, [args.candidates.item_ids[k] for k in fresh], score[fresh])
+    chosen = [fresh[k] for k in weighed.order]
+    return Ranked(item_ids=tuple(args.candidates.item_ids[k] for k in (*chosen, *last)),
+                  scores=(*(q.score for q in weighed.quality), *(float("-inf"),) * len(last)),
+                  quality=tuple(weighed.quality))
 
 
 class CompareArgs(_Model):

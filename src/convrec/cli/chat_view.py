@@ -24,7 +24,7 @@ quoted ("Up"), followed by their year (It 2017), written with capitals (Get Out,
 words or longer (the dark knight); so are the full names of their {makers}, whose {plural} then come
 first. The chat shows what it recognised.
 
-  /why N       the catalogue's facts about the N-th recommendation, and its scores
+  /why N       the catalogue's facts about the N-th recommendation, and its scores (the agent's quality too)
   /like N     you like the N-th recommendation: it counts as one you named
   /dislike N  you dislike it: it is not recommended again in this conversation
   /seen N     you have seen it already: not recommended again either
@@ -137,6 +137,8 @@ def show_why(console: Console, why: Why) -> None:
     if rec.llm_score is not None:
         scores += f", LLM {rec.llm_score:.3f}, fused {rec.score:.3f}"
     grid.add_row("scores", scores)
+    if rec.quality:  # the agent's CHARM dimensions
+        grid.add_row("quality", ", ".join(f"{name} {value:.2f}" for name, value in rec.quality.items()))
     if why.reason:
         grid.add_row("reason", escape(why.reason))
     console.print(Panel(grid, title=f"{why.number}. {escape(item.display_title)}", title_align="left"))

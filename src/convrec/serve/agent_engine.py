@@ -22,6 +22,7 @@ from convrec.agent.config import HarpoOptions
 from convrec.agent.harpo import HarpoAgent, HarpoTurn, PrecomputedScores
 from convrec.catalog.items import Catalog
 from convrec.catalog.mentions import find_titles
+from convrec.data.dataset import Split
 from convrec.data.model import ContextView, Turn
 from convrec.llm.types import LLM
 from convrec.rerank.reply import Reason, Reply, ReplyWriter
@@ -116,20 +117,23 @@ def _marks(state: SessionState) -> list[tuple[str, str]]:
 
 def _recommendations(catalog: Catalog, answer: HarpoTurn, scores: np.ndarray) -> tuple[Recommendation, ...]:
     out = []
+    quality = {q.item_id: q for q in answer.quality}
     for position, item_id in enumerate(answer.slate):
         index = catalog.indices([item_id])[0]
         rank = int((scores > scores[index]).sum()) + 1  # the retriever's rank over the whole catalogue
+        scored = quality.get(item_id)
         out.append(Recommendation(item_id, catalog.get(item_id).display_title, float(scores[index]), rank, None,
-                                  float(len(answer.slate) - position)))
+                                  float(len(answer.slate) - position), scored.shown() if scored else None))
     return tuple(out)
 
 
 def build_agent_engine(catalog: Catalog, retriever, writer: ReplyWriter, options: SessionOptions,
                        popularity: dict[str, float], config: object, dataset_name: str | None,
                        agent_options: HarpoOptions | None = None, llm: LLM | None = None,
-                       llm_problem: str | None = None) -> AgentEngine:
+                       llm_problem: str | None = None, train: Split | None = None) -> AgentEngine:
     """``llm``: the chat's client, the Explainer's when ``agent_options.explainer`` is "llm" (``llm_problem``:
-    why there is none, recorded on each turn that wanted it)."""
+    why there is none, recorded on each turn that wanted it); ``train``: the split CHARM's answer models read
+    (with quality weights on satisfaction or engagement)."""
     agent = HarpoAgent.build(catalog, retriever, agent_options or HarpoOptions(slate=options.top), dataset_name,
-                             llm, llm_problem)
+                             llm, llm_problem, train)
     return AgentEngine(catalog, agent, writer, options, popularity, config)

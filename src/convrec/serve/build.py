@@ -118,5 +118,6 @@ def build_engine(dataset: CRSDataset, config: ChatConfig, llm: LLM | None = None
                                         **config.agent_options})
         # the agent's Explainer (explainer = llm) rewrites its replies with the chat's own LLM client
         return build_agent_engine(catalog, retriever, writer, options, popularity, config, dataset.name,
-                                  agent_options, llm=llm, llm_problem=None if llm is not None else NO_CHAT_LLM)
+                                  agent_options, llm=llm, llm_problem=None if llm is not None else NO_CHAT_LLM,
+                                  train=train)
     return Engine(catalog, retriever, writer, reranker, options, popularity, config)

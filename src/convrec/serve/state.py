@@ -60,6 +60,9 @@ class Recommendation:
     retriever_rank: int
     llm_score: float | None
     score: float
+    # the HARPO agent with CHARM's quality weights: each scored dimension of the item (relevance and diversity
+    # in [0, 1], satisfaction and engagement as probabilities); None otherwise
+    quality: dict[str, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,8 @@ class TurnRecord(BaseModel):
             "candidates": self.n_candidates,
             "recommendations": [
                 {"rank": rank, "item_id": r.item_id, "title": r.title, "retriever_score": r.retriever_score,
-                 "retriever_rank": r.retriever_rank, "llm_score": r.llm_score, "score": r.score}
+                 "retriever_rank": r.retriever_rank, "llm_score": r.llm_score, "score": r.score,
+                 **({"quality": r.quality} if r.quality is not None else {})}
                 for rank, r in enumerate(self.recommendations, start=1)
             ],
             "reply": self.reply.text,

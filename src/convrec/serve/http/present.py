@@ -112,7 +112,8 @@ class Presenter:
                 "number": number, "item_id": r.item_id, "title": item.title, "year": item.year,
                 "display_title": item.display_title, "facts": self.facts(r.item_id, withhold),
                 "score": _finite(r.score), "retriever_score": _finite(r.retriever_score),
-                "retriever_rank": r.retriever_rank, "llm_score": _finite(r.llm_score), "why": why})
+                "retriever_rank": r.retriever_rank, "llm_score": _finite(r.llm_score), "quality": r.quality,
+                "why": why})
         ids = [r.item_id for r in record.recommendations]
         trace = [self._trace_line(line, ids, withhold) for line in record.trace]
         return {"conversation": record.conversation, "turn": record.number, "reply": reply,

@@ -89,6 +89,9 @@ class Recommendation(BaseModel):
     retriever_score: float | None
     retriever_rank: int
     llm_score: float | None = Field(description="the LLM's score; null without a re-ranker")
+    quality: dict[str, float] | None = Field(
+        None, description="the HARPO agent with quality weights: each scored dimension (relevance and diversity "
+        "in [0, 1], satisfaction and engagement as probabilities); null otherwise")
     why: str = Field(description="a reason to recommend it, from its catalogue facts")
 
 

@@ -1,0 +1,70 @@
+"""CHARM's quality dimensions as the agent's config and its turns name them (no models here: those are in
+:mod:`convrec.agent.quality.charm`, which imports the agent; this module imports nothing of it)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+QUALITY_DIMENSIONS = ("relevance", "diversity", "satisfaction", "engagement")
+
+
+class QualityOptions(BaseModel):
+    """How the agent weighs the quality dimensions (``[quality]`` under a harpo config)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    weights: dict[str, float] = Field(
+        {"relevance": 1.0}, description="fixed weight per dimension (relevance, diversity, satisfaction, "
+        "engagement; missing = 0): relevance alone ranks as HARPO part 1 does")
+    satisfaction_run: str | None = Field(
+        None, description="run dir of `python -m convrec.agent.quality.satisfaction` (needed when the "
+        "satisfaction weight is above 0)")
+    engagement_run: str | None = Field(
+        None, description="run dir of `python -m convrec.agent.quality.satisfaction --dimension engagement`")
+    weights_run: str | None = Field(
+        None, description="run dir of `python -m convrec.agent.quality.weights`: per turn, the network's weights "
+        "for the context replace the fixed ones (the models of every dimension are then needed)")
+
+    @field_validator("weights")
+    @classmethod
+    def _known_dimensions(cls, weights: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(weights) - set(QUALITY_DIMENSIONS))
+        if unknown:
+            raise ValueError(f"unknown quality dimension(s) {', '.join(map(repr, unknown))}: expected "
+                             f"{', '.join(QUALITY_DIMENSIONS)}")
+        if any(w < 0 for w in weights.values()):
+            raise ValueError("quality weights must be 0 or more")
+        if not sum(weights.values()) > 0:
+            raise ValueError("at least one quality weight must be above 0")
+        return weights
+
+    def weight(self, dimension: str) -> float:
+        return float(self.weights.get(dimension, 0.0))
+
+    @property
+    def relevance_only(self) -> bool:
+        return all(self.weight(d) == 0 for d in QUALITY_DIMENSIONS if d != "relevance")
+
+    def run_of(self, dimension: str) -> str | None:
+        return {"satisfaction": self.satisfaction_run, "engagement": self.engagement_run}[dimension]
+
+
+class ItemQuality(BaseModel):
+    """One ranked candidate's quality (``/why N`` shows it): relevance and diversity as described in the
+    module docstring, satisfaction and engagement as the models' probabilities (None: that model is off), and
+    the weighted score that placed it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    item_id: str
+    relevance: float
+    diversity: float | None = None
+    satisfaction: float | None = None
+    engagement: float | None = None
+    score: float
+
+    def shown(self) -> dict[str, float]:
+        """The dimensions that were scored, by name (for the chat and the API)."""
+        return {d: round(float(v), 4) for d in QUALITY_DIMENSIONS if (v := getattr(self, d)) is not None}
+
+
