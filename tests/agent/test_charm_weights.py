@@ -126,3 +126,30 @@ def test_the_command_trains_reports_and_plots(tmp_path):
     assert (tmp_path / "run" / "weights.pt").is_file() and (tmp_path / "run" / "weights.png").is_file()
     assert "Learned weights per kind of context" in (tmp_path / "run" / "weights.md").read_text()
     assert WeightNetwork.load(tmp_path / "run").weights(np.zeros((1, len(CONTEXT_FEATURES)))).shape == (1, 4)
+
+
+def test_one_resumable_training_builds_every_model_and_the_agent_uses_the_run(tmp_path):
+    from convrec.agent.config import HarpoOptions
+    from convrec.agent.harpo import HarpoRecommender
+    from convrec.agent.quality.train import train_quality
+
+    world = genre_world()  # liked answers but no seen ones: the engagement step has nothing to learn from
+    said: list[str] = []
+    first = train_quality(world, tmp_path / "run", {"retriever": "popularity"}, say=said.append)
+    assert first["steps"]["satisfaction"].startswith("trained: test AUC")
+    assert first["steps"]["engagement"].startswith("skipped:") and not (tmp_path / "run" / "engagement").exists()
+    assert first["steps"]["weights"].startswith("trained:")
+    again = train_quality(world, tmp_path / "run", {"retriever": "popularity"}, say=said.append)
+    assert set(again["steps"].values()) <= {"finished before: kept"} | {first["steps"]["engagement"]}
+    with pytest.raises(ConfigError, match="unknown option"):
+        train_quality(world, tmp_path / "run", {"retreiver": "popularity"})
+
+    harpo = HarpoRecommender(world.catalog, HarpoOptions.model_validate(
+        {"retriever": "popularity", "quality": {"run": str(tmp_path / "run")}}))
+    harpo.fit(world.split("train"))
+    scorer = harpo.agent_.ctx.quality
+    assert scorer is not None and scorer.network is not None and set(scorer.models) == {"satisfaction"}
+    view = ContextView("d", (Turn("seeker", "I liked it", (world.catalog.ids[0],)),))
+    harpo.score([view])
+    turn = harpo.turns_[0]
+    assert turn.quality and all(q.satisfaction is not None and q.diversity is not None for q in turn.quality)

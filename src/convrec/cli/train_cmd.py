@@ -15,8 +15,9 @@ from convrec.resources import Resources
 from convrec.retrieval import build_recommender
 from convrec.retrieval.lrurec.recommender import TRAINABLE
 
-# LRURec's networks, and the learned second stage over several retrievers (trained on the validation split)
-TRAINED_HERE = (*TRAINABLE, "learned-ranker")
+# LRURec's networks, the learned second stage over several retrievers (trained on the validation split), and
+# the HARPO agent's CHARM models (convrec.agent.quality.train)
+TRAINED_HERE = (*TRAINABLE, "learned-ranker", "harpo")
 
 console = Console(stderr=True)
 
@@ -29,13 +30,15 @@ def add_parser(commands) -> None:
         "running the same command again resumes an interrupted run. learned-ranker fits its retrievers on "
         "train and learns to order their candidates on the validation split (cross-validated over its "
         "dialogues; give the first retriever's run with --set retriever_checkpoint=RUN); its features are kept "
-        "in --out, so a second run skips them. Evaluate the result with "
-        "`convrec eval --recommender NAME --checkpoint OUT`.",
+        "in --out, so a second run skips them. harpo trains the agent's quality models (satisfaction and "
+        "engagement from the questionnaire answers, then the context-dependent weight network on validation; "
+        "give the retriever's run with --set checkpoint=RUN), each step skipped when finished before. Evaluate "
+        "the result with `convrec eval --recommender NAME --checkpoint OUT` (harpo: --set quality.run=OUT).",
     )
     train.add_argument("--dataset", required=True, help="redial, inspired, or an imported dataset")
     train.add_argument("--recommender", default="lrurec-text", choices=TRAINED_HERE,
                        help="lrurec: items only; lrurec-text: items + dialogue text (default); learned-ranker: "
-                       "LambdaMART over several retrievers' candidates")
+                       "LambdaMART over several retrievers' candidates; harpo: the agent's quality models")
     train.add_argument("--out", type=Path, required=True, help="run directory (created; resumed if it exists)")
     train.add_argument("--pretrain", action="append", default=None, metavar="DATASET",
                        help="pre-train on another dataset's train sequences linked to the catalogue by IMDb id "
@@ -58,6 +61,8 @@ def run_train(args: argparse.Namespace) -> int:
         options["pretrain_datasets"] = args.pretrain
         if not options.get("train", {}).get("pretrain_epochs"):
             console.print("[yellow]note[/yellow]: set --set train.pretrain_epochs=N to use them (default 0)")
+    if args.recommender == "harpo":
+        return _train_harpo(args, dataset, options)
     with Resources.from_env(data_dir=data_dir(args)) as resources:  # --data-dir is where --pretrain loads from
         recommender = build_recommender(args.recommender, dataset.catalog, options, resources=resources)
         recommender.fit(dataset.split("train"), dataset.split("valid"))
@@ -66,4 +71,17 @@ def run_train(args: argparse.Namespace) -> int:
     console.print(f"[green]done[/green]: {recommender.summary}")
     console.print(f"evaluate with: convrec eval --dataset {args.dataset} --recommender {args.recommender} "
                   f"--checkpoint {args.out} --protocol both")
+    return 0
+
+
+def _train_harpo(args: argparse.Namespace, dataset, options: dict) -> int:
+    from convrec.agent.quality.train import train_quality
+
+    summary = train_quality(dataset, args.out, options, say=lambda text: console.print(text))
+    write_json(args.out / "summary.json", {"dataset": args.dataset, "data_hash": dataset.fingerprint, **summary})
+    for step, what in summary["steps"].items():
+        console.print(f"  {step}: {what}")
+    console.print(f"[green]done[/green]: evaluate with: convrec eval --dataset {args.dataset} --recommender harpo "
+                  f"--set quality.run={args.out}" + (f" --set checkpoint={options['checkpoint']}"
+                                                     if options.get("checkpoint") else ""))
     return 0

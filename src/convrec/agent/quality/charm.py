@@ -224,10 +224,11 @@ class QualityScorer:
         set, and the distances, whatever the weights (to score all four dimensions, as the weight network's
         training does)."""
         network = None
-        if options.weights_run is not None:
+        network_run = options.run_of("weights")
+        if network_run is not None:
             from convrec.agent.quality.weights import WeightNetwork
 
-            network = WeightNetwork.load(options.weights_run)
+            network = WeightNetwork.load(network_run)
         if options.relevance_only and network is None and not every_model:
             return None
         models = {}
@@ -239,7 +240,7 @@ class QualityScorer:
             if not wanted and not (every_model and run is not None):
                 continue
             if run is None:
-                why = (f"the weight network in {options.weights_run} was trained with a {dimension} model" if
+                why = (f"the weight network in {network_run} was trained with a {dimension} model" if
                        trained_with else f"quality.weights gives {dimension} a weight")
                 raise ConfigError(f"{why} but quality.{dimension}_run is not set: train the model with "
                                   f"`python -m convrec.agent.quality.satisfaction --dimension {dimension} "

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 QUALITY_DIMENSIONS = ("relevance", "diversity", "satisfaction", "engagement")
@@ -23,7 +25,10 @@ class QualityOptions(BaseModel):
         None, description="run dir of `python -m convrec.agent.quality.satisfaction --dimension engagement`")
     weights_run: str | None = Field(
         None, description="run dir of `python -m convrec.agent.quality.weights`: per turn, the network's weights "
-        "for the context replace the fixed ones (the models of every dimension are then needed)")
+        "for the context replace the fixed ones (the models it was trained with are then needed)")
+    run: str | None = Field(
+        None, description="a `convrec train --recommender harpo` run dir: its satisfaction/, engagement/ and "
+        "weights/ folders stand for the *_run options not set (so the network's weights rank)")
 
     @field_validator("weights")
     @classmethod
@@ -46,7 +51,13 @@ class QualityOptions(BaseModel):
         return all(self.weight(d) == 0 for d in QUALITY_DIMENSIONS if d != "relevance")
 
     def run_of(self, dimension: str) -> str | None:
-        return {"satisfaction": self.satisfaction_run, "engagement": self.engagement_run}[dimension]
+        """The run dir of a dimension's model (or of the weight network: ``"weights"``): set here, or the
+        folder of that name in ``run`` when it exists."""
+        explicit = {"satisfaction": self.satisfaction_run, "engagement": self.engagement_run,
+                    "weights": self.weights_run}[dimension]
+        if explicit is None and self.run is not None and (Path(self.run) / dimension).is_dir():
+            return str(Path(self.run) / dimension)
+        return explicit
 
 
 class ItemQuality(BaseModel):
