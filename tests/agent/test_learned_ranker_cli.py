@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_satisfaction import genre_world  # a world with questionnaire answers
 
 from convrec.agent.quality import select
 from convrec.cli.main import main
@@ -66,3 +67,32 @@ def test_charm_config_rows_are_valid_options_for_every_dataset():
             assert "{dataset}" not in json.dumps(options)
     assert with_dataset({"a": ["x-{dataset}", 3], "b": {"c": "{dataset}"}}, "books") == {
         "a": ["x-books", 3], "b": {"c": "books"}}
+
+
+def test_train_harpo_from_the_command_line_then_eval_with_its_run(tmp_path, capsys):
+    """A world with liked answers but no seen ones (imported through the generic format): the satisfaction model
+    trains, the engagement step says why it is skipped, the weight network trains, and `convrec eval` uses the
+    run; a second run keeps what is finished."""
+    w = genre_world()
+    catalog, dialogues = tmp_path / "catalog.jsonl", tmp_path / "dialogues.jsonl"
+    w.catalog.write_jsonl(catalog)
+    write_dialogues_jsonl(dialogues, w.dialogues)
+    data_dir, run = tmp_path / "data", tmp_path / "harpo"
+    assert main(["data", "import", "--name", "liked", "--catalog", str(catalog), "--dialogues", str(dialogues),
+                 "--data-dir", str(data_dir)]) == 0
+    train = ["train", "--dataset", "liked", "--recommender", "harpo", "--out", str(run), "-q",
+             "--set", "retriever=popularity", "--data-dir", str(data_dir)]
+    assert main(train) == 0
+    steps = json.loads((run / "summary.json").read_text())["steps"]
+    assert steps["satisfaction"].startswith("trained") and steps["engagement"].startswith("skipped")
+    assert steps["weights"].startswith("trained") and (run / "weights" / "weights.pt").is_file()
+    assert main(train) == 0  # again: the finished models are kept
+    steps = json.loads((run / "summary.json").read_text())["steps"]
+    assert steps["satisfaction"] == steps["weights"] == "finished before: kept"
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--dataset", "liked", "--recommender", "harpo", "--set", "retriever=popularity",
+                 "--set", f"quality.run={run}", "--json", str(out), "--quiet", "--data-dir", str(data_dir)]) == 0
+    assert 0.0 <= json.loads(out.read_text())["metrics"]["recall@10"] <= 1.0
+    capsys.readouterr()
+    assert main([*train[:-4], "--set", "retreiver=popularity", "--data-dir", str(data_dir)]) != 0
+    assert "unknown option(s) retreiver" in capsys.readouterr().err

@@ -10,11 +10,12 @@ JSON-serialisable. With ``explainer = "llm"`` the recommender takes its LLM clie
 :class:`HarpoRecommender` (``harpo`` in the registry) makes the agent a recommender like any other, so
 ``convrec eval --recommender harpo`` runs it on every dataset and protocol. Its score matrix is its final
 ranking of the whole catalogue, in tiers: the slate after critique first (in its order), then the rest of the
-Recommender's draft slate (in ``rank_options``' order), then (with CHARM's quality weights,
-:mod:`convrec.agent.quality.charm`) the rest of the candidates in their weighted order, then the rest of the
-catalogue in the retriever's order, then items that break an avoided value (or a wanted one, when ``wants`` is
-hard), and last the items the seeker ruled out (disliked, seen, turned down). Items the seeker named, or that were proposed before, are
-never in a slate, but they are not ruled out: they keep their place in the retriever's order. Only the turns
+Recommender's draft slate (in ``rank_options``' order), then the rest of the catalogue in the retriever's order
+(with CHARM's quality weights, :mod:`convrec.agent.quality.charm`, the candidates among them in their weighted
+order, on the places they hold in the retriever's order), then items that break an avoided value (or a wanted
+one, when ``wants`` is hard), and last the items the seeker ruled out (disliked, seen, turned down). Items the
+seeker named, or that were proposed before, are never in a slate, but they are not ruled out: they keep their
+place in the retriever's order. Only the turns
 before the target are read (a :class:`~convrec.data.model.ContextView`), never the questionnaire.
 """
 
@@ -147,9 +148,12 @@ class HarpoAgent:
         options = ctx.options
         if not options.vtos:
             return final, turn
-        if turn.ranked:  # CHARM: the candidates' weighted order, below the slate and above the rest
-            ranked = catalog.indices(list(turn.ranked))
-            final[ranked] = 1.0 + (1.0 - np.arange(len(ranked)) / max(len(ranked), 1)) * 0.999
+        if turn.ranked:
+            # CHARM: the candidates take the places they hold in the retriever's order, in their weighted order
+            # (so the weights re-order them among themselves, and move nothing else, known items included)
+            ranked = np.asarray(catalog.indices(list(turn.ranked)))
+            # less a hair per place, so that places the retriever tied keep the weighted order too
+            final[ranked] = np.sort(base[ranked])[::-1] - 1e-6 * np.arange(len(ranked))  # (float32 resolves 1e-6)
         positions = catalog.indices(_ranked_ids(turn))
         final[positions] = 2.0 + (1.0 - np.arange(len(positions)) / max(len(positions), 1))
         slate = catalog.indices(turn.slate)

@@ -95,43 +95,54 @@ class AnswerModel:
 
 
 class ItemDistances:
-    """Diversity's distance: 1 - Jaccard of two items' main attribute values (categorical and people ones read
-    from the items: genres, director, cast, writer; author for books), :data:`UNKNOWN_DISTANCE` where either
-    item has none."""
+    """Diversity's distance between two items: per kind of main attribute (categorical ones such as genres;
+    people: director, cast, writer, author), 1 - Jaccard of the two items' values, averaged over the kinds both
+    items have values of; :data:`UNKNOWN_DISTANCE` where they share no such kind. Kinds, not one pool of values:
+    in one pool a cast of five outweighs a genre, and two films of one genre with other casts read as far
+    apart as a comedy and a war film."""
+
+    KINDS = ("categorical", "person")
 
     def __init__(self, adapter: DomainAdapter):
         from scipy import sparse
 
-        attributes = [a.name for a in adapter.attributes if a.kind in ("categorical", "person") and not a.derived]
-        columns: dict[tuple[str, str], int] = {}
-        rows, cols = [], []
-        for row, item_id in enumerate(adapter.catalog.ids):
-            for attribute in attributes:
-                for value in adapter.values(item_id, attribute):
-                    key = (attribute, value.casefold())
-                    rows.append(row)
-                    cols.append(columns.setdefault(key, len(columns)))
-        data = np.ones(len(rows), dtype=np.float32)
-        matrix = sparse.csr_matrix((data, (rows, cols)), shape=(len(adapter.catalog), max(len(columns), 1)))
-        matrix.data[:] = 1.0  # a value listed twice counts once
         self.catalog = adapter.catalog
-        self.values = matrix
-        self.sizes = np.asarray(matrix.sum(axis=1)).ravel()
+        self.values = []
+        self.sizes = []
+        for kind in self.KINDS:
+            attributes = [a.name for a in adapter.attributes if a.kind == kind and not a.derived]
+            columns: dict[tuple[str, str], int] = {}
+            rows, cols = [], []
+            for row, item_id in enumerate(adapter.catalog.ids):
+                for attribute in attributes:
+                    for value in adapter.values(item_id, attribute):
+                        rows.append(row)
+                        cols.append(columns.setdefault((attribute, value.casefold()), len(columns)))
+            matrix = sparse.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)),
+                                       shape=(len(adapter.catalog), max(len(columns), 1)))
+            matrix.data[:] = 1.0  # a value listed twice counts once
+            self.values.append(matrix)
+            self.sizes.append(np.asarray(matrix.sum(axis=1)).ravel())
 
     def matrix(self, item_ids: Sequence[str]) -> np.ndarray:
         """Pairwise distances of ``item_ids``, (n, n), 0 on the diagonal."""
         positions = self.catalog.indices(list(item_ids))
-        sub = self.values[positions]
-        shared = np.asarray((sub @ sub.T).todense(), dtype=np.float64)
-        sizes = self.sizes[positions]
-        union = sizes[:, None] + sizes[None, :] - shared
+        n = len(positions)
+        total, counted = np.zeros((n, n)), np.zeros((n, n))
+        for values, all_sizes in zip(self.values, self.sizes, strict=True):
+            sub = values[positions]
+            shared = np.asarray((sub @ sub.T).todense(), dtype=np.float64)
+            sizes = all_sizes[positions]
+            both = (sizes[:, None] > 0) & (sizes[None, :] > 0)
+            union = sizes[:, None] + sizes[None, :] - shared
+            with np.errstate(invalid="ignore", divide="ignore"):
+                distance = np.where(both, 1.0 - shared / np.maximum(union, 1.0), 0.0)
+            total += distance
+            counted += both
         with np.errstate(invalid="ignore", divide="ignore"):
-            distance = np.where(union > 0, 1.0 - shared / union, UNKNOWN_DISTANCE)
-        empty = sizes == 0
-        distance[empty, :] = UNKNOWN_DISTANCE
-        distance[:, empty] = UNKNOWN_DISTANCE
-        np.fill_diagonal(distance, 0.0)
-        return distance
+            out = np.where(counted > 0, total / np.maximum(counted, 1.0), UNKNOWN_DISTANCE)
+        np.fill_diagonal(out, 0.0)
+        return out
 
     def intra_list(self, item_ids: Sequence[str]) -> float | None:
         """Mean pairwise distance of a list (None under two items)."""

@@ -225,7 +225,7 @@ def write_report(out: Path, report: dict[str, Any]) -> None:
     except ImportError:
         return
     kinds = list(report["weights_by_context"])
-    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.45 * len(kinds)))
+    fig, ax = plt.subplots(figsize=(8.5, 0.9 + 0.45 * len(kinds)))
     left = np.zeros(len(kinds))
     for d in QUALITY_DIMENSIONS:
         values = np.asarray([report["weights_by_context"][k][d] for k in kinds])
@@ -234,7 +234,7 @@ def write_report(out: Path, report: dict[str, Any]) -> None:
     ax.set_xlim(0, 1)
     ax.set_xlabel("weight (softmax: each row sums to 1)")
     ax.set_title(f"CHARM weights per context, {report['dataset']} validation")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     fig.tight_layout()
     fig.savefig(out / "weights.png", dpi=120)
     plt.close(fig)
