@@ -133,3 +133,31 @@ def test_the_satisfaction_weight_moves_the_slate_to_what_the_seeker_will_like(li
     top = [i for i in order[:11] if i != romance[0]]
     assert all(i.startswith("romance") for i in top), top
     assert not np.allclose(scores, plain_scores)
+
+
+def test_the_critic_replaces_items_too_close_or_unlikely_to_please(liked_world, satisfaction_run):
+    romance = cluster_ids("romance")
+    view = ContextView("chat", (Turn("seeker", "I liked Love Letters. What else?", (romance[0],)),))
+    options = {"retriever": "popularity", "critique_rounds": 1,
+               "quality": {"weights": {"relevance": 1.0}, "satisfaction_run": str(satisfaction_run),
+                           "critic_min_satisfaction": 0.5}}
+    pleasing = HarpoRecommender(liked_world.catalog, HarpoOptions.model_validate(options))
+    pleasing.fit(liked_world.split("train"))
+    pleasing.score([view])
+    turn = pleasing.turns_[0]
+    unlikely = [n for n in turn.critique if n.problem.startswith("unlikely to please")]
+    # relevance alone proposes the tied horror films first: every one is below the candidates' median P(liked)
+    assert unlikely and all(n.item_id.startswith("horror") for n in unlikely)
+    assert all(n.replacement is not None and n.item_id not in turn.slate for n in unlikely)
+
+    options["quality"] = {"weights": {"relevance": 1.0}, "critic_min_distance": 0.5}
+    apart = HarpoRecommender(liked_world.catalog, HarpoOptions.model_validate(options))
+    apart.fit(liked_world.split("train"))
+    apart.score([view])
+    close = [n for n in apart.turns_[0].critique if n.problem.startswith("too close to")]
+    # the horror films after the first one share its genre and no person: distance 0
+    assert len(close) >= 3 and all(n.item_id.startswith("horror") and "distance 0.00" in n.problem for n in close)
+    # off by default: the part-1 Critic alone
+    plain = harpo(liked_world, {"relevance": 1.0})
+    plain.score([view])
+    assert not any(n.problem.startswith(("too close", "unlikely")) for n in plain.turns_[0].critique)

@@ -287,6 +287,7 @@ class CriticAgent:
                                                                      asked=asked))
                     if comparison.similar:
                         problems.append((b, f"too like {ctx.adapter.catalog.get(slate[a]).display_title}"))
+            problems += self._quality_problems(slate, proposal, {p[0] for p in problems})
             if not problems:
                 break
             edited: list[str | None] = list(slate)
@@ -301,6 +302,33 @@ class CriticAgent:
                 notes.append(CritiqueNote(round=round_number, item_id=item_id, problem=why, replacement=replacement))
             slate = [i for i in edited if i is not None]
         return tuple(slate), notes
+
+    def _quality_problems(self, slate: list[str], proposal: Proposal, flagged: set[int]) -> list[tuple[int, str]]:
+        """CHARM's models as the Critic's checks (``[quality]`` critic_min_distance, critic_min_satisfaction): an
+        item too close to one above it in the slate (diversity's distance), an item whose P(liked) is in the
+        bottom share of the candidates'. Items the other checks flagged already are left to them."""
+        scorer, options = self.ctx.quality, self.ctx.options.quality
+        if scorer is None:
+            return []
+        problems: list[tuple[int, str]] = []
+        if options.critic_min_distance > 0 and scorer.distances is not None and len(slate) > 1:
+            distances = scorer.distances.matrix(slate)
+            for b in range(1, len(slate)):
+                closest = int(np.argmin(distances[b, :b]))
+                if b not in flagged and distances[b, closest] < options.critic_min_distance:
+                    title = self.ctx.adapter.catalog.get(slate[closest]).display_title
+                    problems.append((b, f"too close to {title} (distance {distances[b, closest]:.2f})"))
+        liked = [q.satisfaction for q in proposal.ranked.quality if q.satisfaction is not None]
+        if options.critic_min_satisfaction > 0 and liked:
+            values = {q.item_id: q.satisfaction for q in proposal.ranked.quality if q.satisfaction is not None}
+            cut = float(np.quantile(liked, options.critic_min_satisfaction))
+            for position, item_id in enumerate(slate):
+                value = values.get(item_id)
+                if position not in flagged and value is not None and value < cut and \
+                        all(p[0] != position for p in problems):
+                    problems.append((position, f"unlikely to please (P(liked) {value:.2f}, in the bottom "
+                                               f"{options.critic_min_satisfaction:.0%} of the candidates)"))
+        return problems
 
     def _next(self, spare: list[str], slate: list[str], constraints: Sequence[Constraint],
               blocked: frozenset[str]) -> str | None:

@@ -240,26 +240,30 @@ class QualityScorer:
             from convrec.agent.quality.weights import WeightNetwork
 
             network = WeightNetwork.load(network_run)
-        if options.relevance_only and network is None and not every_model:
+        critic_only = options.critic_min_distance > 0 or options.critic_min_satisfaction > 0
+        if options.relevance_only and network is None and not every_model and not critic_only:
             return None
         models = {}
         for dimension in MODEL_DIMENSIONS:
             run = options.run_of(dimension)
             # a network needs the models it was trained with (its report names their runs), and only those
             trained_with = network is not None and network.meta.get(f"{dimension}_run") is not None
-            wanted = options.weight(dimension) > 0 or trained_with
+            wanted = (options.weight(dimension) > 0 or trained_with
+                      or (dimension == "satisfaction" and options.critic_min_satisfaction > 0))
             if not wanted and not (every_model and run is not None):
                 continue
             if run is None:
-                why = (f"the weight network in {network_run} was trained with a {dimension} model" if
-                       trained_with else f"quality.weights gives {dimension} a weight")
+                why = (f"the weight network in {network_run} was trained with a {dimension} model" if trained_with
+                       else f"quality.weights gives {dimension} a weight" if options.weight(dimension) > 0
+                       else "quality.critic_min_satisfaction is set")
                 raise ConfigError(f"{why} but quality.{dimension}_run is not set: train the model with "
                                   f"`python -m convrec.agent.quality.satisfaction --dimension {dimension} "
                                   f"--out RUN_DIR` and set quality.{dimension}_run")
             if train is None:
                 raise ConfigError(f"the {dimension} model reads the train split's answers: fit the agent on one")
             models[dimension] = AnswerModel.load(run, dimension, adapter.catalog, train, dataset_name)
-        wants_distances = options.weight("diversity") > 0 or network is not None or every_model
+        wants_distances = (options.weight("diversity") > 0 or network is not None or every_model
+                           or options.critic_min_distance > 0)
         distances = ItemDistances(adapter) if wants_distances else None
         return cls(options, distances, models, network)
 

@@ -29,6 +29,13 @@ class QualityOptions(BaseModel):
     run: str | None = Field(
         None, description="a `convrec train --recommender harpo` run dir: its satisfaction/, engagement/ and "
         "weights/ folders stand for the *_run options not set (so the network's weights rank)")
+    critic_min_distance: float = Field(
+        0.0, ge=0.0, le=1.0, description="the Critic: two slate items closer than this (diversity's distance, "
+        "0 = the same genres and people) are too alike, the later one replaced; 0 = off")
+    critic_min_satisfaction: float = Field(
+        0.0, ge=0.0, le=1.0, description="the Critic: a slate item whose P(liked) is in this bottom share of the "
+        "candidates' (e.g. 0.1: the bottom tenth) is replaced by the next candidate, checked again in the next "
+        "round; 0 = off (needs the satisfaction model)")
 
     @field_validator("weights")
     @classmethod
