@@ -161,3 +161,22 @@ def test_the_critic_replaces_items_too_close_or_unlikely_to_please(liked_world, 
     plain = harpo(liked_world, {"relevance": 1.0})
     plain.score([view])
     assert not any(n.problem.startswith(("too close", "unlikely")) for n in plain.turns_[0].critique)
+
+
+def test_below_slate_agent_orders_the_candidates_by_the_agents_relevance_without_weights(liked_world):
+    """The control for the weights: relevance alone, but below the slate the agent's own order of its candidates
+    (on the places they hold in the retriever's order), as any quality weight gives it."""
+    romance = cluster_ids("romance")
+    view = ContextView("chat", (Turn("seeker", "I liked Love Letters. What else?", (romance[0],)),))
+    control = HarpoRecommender(liked_world.catalog, HarpoOptions.model_validate(
+        {"retriever": "popularity", "quality": {"below_slate": "agent"}}))
+    control.fit(liked_world.split("train"))
+    scores = control.score([view])[0]
+    turn = control.turns_[0]
+    assert control.agent_.ctx.quality is not None and turn.ranked
+    assert all(q.satisfaction is None and q.diversity is None for q in turn.quality)
+    plain = harpo(liked_world, {"relevance": 1.0})
+    plain_scores = plain.score([view])[0]
+    assert plain.turns_[0].slate == turn.slate  # the same slate: relevance decides it either way
+    # the candidates keep the retriever's places: the same set of scores, maybe in another order
+    assert np.allclose(np.sort(scores), np.sort(plain_scores), atol=1e-3)

@@ -241,7 +241,8 @@ class QualityScorer:
 
             network = WeightNetwork.load(network_run)
         critic_only = options.critic_min_distance > 0 or options.critic_min_satisfaction > 0
-        if options.relevance_only and network is None and not every_model and not critic_only:
+        agent_order = options.below_slate == "agent"
+        if options.relevance_only and network is None and not every_model and not critic_only and not agent_order:
             return None
         models = {}
         for dimension in MODEL_DIMENSIONS:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -29,6 +30,10 @@ class QualityOptions(BaseModel):
     run: str | None = Field(
         None, description="a `convrec train --recommender harpo` run dir: its satisfaction/, engagement/ and "
         "weights/ folders stand for the *_run options not set (so the network's weights rank)")
+    below_slate: Literal["retriever", "agent"] = Field(
+        "retriever", description="with relevance alone, the order below the slate: the retriever's (HARPO part 1), "
+        "or the agent's (rank_options' order of its candidates, on the places they hold in the retriever's order, "
+        "as quality weights always give it): the control that isolates what the weights add")
     critic_min_distance: float = Field(
         0.0, ge=0.0, le=1.0, description="the Critic: two slate items closer than this (diversity's distance, "
         "0 = the same genres and people) are too alike, the later one replaced; 0 = off")
