@@ -21,7 +21,11 @@ Every dimension is a model trained on its own signal (relevance: the retriever's
 engagement: questionnaire answers of the train split; diversity: the catalogue's metadata), and none of them
 is the judge of the agent's lists: the evaluation uses the test split's targets and answers.
 
-With relevance alone (the default) the scorer is not built and the agent is exactly HARPO part 1.
+With relevance alone (the default) the scorer is not built and the agent is exactly HARPO part 1; with
+``below_slate = "agent"`` it is built for relevance alone, the control that isolates what the weights add. The
+Critic may use the same models (``critic_min_distance``, ``critic_min_satisfaction``; off by default):
+:meth:`convrec.agent.maven.CriticAgent.review`. Per-turn weights from the context come from the network of
+:mod:`convrec.agent.quality.weights` (``weights_run``, or ``run``'s ``weights/``).
 """
 
 from __future__ import annotations
