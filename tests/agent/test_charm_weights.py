@@ -153,3 +153,29 @@ def test_one_resumable_training_builds_every_model_and_the_agent_uses_the_run(tm
     harpo.score([view])
     turn = harpo.turns_[0]
     assert turn.quality and all(q.satisfaction is not None and q.diversity is not None for q in turn.quality)
+
+
+def test_bad_training_options_and_runs_are_one_line_errors(tmp_path, capsys):
+    from convrec.agent.quality.train import HarpoTrainOptions
+
+    assert HarpoTrainOptions.parse({"limit": "200", "run_dir": "x"}).limit == 200
+    for options, expected in (({"limit": "abc"}, "limit: Input should be a valid integer"),
+                              ({"limit": 0}, "limit: Input should be greater than or equal to 1"),
+                              ({"seed": "x"}, "seed: Input should be a valid integer"),
+                              ({"retriever": "rar"}, "not a first-stage retriever"),
+                              ({"retriever": "nosuch"}, "unknown recommender 'nosuch'")):
+        with pytest.raises(ConfigError, match=expected):
+            HarpoTrainOptions.parse(options)
+    # a quality.run that holds no trained model is an error, not a silent fall-back to relevance alone
+    world = genre_world()
+    adapter = DomainAdapter.of(world.catalog, world.name)
+    with pytest.raises(ConfigError, match="holds no satisfaction/, engagement/ or weights/ folder"):
+        QualityScorer.build(QualityOptions(run=str(tmp_path)), adapter, world.split("train"), world.name)
+    # the module commands: an unknown dataset is one line and exit 2, and no run directory is left behind
+    from convrec.agent.quality import weights
+
+    assert weights.main(["--dataset", "no-such-dataset", "--out", str(tmp_path / "w")]) == 2
+    assert sat.main(["--dataset", "no-such-dataset", "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error: unknown dataset 'no-such-dataset'") == 2 and "Traceback" not in err
+    assert not (tmp_path / "w").exists() and not (tmp_path / "s").exists()

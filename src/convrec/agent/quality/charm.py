@@ -238,6 +238,9 @@ class QualityScorer:
         is a :class:`ConfigError` that says how to train it). ``every_model``: load every model whose run is
         set, and the distances, whatever the weights (to score all four dimensions, as the weight network's
         training does)."""
+        if options.run is not None and not any((Path(options.run) / d).is_dir() for d in (*MODEL_DIMENSIONS, "weights")):
+            raise ConfigError(f"quality.run: {options.run} holds no satisfaction/, engagement/ or weights/ folder: "
+                              "train it with `convrec train --recommender harpo --out RUN`")
         network = None
         network_run = options.run_of("weights")
         if network_run is not None:

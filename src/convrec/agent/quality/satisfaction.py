@@ -45,7 +45,7 @@ from convrec.agent.state import AgentState
 from convrec.catalog.items import Catalog
 from convrec.data.dataset import CRSDataset, Split
 from convrec.data.model import ContextView, Dialogue, ItemFeedback
-from convrec.errors import ConfigError
+from convrec.errors import ConfigError, ConvrecError
 from convrec.io import atomic_write, write_json
 from convrec.retrieval.base import build_recommender, item_counts
 
@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         dataset = load_dataset(args.dataset, args.data_dir, progress=False)
         report = train_and_judge(dataset, args.out, args.dimension)
-    except ConfigError as err:
+    except ConvrecError as err:  # bad input (a dataset, a run dir, an option): one line, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(render(report))

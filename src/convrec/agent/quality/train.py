@@ -23,16 +23,44 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from convrec.agent.quality.satisfaction import train_and_judge
 from convrec.agent.quality.weights import MODEL_FILE
 from convrec.agent.quality.weights import train as train_weights
 from convrec.data.dataset import CRSDataset
 from convrec.errors import ConfigError
+from convrec.retrieval.base import recommender_class
 
-OPTIONS = {"retriever": "the agent's retriever (default lrurec-text)",
-           "checkpoint": "a `convrec train` run dir for that retriever",
-           "limit": "validation samples the weight network reads (a seeded subset; default all)",
-           "seed": "seed of that subset and of the network (default 0)"}
+
+class HarpoTrainOptions(BaseModel):
+    """The ``--set`` options of ``convrec train --recommender harpo``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    retriever: str = Field("lrurec-text", description="the agent's retriever")
+    checkpoint: str | None = Field(None, description="a `convrec train` run dir for that retriever")
+    limit: int | None = Field(None, ge=1, description="validation samples the weight network reads (a seeded "
+                              "subset; default all)")
+    seed: int = Field(0, ge=0, description="seed of that subset and of the network")
+    run_dir: str | None = None  # set by `convrec train` (the --out folder), not an option of its own
+
+    @classmethod
+    def parse(cls, options: dict[str, Any]) -> HarpoTrainOptions:
+        """Validated options, or a :class:`ConfigError` that names each bad one and what was expected."""
+        unknown = sorted(set(options) - set(cls.model_fields))
+        if unknown:
+            known = "; ".join(f"{k}: {f.description}" for k, f in cls.model_fields.items() if f.description)
+            raise ConfigError(f"harpo training: unknown option(s) {', '.join(unknown)}; known: {known}")
+        try:
+            parsed = cls.model_validate(options)
+        except ValidationError as err:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+            raise ConfigError(f"harpo training: {problems}") from None
+        if parsed.retriever in ("harpo", "rar"):
+            raise ConfigError(f"harpo training: retriever {parsed.retriever!r} is not a first-stage retriever")
+        recommender_class(parsed.retriever)  # an unknown name fails here, before any model is trained
+        return parsed
 
 
 def finished(folder: Path, model: str) -> bool:
@@ -41,10 +69,7 @@ def finished(folder: Path, model: str) -> bool:
 
 def train_quality(dataset: CRSDataset, out: Path, options: dict[str, Any], say=print) -> dict[str, Any]:
     """Run the steps of the module docstring into ``out``; returns what each step did."""
-    unknown = sorted(set(options) - set(OPTIONS) - {"run_dir"})
-    if unknown:
-        raise ConfigError(f"harpo training: unknown option(s) {', '.join(unknown)}; known: "
-                          + "; ".join(f"{k}: {v}" for k, v in OPTIONS.items()))
+    settings = HarpoTrainOptions.parse(options)
     steps: dict[str, str] = {}
     runs: dict[str, str | None] = {}
     for dimension in ("satisfaction", "engagement"):
@@ -68,11 +93,10 @@ def train_quality(dataset: CRSDataset, out: Path, options: dict[str, Any], say=p
         steps["weights"] = "finished before: kept"
     else:
         say("training the weight network on the validation split's probe slates ...")
-        args = argparse.Namespace(dataset=dataset.name, retriever=options.get("retriever", "lrurec-text"),
-                                  checkpoint=options.get("checkpoint"), satisfaction_run=runs["satisfaction"],
-                                  engagement_run=runs["engagement"], limit=options.get("limit"),
-                                  seed=int(options.get("seed", 0)), epochs=300, margin=0.1, scale=10.0, out=folder,
-                                  data_dir=None)
+        args = argparse.Namespace(dataset=dataset.name, retriever=settings.retriever,
+                                  checkpoint=settings.checkpoint, satisfaction_run=runs["satisfaction"],
+                                  engagement_run=runs["engagement"], limit=settings.limit, seed=settings.seed,
+                                  epochs=300, margin=0.1, scale=10.0, out=folder, data_dir=None)
         report = train_weights(args, dataset)
         learned = report["held_out_accuracy"]["learned, per context"]
         steps["weights"] = f"trained: held-out pairs ordered right {learned:.3f}"

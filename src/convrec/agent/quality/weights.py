@@ -41,7 +41,7 @@ import numpy as np
 
 from convrec.agent.quality.dimensions import QUALITY_DIMENSIONS
 from convrec.agent.state import AgentState
-from convrec.errors import ConfigError
+from convrec.errors import ConfigError, ConvrecError
 from convrec.io import atomic_write, write_json
 
 CONTEXT_FEATURES = ("seeker_turns", "items_named", "liked", "disliked", "constraints", "nothing_known")
@@ -257,12 +257,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=None)
     args = parser.parse_args(argv)
     try:
-        report = train(args)
-    except ConfigError as err:
+        train(args)
+    except ConvrecError as err:  # bad input (a dataset, a run dir, an option): one line, no traceback
         print(f"error: {err}", file=sys.stderr)
         return 2
     print((args.out / "weights.md").read_text(encoding="utf-8"))
-    return 0 if report else 1
+    return 0
 
 
 def train(args: argparse.Namespace, dataset=None) -> dict[str, Any]:
@@ -270,11 +270,11 @@ def train(args: argparse.Namespace, dataset=None) -> dict[str, Any]:
     from convrec.agent.quality.slates import collect_pairs
     from convrec.data.load import load_dataset
 
-    try:
+    dataset = dataset or load_dataset(args.dataset, args.data_dir, progress=False)
+    try:  # after the dataset loaded: a bad name leaves no empty run directory behind
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"cannot create the run directory {args.out}: {err.strerror}") from None
-    dataset = dataset or load_dataset(args.dataset, args.data_dir, progress=False)
     pairs = collect_pairs(dataset, args.retriever, args.checkpoint, args.satisfaction_run, args.engagement_run,
                           args.limit, args.seed, progress=False)
     rows = [k for k in range(len(pairs.dialogues)) if not held_out(pairs.dialogues[k])]
