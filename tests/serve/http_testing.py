@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 START_TIMEOUT_S = 120
+PORT_TRIES = 3  # starts of a server whose probed port another process took first
 
 
 def free_port() -> int:
@@ -152,9 +153,6 @@ def start_server(workdir: Path, mirror: Path, data_dir: Path, db: Path, *extra: 
     if server.process.poll() is not None:
         raise AssertionError(f"the server exited with {server.process.returncode}:\n{server.log()[-3000:]}")
     return server
-
-
-PORT_TRIES = 3
 
 
 def _start_server_once(workdir: Path, mirror: Path, data_dir: Path, db: Path, *extra: str, token: str | None,

@@ -15,8 +15,8 @@ Recommender's draft slate (in ``rank_options``' order), then the rest of the cat
 order, on the places they hold in the retriever's order), then items that break an avoided value (or a wanted
 one, when ``wants`` is hard), and last the items the seeker ruled out (disliked, seen, turned down). Items the
 seeker named, or that were proposed before, are never in a slate, but they are not ruled out: they keep their
-place in the retriever's order. Only the turns
-before the target are read (a :class:`~convrec.data.model.ContextView`), never the questionnaire.
+place in the retriever's order. Only the turns before the target are read (a
+:class:`~convrec.data.model.ContextView`), never the questionnaire.
 """
 
 from __future__ import annotations

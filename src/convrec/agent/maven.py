@@ -318,10 +318,9 @@ class CriticAgent:
                 if b not in flagged and distances[b, closest] < options.critic_min_distance:
                     title = self.ctx.adapter.catalog.get(slate[closest]).display_title
                     problems.append((b, f"too close to {title} (distance {distances[b, closest]:.2f})"))
-        liked = [q.satisfaction for q in proposal.ranked.quality if q.satisfaction is not None]
-        if options.critic_min_satisfaction > 0 and liked:
-            values = {q.item_id: q.satisfaction for q in proposal.ranked.quality if q.satisfaction is not None}
-            cut = float(np.quantile(liked, options.critic_min_satisfaction))
+        values = {q.item_id: q.satisfaction for q in proposal.ranked.quality if q.satisfaction is not None}
+        if options.critic_min_satisfaction > 0 and values:
+            cut = float(np.quantile(list(values.values()), options.critic_min_satisfaction))
             for position, item_id in enumerate(slate):
                 value = values.get(item_id)
                 if position not in flagged and value is not None and value < cut and \

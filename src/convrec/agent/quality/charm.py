@@ -160,21 +160,12 @@ class ItemDistances:
 def percentiles(values: np.ndarray) -> np.ndarray:
     """Each value's place among ``values`` as a percentile in [0, 1] (1 = the highest; ties share the mean
     place), so that dimensions on different scales weigh alike."""
+    from scipy.stats import rankdata
+
     n = len(values)
     if n <= 1:
         return np.ones(n)
-    order = np.argsort(values, kind="stable")
-    ranks = np.empty(n)
-    ranks[order] = np.arange(n, dtype=np.float64)
-    # ties: the mean rank of their group
-    sorted_values = values[order]
-    start = 0
-    for end in range(1, n + 1):
-        if end == n or sorted_values[end] != sorted_values[start]:
-            if end - start > 1:
-                ranks[order[start:end]] = (start + end - 1) / 2.0
-            start = end
-    return ranks / (n - 1)
+    return (rankdata(values, method="average") - 1.0) / (n - 1)
 
 
 @dataclass
@@ -292,8 +283,7 @@ class QualityScorer:
             return {d: self.options.weight(d) for d in QUALITY_DIMENSIONS}
         from convrec.agent.quality.weights import context_features
 
-        seeker_turns = sum(1 for t in view.context if t.role == "seeker")
-        learned = self.network.weights(context_features(state, seeker_turns))[0]
+        learned = self.network.weights(context_features(state, view))[0]
         return {d: float(learned[k]) for k, d in enumerate(QUALITY_DIMENSIONS)}
 
     def order(self, view: ContextView, state: AgentState | None, item_ids: Sequence[str],

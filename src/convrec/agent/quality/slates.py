@@ -61,8 +61,7 @@ def collect_pairs(dataset: CRSDataset, retriever: str, checkpoint: str | None, s
                 q = slate_quality(quality.percentiles, quality.distances, slate)
                 (good if target in slate else bad).append(q)
             if good and bad:
-                seeker_turns = sum(1 for t in view.context if t.role == "seeker")
-                contexts.append(context_features(proposal.state, seeker_turns))
+                contexts.append(context_features(proposal.state, view))
                 chosen.append(np.asarray(good))
                 rejected.append(np.asarray(bad))
                 dialogues.append(sample.dialogue.dialogue_id)

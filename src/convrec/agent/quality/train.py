@@ -25,6 +25,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from convrec.agent.harpo import NOT_RETRIEVERS
+from convrec.agent.quality.charm import MODEL_DIMENSIONS
 from convrec.agent.quality.satisfaction import train_and_judge
 from convrec.agent.quality.weights import MODEL_FILE
 from convrec.agent.quality.weights import train as train_weights
@@ -57,7 +59,7 @@ class HarpoTrainOptions(BaseModel):
         except ValidationError as err:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
             raise ConfigError(f"harpo training: {problems}") from None
-        if parsed.retriever in ("harpo", "rar"):
+        if parsed.retriever in NOT_RETRIEVERS:
             raise ConfigError(f"harpo training: retriever {parsed.retriever!r} is not a first-stage retriever")
         recommender_class(parsed.retriever)  # an unknown name fails here, before any model is trained
         return parsed
@@ -72,7 +74,7 @@ def train_quality(dataset: CRSDataset, out: Path, options: dict[str, Any], say=p
     settings = HarpoTrainOptions.parse(options)
     steps: dict[str, str] = {}
     runs: dict[str, str | None] = {}
-    for dimension in ("satisfaction", "engagement"):
+    for dimension in MODEL_DIMENSIONS:
         folder = out / dimension
         if finished(folder, f"{dimension}.txt"):
             steps[dimension], runs[dimension] = "finished before: kept", str(folder)

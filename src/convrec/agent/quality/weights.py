@@ -41,6 +41,7 @@ import numpy as np
 
 from convrec.agent.quality.dimensions import QUALITY_DIMENSIONS
 from convrec.agent.state import AgentState
+from convrec.data.model import ContextView
 from convrec.errors import ConfigError, ConvrecError
 from convrec.io import atomic_write, write_json
 
@@ -57,9 +58,11 @@ HELD_OUT_SHARE = 0.2
 MODEL_FILE = "weights.pt"
 
 
-def context_features(state: AgentState, seeker_turns: int) -> np.ndarray:
-    """What the agent knows, as the network reads it (counts squashed by log1p)."""
+def context_features(state: AgentState, view: ContextView) -> np.ndarray:
+    """What the agent knows after ``view`` (``state``: its reading of it), as the network reads it (counts
+    squashed by log1p)."""
     known = len(state.named) + len(state.constraints.constraints)
+    seeker_turns = sum(1 for turn in view.context if turn.role == "seeker")
     values = [seeker_turns, len(state.named), len(state.liked), len(state.disliked),
               len(state.constraints.constraints)]
     return np.asarray([*np.log1p(values), float(known == 0)], dtype=np.float32)
