@@ -288,6 +288,13 @@ def summary(values: Sequence[float]) -> dict[str, Any]:
     }
 
 
+def percentiles(values: Sequence[float]) -> dict[str, float]:
+    """Median, p90 (the value at the 90th percent place, no interpolation) and max of per-turn timings."""
+    ordered = sorted(values)
+    return {"median": statistics.median(ordered), "p90": ordered[min(int(0.9 * len(ordered)), len(ordered) - 1)],
+            "max": ordered[-1]}
+
+
 def rounded(obj: Any, digits: int = 4) -> Any:
     """Floats rounded for a readable JSON file (4 significant decimals is far below timing noise)."""
     if isinstance(obj, float):

@@ -14,8 +14,10 @@ Two fresh worker processes:
 - **turns**: the trained ``--run`` loaded, then ``--turns`` seeded test samples of ``--dataset``, one context at a
   time as a chat turn asks: **retrieval** (each first-stage retriever's ``score([view])``, the whole catalogue),
   **features** (``CandidateFeaturizer.rows_of``: candidates, and the agent's reading of the dialogue), **model**
-  (LightGBM's prediction over the candidates), and the **second stage** = features + model, the cost the
-  learned ranker adds to its retrievers (target: under 50 ms per turn for about 100 candidates, on 2 cores).
+  (LightGBM's prediction over the candidates), **cross_encoder** when the run has one (its scores of the
+  model's top ``cross_encoder_top`` candidates, and the blend; target: under 1 s for 20), and the **second
+  stage** = features + model (+ cross-encoder), the cost the learned ranker adds to its retrievers (target:
+  under 50 ms per turn for about 100 candidates without the cross-encoder, on 2 cores).
 
 Reports median, p90 and max in ms per stage, candidates per turn, and peak RSS; the JSON holds every turn.
 """
@@ -40,13 +42,6 @@ import _common as common  # noqa: E402
 SCRIPT = Path(__file__).resolve()
 
 
-def stats(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-    return {"median": ordered[len(ordered) // 2] if len(ordered) % 2 else
-            (ordered[len(ordered) // 2 - 1] + ordered[len(ordered) // 2]) / 2,
-            "p90": ordered[min(int(0.9 * len(ordered)), len(ordered) - 1)], "max": ordered[-1]}
-
-
 def _load(task: dict[str, Any]):
     from convrec.data.load import load_dataset
 
@@ -57,6 +52,7 @@ def _load(task: dict[str, Any]):
 def worker(task: dict[str, Any]) -> dict[str, Any]:
     import numpy as np
 
+    from convrec.agent.quality.relevance import blend_cross, top_candidates
     from convrec.retrieval.base import build_recommender
 
     dataset = _load(task)
@@ -98,10 +94,16 @@ def worker(task: dict[str, Any]) -> dict[str, Any]:
         rows = featurizer.rows_of(view, scores)
         timing["features"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        ranker._predict(rows.features[:, ranker.columns])
+        predicted = ranker._predict(rows.features[:, ranker.columns])
         timing["model"] = time.perf_counter() - t0
+        if ranker.cross is not None and ranker.cross_weight_ > 0:
+            t0 = time.perf_counter()
+            top = top_candidates(predicted, ranker.config.cross_encoder_top)
+            blend_cross(predicted, top, ranker._cross_scores([view.context_text()], [rows.positions[top]])[0],
+                        ranker.cross_weight_)
+            timing["cross_encoder"] = time.perf_counter() - t0
         timing["retrieval"] = sum(v for k, v in timing.items() if k.startswith("retrieval:"))
-        timing["second_stage"] = timing["features"] + timing["model"]
+        timing["second_stage"] = timing["features"] + timing["model"] + timing.get("cross_encoder", 0.0)
         timing["total"] = timing["retrieval"] + timing["second_stage"]
         turns.append({"candidates": len(rows.positions), **{k: round(v * 1000, 3) for k, v in timing.items()}})
     return {"load_seconds": round(load_seconds, 1), "turns": turns, "turns_peak_rss_mib": round(common.peak_rss_mib(), 1)}
@@ -138,8 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     measured = common.run_worker(SCRIPT, {**task, "kind": "turns"})
     stages = [k for k in measured["turns"][0] if k != "candidates"]
     report["turns"] = measured
-    report["per_stage_ms"] = {k: stats([t[k] for t in measured["turns"]]) for k in stages}
-    report["candidates"] = stats([t["candidates"] for t in measured["turns"]])
+    report["per_stage_ms"] = {k: common.percentiles([t[k] for t in measured["turns"]]) for k in stages}
+    report["candidates"] = common.percentiles([t["candidates"] for t in measured["turns"]])
     rows = [[k, common.fmt(v["median"]), common.fmt(v["p90"]), common.fmt(v["max"])]
             for k, v in report["per_stage_ms"].items()]
     common.print_table(f"per turn ({len(measured['turns'])} {dataset} test contexts, "

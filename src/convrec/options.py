@@ -7,16 +7,19 @@ options too and may not import ``cli``, which sits above them.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from convrec.errors import ConfigError, ConvrecError, OutputPathError
 from convrec.io import atomic_write, write_json
 
 Report = TypeVar("Report")
+Options = TypeVar("Options")
 
 
 def parse_options(pairs: Sequence[str] | None) -> dict[str, Any]:
@@ -38,6 +41,25 @@ def parse_options(pairs: Sequence[str] | None) -> dict[str, Any]:
                 raise ConfigError(f"--set {key}: {parent} is set to a value and cannot hold {leaf}")
         target[leaf] = value
     return options
+
+
+def training_arguments(prog: str, description: str | None, options_class: type[Options], set_help: str,
+                       argv: Sequence[str] | None, out_help: str = "run directory for the model and its report"
+                       ) -> tuple[argparse.Namespace, Options]:
+    """The arguments of a ``python -m convrec...`` training module: ``--dataset``, ``--out``, ``--set KEY=VALUE``
+    (read into ``options_class``; a bad value is a one-line :class:`ConfigError`) and ``--data-dir``."""
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="redial")
+    parser.add_argument("--out", type=Path, required=True, help=out_help)
+    parser.add_argument("--set", dest="options", action="append", metavar="KEY=VALUE", help=set_help)
+    parser.add_argument("--data-dir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    try:
+        options = options_class(**parse_options(args.options))
+    except ValueError as err:
+        raise ConfigError(f"--set: {err}") from None
+    return args, options
 
 
 def report_main(prog: str, run: Callable[[Sequence[str] | None], Report], render: Callable[[Report], str],

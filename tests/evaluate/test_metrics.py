@@ -8,6 +8,7 @@ import pytest
 from convrec.evaluate.metrics import (
     METRICS,
     MRR,
+    DislikedInList,
     GenreILD,
     LongTailShare,
     NDCGAt,
@@ -18,6 +19,7 @@ from convrec.evaluate.metrics import (
     ranked_targets,
     top_lists,
 )
+from convrec.evaluate.runner import answered_not_liked
 
 
 def ranked(greater, ties, n_items=100):
@@ -91,6 +93,35 @@ def test_long_tail_share_and_genre_ild():
     ild = GenreILD().per_sample(lists)
     assert ild[0] == pytest.approx(0.5)  # {a} vs {a,b}: jaccard 1/2; item 2 has no genres
     assert ild[1] == pytest.approx(1.0)  # {c} vs {a}
+
+
+def test_disliked_in_list_reads_the_questionnaire_and_skips_dialogues_without_answers():
+    pct = np.zeros(4)
+    genres = [frozenset()] * 4
+    items = np.array([[0, 1], [2, 3], [0, 3]])
+    lists = TopLists(items, pct, genres, 4, [frozenset({1}), frozenset({1}), None])
+    values = DislikedInList().per_sample(lists)
+    assert values[:2].tolist() == [1.0, 0.0] and np.isnan(values[2])
+    assert np.isnan(DislikedInList().per_sample(TopLists(items, pct, genres, 4))).all()
+
+
+def test_answered_not_liked_is_none_without_liked_answers(tiny_catalog_samples):
+    catalog, with_answers, without = tiny_catalog_samples
+    assert answered_not_liked(with_answers, catalog) == frozenset({catalog.index_of["b"]})
+    assert answered_not_liked(without, catalog) is None
+
+
+@pytest.fixture
+def tiny_catalog_samples():
+    from convrec.catalog.items import Catalog, Item
+    from convrec.data.model import Dialogue, ItemFeedback, RecSample, Turn
+
+    catalog = Catalog([Item("a", "A", 2000, {}), Item("b", "B", 2001, {}), Item("c", "C", 2002, {})], name="t")
+    turns = [Turn("seeker", "I hated B", ("b",)), Turn("recommender", "Try A", ("a",))]
+    answered = Dialogue("d1", "test", turns, feedback={"a": ItemFeedback(liked=True), "b": ItemFeedback(liked=False),
+                                                         "c": ItemFeedback(seen=True)})
+    silent = Dialogue("d2", "test", turns, feedback={"b": ItemFeedback(seen=True)})
+    return catalog, RecSample(answered, 1, "a"), RecSample(silent, 1, "a")
 
 
 def test_top_lists_are_best_first_and_break_ties_randomly():

@@ -33,7 +33,7 @@ def lists(items, genres=None) -> TopLists:
 
 def test_the_registry_builds_every_metric_once():
     expected = [name for k in ACCURACY_CUTOFFS for name in (f"recall@{k}", f"ndcg@{k}")]
-    expected += ["mrr", "coverage@10", "pop_percentile@10", "long_tail@10", "ild_genre@10"]
+    expected += ["mrr", "coverage@10", "pop_percentile@10", "long_tail@10", "ild_genre@10", "disliked_in@10"]
     assert list(_registry()) == expected == list(METRICS)
 
 

@@ -57,8 +57,9 @@ def test_interactive_metrics_on_known_episodes(three_episodes):
     expected = {"success@1": 0.0, "success@2": 1 / 3, "success@3": 1 / 3, "success": 1 / 3, "close_success": 1 / 3, "wrong_accept": 0.0,
                 "turns_to_success": 2.0, "recall@1": 1 / 3, "recall@10": 2 / 3, "first_turn_recall@10": 0.5,
                 "turn_recall@1": 1 / 5, "turn_recall@10": 3 / 5, "rejection_rate": 3 / 5, "ask_share": 1 / 6,
-                "recommend_share": 5 / 6, "guarded_share": 0.0}
-    assert means == pytest.approx(expected)
+                "recommend_share": 5 / 6, "guarded_share": 0.0,
+                "search_override_share": float("nan")}  # no turn searched
+    assert means == pytest.approx(expected, nan_ok=True)
     assert set(errors) == set(means)
     assert errors["success"] == pytest.approx(np.std([1, 0, 0], ddof=1) / math.sqrt(3))
     assert math.isnan(values["first_turn_recall@10"][1])  # the first turn asked

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from convrec.agent.quality.dimensions import QualityOptions
+from convrec.agent.search.options import SearchOptions
 from convrec.llm.config import LLMConfig
 from convrec.retrieval.base import RecommenderConfig
 
@@ -47,3 +48,6 @@ class HarpoOptions(RecommenderConfig):
     quality: QualityOptions = Field(QualityOptions(), description="CHARM: the weight of each quality dimension "
                                     "(relevance, diversity, satisfaction, engagement) in rank_options and the "
                                     "models' run dirs; relevance alone by default")
+    search: SearchOptions = Field(SearchOptions(), description="STAR: how the agent chooses its move in a "
+                                  "conversation (convrec simulate, the chat): greedy, by the value network, or by "
+                                  "roll-outs with simulated users; offline ranking is the same for all")

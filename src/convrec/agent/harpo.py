@@ -53,6 +53,7 @@ from convrec.resources import Resources
 from convrec.retrieval.base import Recommender, build_recommender, recommender_class, register
 
 NOT_RETRIEVERS = ("harpo", "rar")
+CANDIDATES_KEPT = 50
 
 
 class HarpoTurn(BaseModel):
@@ -80,6 +81,8 @@ class HarpoTurn(BaseModel):
     # weighted order, which ranks the catalogue below the slate (empty with relevance alone)
     quality: tuple[ItemQuality, ...] = ()
     ranked: tuple[str, ...] = ()
+    # the Recommender's ranked candidates, best first (at most CANDIDATES_KEPT): other slates are drawn from them
+    candidates: tuple[str, ...] = ()
 
 
 @dataclass
@@ -131,7 +134,8 @@ class HarpoAgent:
                          explainer_draft=explained.draft, explainer_rejected=explained.rejected,
                          explainer_refusal=explained.refusal,
                          quality=tuple(quality[i] for i in slate if i in quality),
-                         ranked=tuple(q.item_id for q in proposal.ranked.quality))
+                         ranked=tuple(q.item_id for q in proposal.ranked.quality),
+                         candidates=proposal.ranked.item_ids[:CANDIDATES_KEPT])
 
     def final_scores(self, view: ContextView, scores: np.ndarray) -> tuple[np.ndarray, HarpoTurn]:
         """The agent's ranking of the whole catalogue as scores (see the module docstring), and its turn."""

@@ -37,6 +37,9 @@ class TopLists:
     popularity_percentile: np.ndarray  # (n_items,) in [0, 1], 1 = most popular in train
     genres: list[frozenset[str]]  # per item, empty when unknown
     n_items: int
+    # per sample, the items the seeker's own questionnaire (written after the dialogue) says they did not like;
+    # None where the dialogue has no liked / not-liked answer: a judge the recommender never saw
+    disliked: list[frozenset[int] | None] | None = None
 
 
 @cache
@@ -136,11 +139,27 @@ class GenreILD(ListMetric):
         return values
 
 
+class DislikedInList(ListMetric):
+    """Share of lists holding an item the seeker said (in the questionnaire after the dialogue) they did not
+    like: a held-out satisfaction judge, NaN for samples whose dialogue has no such answers (lower is better)."""
+
+    name = f"disliked_in@{LIST_SIZE}"
+
+    def per_sample(self, data: TopLists) -> np.ndarray:
+        values = np.full(len(data.items), np.nan)
+        if data.disliked is None:
+            return values
+        for row, (items, disliked) in enumerate(zip(data.items, data.disliked, strict=True)):
+            if disliked is not None:
+                values[row] = float(any(int(i) in disliked for i in items))
+        return values
+
+
 def _registry() -> dict[str, Metric]:
     metrics: list[Metric] = []
     for k in ACCURACY_CUTOFFS:
         metrics += [RecallAt(k), NDCGAt(k)]
-    metrics += [MRR(), Coverage(), PopularityPercentile(), LongTailShare(), GenreILD()]
+    metrics += [MRR(), Coverage(), PopularityPercentile(), LongTailShare(), GenreILD(), DislikedInList()]
     return {m.name: m for m in metrics}
 
 

@@ -82,6 +82,14 @@ def summarise(values: dict[str, np.ndarray], corpus_level: set[str]) -> tuple[di
     return means, errors
 
 
+def answered_not_liked(sample: RecSample, catalog: Catalog) -> frozenset[int] | None:
+    """Catalogue positions of the items the sample's seeker said they did not like; None: no liked answers."""
+    answers = sample.dialogue.feedback
+    if not any(a.liked is not None for a in answers.values()):
+        return None
+    return frozenset(catalog.index_of[i] for i, a in answers.items() if a.liked is False and i in catalog.index_of)
+
+
 def evaluate_scores(
     score_fn: ScoreFn,
     samples: Sequence[RecSample],
@@ -99,6 +107,7 @@ def evaluate_scores(
     percentiles = popularity_percentiles(train_counts)
     genres = [item.genres() for item in catalog]
     greater, ties, lists, targets = [], [], [], []
+    disliked: list[frozenset[int] | None] = []
     bar = tqdm(total=len(kept), desc=description, unit="sample", disable=not progress, leave=False)
     for start in range(0, len(kept), batch_size):
         batch = kept[start : start + batch_size]
@@ -113,13 +122,14 @@ def evaluate_scores(
         greater.append(ranked.greater)
         ties.append(ranked.ties)
         lists.append(top_lists(scores, rng))
+        disliked += [answered_not_liked(sample, catalog) for sample in batch]
         bar.update(len(batch))
     bar.close()
     if not kept:
         return {name: np.zeros(0) for name in known_metric_names()}, 0
     # All batches together: coverage is a property of every list at once, not of one batch.
     ranked_all = RankedTargets(np.concatenate(greater), np.concatenate(ties), len(catalog))
-    lists_all = TopLists(np.concatenate(lists), percentiles, genres, len(catalog))
+    lists_all = TopLists(np.concatenate(lists), percentiles, genres, len(catalog), disliked)
     values = {
         name: metric.per_sample(ranked_all if metric.kind == "accuracy" else lists_all)
         for name, metric in METRICS.items()

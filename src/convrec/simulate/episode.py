@@ -41,6 +41,7 @@ class SystemTurnRecord(BaseModel):
     ties: int | None = None
     recall: dict[str, float] = {}
     seconds: float = 0.0
+    search: dict | None = None  # the searched tree, when the agent searched (STAR)
 
 
 class UserTurnRecord(UserTurn):
@@ -129,9 +130,9 @@ def _system_record(said: SystemTurn, target: str, target_index: int, n_items: in
                    seconds: float) -> SystemTurnRecord:
     if said.action != "recommend":
         return SystemTurnRecord(action=said.action, text=said.text, ask_about=said.ask_about,
-                                seconds=round(seconds, 5))
+                                seconds=round(seconds, 5), search=said.search)
     ranked = target_rank(said.scores, said.slate, target, target_index, n_items)
     recall = {f"recall@{k}": float(RecallAt(k).per_sample(ranked)[0]) for k in RECALL_CUTOFFS}
     return SystemTurnRecord(action=said.action, text=said.text, slate=said.slate, ask_about=said.ask_about,
                             greater=int(ranked.greater[0]), ties=int(ranked.ties[0]), recall=recall,
-                            seconds=round(seconds, 5))
+                            seconds=round(seconds, 5), search=said.search)

@@ -20,7 +20,9 @@ independent units, since the turns of one episode are not independent):
 - ``rejection_rate``: share of recommending turns the user turned down;
 - ``ask_share``, ``recommend_share``: share of system turns that ask, that recommend;
 - ``guarded_share``: share of user turns whose text named the target and was replaced (the rule user: 0
-  expected; the llm user: its leaks).
+  expected; the llm user: its leaks);
+- ``search_override_share``: of the system turns STAR's search chose, the share where it chose another move
+  than the greedy agent would have (NaN without search).
 
 With the llm user, over its turns that went through the LLM: ``llm_fallback_share`` (no usable reply: the rule
 user's turn stood), ``llm_leak_share`` (the raw reply named the target before the system showed it),
@@ -77,6 +79,9 @@ def pooled_ratios(records: Sequence[EpisodeRecord]) -> dict[str, tuple[np.ndarra
                                lambda r: len(r.system_turns))
     pooled["recommend_share"] = pair(lambda r: len(recommending(r)), lambda r: len(r.system_turns))
     pooled["guarded_share"] = pair(lambda r: r.guarded, lambda r: len(r.user_turns))
+    pooled["search_override_share"] = pair(
+        lambda r: sum(t.search is not None and t.search["chosen"] != t.search["greedy"] for t in r.system_turns),
+        lambda r: sum(t.search is not None for t in r.system_turns))
     if any(u.llm is not None for r in records for u in r.user_turns):
         pooled.update(_llm_user_pooled(records, pair))
     return pooled

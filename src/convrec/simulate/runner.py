@@ -34,6 +34,7 @@ from tqdm import tqdm
 from convrec import __version__
 from convrec.agent.domain import DomainAdapter
 from convrec.agent.harpo import HarpoRecommender
+from convrec.agent.search.star import StarSearch
 from convrec.data.dataset import CRSDataset
 from convrec.data.model import RecSample
 from convrec.errors import ConfigError, DataError, OutputPathError
@@ -47,6 +48,7 @@ from convrec.simulate.episode import EpisodeRecord, run_episode
 from convrec.simulate.goal import choose_samples
 from convrec.simulate.llm_user import LLMUser, LLMUserOptions
 from convrec.simulate.metrics import interactive_metrics
+from convrec.simulate.rollout import rollout_users
 from convrec.simulate.system import EngineSystem, HarpoSystem, RankingSystem, System
 from convrec.simulate.user import UserOptions, UserSimulator, user_class
 
@@ -131,8 +133,10 @@ def build_system(config: SimulationConfig, dataset: CRSDataset, resources: Resou
     recommender = build_recommender(config.recommender, dataset.catalog, config.options, resources=resources)
     recommender.fit(dataset.split("train"), dataset.split("valid") if config.split != "valid" else None)
     if isinstance(recommender, HarpoRecommender) and kind == "agent":
-        assert recommender.agent_ is not None
-        return HarpoSystem(recommender.agent_, config.slate)
+        agent = recommender.agent_
+        assert agent is not None
+        users = rollout_users(agent.ctx.adapter, config.user_options, config.seed)
+        return HarpoSystem(agent, config.slate, StarSearch.build(recommender.config.search, users))
     return RankingSystem(recommender, config.slate, dataset.name)
 
 

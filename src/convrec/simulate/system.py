@@ -30,12 +30,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 
 import numpy as np
 
-from convrec.agent.harpo import HarpoAgent, PrecomputedScores
-from convrec.agent.maven import ruled_out
+from convrec.agent.harpo import HarpoAgent
+from convrec.agent.search.dialogue import AgentDialogue
+from convrec.agent.search.star import StarSearch
 from convrec.catalog.items import Catalog
 from convrec.catalog.vocabulary import domain_for
 from convrec.data.model import ContextView, Turn
@@ -122,14 +122,16 @@ class _RankingConversation(Conversation):
 
 
 class HarpoSystem(System):
-    """The HARPO agent as a conversational system (see the module docstring)."""
+    """The HARPO agent as a conversational system (see the module docstring); with ``search``, STAR chooses each
+    move (:mod:`convrec.agent.search.star`) and the turn carries the searched tree."""
 
     name = "harpo"
 
-    def __init__(self, agent: HarpoAgent, slate: int = 5):
+    def __init__(self, agent: HarpoAgent, slate: int = 5, search: StarSearch | None = None):
         self.agent = agent
         self.catalog = agent.ctx.adapter.catalog
         self.slate = slate
+        self.search = search
 
     def start(self, dialogue_id: str, context: Sequence[Turn], exclude: Iterable[str] = ()) -> Conversation:
         return _HarpoConversation(self, dialogue_id, context, exclude)
@@ -142,46 +144,21 @@ class HarpoSystem(System):
 class _HarpoConversation(Conversation):
     def __init__(self, system: HarpoSystem, dialogue_id: str, context: Sequence[Turn], exclude: Iterable[str]):
         self.system = system
-        self.dialogue_id = dialogue_id
-        self.turns = list(context)
-        self.real_turns = len(context)
-        self.excluded = set(exclude)
-        self.proposed: set[str] = set()
-        self.last_slate: tuple[str, ...] = ()
-        self.asked = False
+        self.dialogue = AgentDialogue.start(system.agent, dialogue_id, context, exclude, system.slate)
 
     def respond(self, user: UserTurn | None) -> SystemTurn:
-        agent, catalog = self.system.agent, self.system.catalog
         if user is not None:
-            self.turns.append(Turn("seeker", user.text))
-        view = ContextView(self.dialogue_id, tuple(self.turns))
-        # the retriever reads the dialogue without the agent's own simulated proposals (not endorsed by the user)
-        retriever_view = ContextView(self.dialogue_id, (*self.turns[:self.real_turns],
-                                                        *map(_without_items, self.turns[self.real_turns:])))
-        retriever = agent.ctx.retriever
-        scores = np.asarray(retriever.score([retriever_view])[0], dtype=np.float64)
-        options = agent.ctx.options.model_copy(update={"slate": self.system.slate,
-                                                       "ask_first": agent.ctx.options.ask_first and not self.asked})
-        ctx = replace(agent.ctx, retriever=PrecomputedScores(retriever, scores), options=options)
-        answer = agent.respond(view, scores=scores, last_proposed=self.last_slate, ctx=ctx)
-        if answer.action.action == "ask":
-            self.asked = True
-            self.turns.append(Turn("recommender", answer.reply))
-            return SystemTurn("ask", answer.reply, ask_about=answer.action.ask_about)
-        removed = {item_id for item_id, _ in answer.removed}
-        ranked = list(dict.fromkeys((*answer.slate, *(i for i in answer.proposed if i not in removed))))
-        never = self.excluded | self.proposed | ruled_out(answer.state, options)
-        ranking = _masked(catalog, scores, never)
-        # its list first, in its order, above every other item; then the retriever's order
-        finite = np.isfinite(ranking)
-        top = ranking[finite].max() if finite.any() else 0.0
-        listed = [i for i in catalog.indices(ranked) if finite[i]]
-        ranking[listed] = top + 1.0 + np.arange(len(listed), 0, -1)
-        slate = tuple(i for i in answer.slate if i not in never)
-        self.proposed.update(slate)
-        self.last_slate = slate
-        self.turns.append(Turn("recommender", answer.reply, slate))
-        return SystemTurn("recommend" if slate else "chat", answer.reply, slate, scores=ranking)
+            self.dialogue.hear(user.text)
+        search = None
+        if self.system.search is None:
+            options = self.dialogue.options(spread=False, asks=0)
+            move = options.greedy
+        else:
+            options, move, trace = self.system.search.choose(self.dialogue)
+            search = trace.model_dump(mode="json")
+        reply = self.dialogue.play(move, options)
+        return SystemTurn(reply.action, reply.text, reply.slate, ask_about=reply.ask_about, scores=reply.scores,
+                          search=search)
 
 
 class EngineSystem(System):

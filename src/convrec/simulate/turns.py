@@ -22,13 +22,14 @@ class SystemTurn:
     """One system turn. ``slate``: the items it recommends, best first (empty unless it recommends);
     ``ask_about``: the attribute it asks about, when it says so; ``scores``: its ranking of the whole catalogue
     (n_items,), higher first, -inf for items it will not recommend, or None when the system shows only its slate
-    (Recall@k is then counted on the slate)."""
+    (Recall@k is then counted on the slate); ``search``: how a searching agent chose the turn."""
 
     action: SystemAction
     text: str
     slate: tuple[str, ...] = ()
     ask_about: str | None = None
     scores: np.ndarray | None = None
+    search: dict | None = None  # the agent's searched tree (STAR's SearchTrace as JSON), when it searched
 
 
 class LLMTurn(BaseModel):

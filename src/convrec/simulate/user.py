@@ -26,6 +26,7 @@ title finder links the target is replaced by a fixed safe one (``UserTurn.guarde
 
 from __future__ import annotations
 
+import copy
 import random
 import re
 from abc import ABC, abstractmethod
@@ -108,6 +109,17 @@ class UserSimulator(ABC):
 
     def decide(self, slate: Sequence[str]) -> Decision:
         return judge_slate(self.goal, slate, self.adapter, self.options)
+
+    def fork(self) -> UserSimulator:
+        """A copy that answers on from here without changing this user (its random state and its lists of what
+        it has said are its own; the goal and the adapter are shared): to play a move ahead and look."""
+        twin = copy.copy(self)
+        twin.rng = random.Random()
+        twin.rng.setstate(self.rng.getstate())
+        for name, value in vars(self).items():
+            if isinstance(value, list | set | dict):
+                setattr(twin, name, copy.copy(value))
+        return twin
 
     def says_title(self, text: str) -> bool:
         """Whether ``text`` names the target: the catalogue's title finder links it, or (a title of two words

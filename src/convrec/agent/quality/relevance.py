@@ -15,6 +15,12 @@ dialogue, :func:`cross_validate`), and test is read once. The cost is fewer trai
 samples) than train would give; cross-fitted retrievers on train folds would give more, at the price of
 retraining lrurec-text per fold.
 
+**The last stage** (``cross_encoder``, optional): a cross-encoder fine-tuned on train dialogues
+(:mod:`convrec.agent.quality.cross`) reads the dialogue and each of the model's top ``cross_encoder_top``
+candidates together, and those candidates are re-ordered by z(model) + w * z(cross-encoder). The weight w is
+chosen on validation, where the model's scores are out of fold (the cross-validation's) and the
+cross-encoder never saw the dialogues.
+
 Training writes ``ranker.txt`` (the LightGBM model), ``config.json`` (options, feature names, catalogue) and
 ``cv.json`` (the cross-validation report) into ``run_dir``; features are cached there (``features.npz``, or in
 ``features_dir``), so a second run after a kill skips the slow part, and a finished run with the same options
@@ -47,13 +53,16 @@ from convrec.errors import ConfigError
 from convrec.io import atomic_write, write_json
 from convrec.resources import Resources
 from convrec.retrieval.base import Recommender, RecommenderConfig, build_recommender, item_counts, register
+from convrec.text.cross_encoder import CrossEncoder
 
 log = logging.getLogger("convrec.agent.quality")
 
 NOT_FIRST_STAGE = ("harpo", "rar", "learned-ranker")
 RUN_FORMAT = 2
 FEATURE_OPTIONS = ("retrievers", "retriever_checkpoint", "per_retriever")  # what the cached features depend on
-RUN_OPTIONS = (*FEATURE_OPTIONS, "groups")  # what a trained model depends on
+CROSS_CACHE_PAIRS = 200_000  # (context, item) scores kept in memory
+CROSS_OPTIONS = ("cross_encoder", "cross_encoder_top", "cross_encoder_weights")
+RUN_OPTIONS = (*FEATURE_OPTIONS, "groups", *CROSS_OPTIONS)  # what a trained model depends on
 
 
 class LearnedRankerConfig(RecommenderConfig):
@@ -84,6 +93,14 @@ class LearnedRankerConfig(RecommenderConfig):
     features_dir: str | None = Field(None, description="where validation features are cached (default run_dir): "
                                      "runs that differ only in groups or learner options can share them")
     checkpoint: str | None = Field(None, description="a finished run dir to load instead of training")
+    cross_encoder: str | None = Field(None, description="a fine-tuned cross-encoder's run dir (python -m "
+                                      "convrec.agent.quality.cross): it re-orders the model's top "
+                                      "cross_encoder_top candidates; None: no last stage")
+    cross_encoder_top: int = Field(20, ge=2, le=200, description="candidates the cross-encoder re-orders")
+    cross_encoder_weights: tuple[float, ...] = Field(
+        (0.0, 0.25, 0.5, 1.0, 2.0, 4.0), min_length=1,
+        description="the cross-encoder's weight beside the model's score (both z-scored over the re-ordered "
+        "candidates) is chosen from these on validation, where the model's scores are out of fold")
 
     @field_validator("retrievers")
     @classmethod
@@ -229,16 +246,14 @@ def _expected(greater: int, ties: int) -> tuple[float, float, float]:
     return recall1, recall10, ndcg
 
 
-def cross_validate(training: TrainingSet, config: LearnedRankerConfig, columns: np.ndarray | None = None
-                   ) -> dict[str, Any]:
-    """Folds over validation dialogues: train on the others, score the held-out turns. Per-target values of the
-    ranker and of the first retriever alone on the same targets, and their paired difference (mean and SE)."""
+def out_of_fold(training: TrainingSet, config: LearnedRankerConfig, columns: np.ndarray | None = None
+                ) -> list[np.ndarray]:
+    """Each validation turn's candidate scores from a model trained on the folds without its dialogue."""
     lightgbm = _lightgbm()
     dialogues = sorted(set(training.dialogues))
     rng = np.random.default_rng(config.seed)
     fold_of = dict(zip(dialogues, rng.permutation(len(dialogues)) % config.folds, strict=True))
-    ranker_values: dict[str, list[float]] = {"recall@1": [], "recall@10": [], "ndcg@10": []}
-    first_values: dict[str, list[float]] = {"recall@1": [], "recall@10": [], "ndcg@10": []}
+    scores: list[np.ndarray] = [np.zeros(0)] * len(training.rows)
     for fold in range(config.folds):
         train_turns = [t for t, d in enumerate(training.dialogues) if fold_of[d] != fold]
         test_turns = [t for t, d in enumerate(training.dialogues) if fold_of[d] == fold]
@@ -249,23 +264,61 @@ def cross_validate(training: TrainingSet, config: LearnedRankerConfig, columns: 
         model.fit(features, labels, group=groups)
         for turn in test_turns:
             rows = training.rows[turn].features if columns is None else training.rows[turn].features[:, columns]
-            scores = model.predict(rows) if len(rows) else np.zeros(0)
-            n_targets = len(training.first_ranks[turn])
-            values = ranking_metrics(scores, training.labels[turn], n_targets)
-            for name in ranker_values:
-                ranker_values[name] += values[name].tolist()
-            for greater, ties in training.first_ranks[turn]:
-                for name, value in zip(first_values, _expected(int(greater), int(ties)), strict=True):
-                    first_values[name].append(value)
-    report: dict[str, Any] = {"folds": config.folds, "targets": len(ranker_values["recall@10"])}
-    for name in ranker_values:
-        ours, theirs = np.asarray(ranker_values[name]), np.asarray(first_values[name])
-        diff = ours - theirs
-        n = max(len(diff), 1)
-        report[name] = {"ranker": float(ours.mean()), "first_retriever": float(theirs.mean()),
-                        "difference": float(diff.mean()), "difference_se": float(diff.std(ddof=1) / np.sqrt(n))
-                        if len(diff) > 1 else 0.0}
+            scores[turn] = model.predict(rows) if len(rows) else np.zeros(0)
+    return scores
+
+
+def per_target_metrics(training: TrainingSet, scores: Sequence[np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """Recall@1/10 and NDCG@10 per validation target: of ``scores`` (per turn) and of the first retriever alone."""
+    ours: dict[str, list[float]] = {"recall@1": [], "recall@10": [], "ndcg@10": []}
+    first: dict[str, list[float]] = {"recall@1": [], "recall@10": [], "ndcg@10": []}
+    for turn, turn_scores in enumerate(scores):
+        values = ranking_metrics(turn_scores, training.labels[turn], len(training.first_ranks[turn]))
+        for name in ours:
+            ours[name] += values[name].tolist()
+        for greater, ties in training.first_ranks[turn]:
+            for name, value in zip(first, _expected(int(greater), int(ties)), strict=True):
+                first[name].append(value)
+    return {"ranker": {k: np.asarray(v) for k, v in ours.items()},
+            "first_retriever": {k: np.asarray(v) for k, v in first.items()}}
+
+
+def paired(ours: np.ndarray, theirs: np.ndarray) -> dict[str, float]:
+    diff = ours - theirs
+    se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
+    return {"difference": float(diff.mean()), "difference_se": se}
+
+
+def cross_validate(training: TrainingSet, config: LearnedRankerConfig, columns: np.ndarray | None = None,
+                   scores: Sequence[np.ndarray] | None = None) -> dict[str, Any]:
+    """Folds over validation dialogues: train on the others, score the held-out turns. Per-target values of the
+    ranker and of the first retriever alone on the same targets, and their paired difference (mean and SE).
+    ``scores``: the out-of-fold scores when the caller has them already."""
+    values = per_target_metrics(training, out_of_fold(training, config, columns) if scores is None else scores)
+    report: dict[str, Any] = {"folds": config.folds, "targets": len(values["ranker"]["recall@10"])}
+    for name, ours in values["ranker"].items():
+        theirs = values["first_retriever"][name]
+        report[name] = {"ranker": float(ours.mean()) if len(ours) else 0.0,
+                        "first_retriever": float(theirs.mean()) if len(theirs) else 0.0, **paired(ours, theirs)}
     return report
+
+
+def blend_cross(predicted: np.ndarray, top: np.ndarray, cross: np.ndarray, weight: float) -> np.ndarray:
+    """``predicted`` with its ``top`` candidates re-ordered by z(model) + weight * z(cross-encoder), still above
+    every other candidate."""
+    if weight == 0 or len(top) < 2:
+        return predicted
+    def z(values: np.ndarray) -> np.ndarray:
+        return (values - values.mean()) / (values.std() + 1e-9)
+    blended = z(predicted[top]) + weight * z(np.asarray(cross, dtype=np.float64))
+    out = predicted.astype(np.float64).copy()
+    spread = blended.max() - blended.min()
+    out[top] = predicted.max() + 1.0 + (blended - blended.min()) / (spread if spread > 0 else 1.0)
+    return out
+
+
+def top_candidates(predicted: np.ndarray, k: int) -> np.ndarray:
+    return np.argsort(-predicted, kind="stable")[:k]
 
 
 @register
@@ -288,10 +341,15 @@ class LearnedRanker(Recommender):
         self.first_stage_: str | None = None
         self.model: Any = None
         self.summary: dict[str, Any] = {}
+        self.cross: CrossEncoder | None = None
+        self.cross_weight_ = 0.0
+        self._item_texts: list[str] | None = None
+        self._cross_cache: dict[tuple[str, int], float] = {}
         if self.config.checkpoint:
             # the run's own first stage and features (a model is only valid with them), whatever was set here
             saved = self._check_checkpoint(Path(self.config.checkpoint))["options"]
-            self.config = LearnedRankerConfig(**{**self.config.model_dump(), **{k: saved[k] for k in RUN_OPTIONS}})
+            self.config = LearnedRankerConfig(**{**self.config.model_dump(),
+                                                **{k: saved[k] for k in RUN_OPTIONS if k in saved}})
 
     # ---- fit --------------------------------------------------------------------------------------------
 
@@ -311,6 +369,8 @@ class LearnedRanker(Recommender):
                                               train.dataset or None, recent_item_counts(train))
         self.columns = self.featurizer.columns(self.config.groups)
         self.dataset_name = train.dataset
+        if self.config.cross_encoder:
+            self.cross = self._load_cross(Path(self.config.cross_encoder))
         seconds["fit_retrievers"] = time.perf_counter() - started
         if self.config.checkpoint:
             self._load(Path(self.config.checkpoint))
@@ -334,8 +394,14 @@ class LearnedRanker(Recommender):
                           if Path(d).resolve() != own]
         seconds["validation_features"] = time.perf_counter() - started
         started = time.perf_counter()
-        report = cross_validate(training, self.config, self.columns)
+        oof = out_of_fold(training, self.config, self.columns)
+        report = cross_validate(training, self.config, self.columns, oof)
         seconds["cross_validation"] = time.perf_counter() - started
+        cross_report = None
+        if self.cross is not None:
+            started = time.perf_counter()
+            cross_report = self._choose_cross_weight(training, oof, valid)
+            seconds["cross_encoder_validation"] = time.perf_counter() - started
         started = time.perf_counter()
         features, labels, groups = training.matrix(range(len(training.rows)))
         self.model = _lightgbm().LGBMRanker(**self.config.learner_params())
@@ -345,10 +411,70 @@ class LearnedRanker(Recommender):
         self.summary = {"validation_turns": len(training.rows), "turns_with_target_in_candidates": round(covered, 4),
                         "mean_candidates": round(float(np.mean([len(r.positions) for r in training.rows])), 1),
                         "cross_validation": report, "seconds": {k: round(v, 1) for k, v in seconds.items()}}
+        if cross_report is not None:
+            self.summary["cross_encoder"] = cross_report
         log.info("learned-ranker: cross-validated Recall@10 %.4f vs %.4f for %s alone",
                  report["recall@10"]["ranker"], report["recall@10"]["first_retriever"], next(iter(retrievers)))
         if run_dir is not None:
             self._save(run_dir)
+
+    def _load_cross(self, run_dir: Path) -> CrossEncoder:
+        model, saved = CrossEncoder.load(run_dir)
+        trained_on = saved.get("run", {})
+        if trained_on.get("n_items") != len(self.catalog):
+            raise ConfigError(f"cross_encoder: {run_dir} was trained on {trained_on.get('dataset')!r} "
+                              f"({trained_on.get('n_items')} items), not this catalogue ({len(self.catalog)} items)")
+        return model
+
+    def item_texts(self) -> list[str]:
+        if self._item_texts is None:
+            self._item_texts = [CrossEncoder.item_text(item) for item in self.catalog.items]
+        return self._item_texts
+
+    def _cross_scores(self, texts: Sequence[str], candidates: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The cross-encoder's scores of each context's ``candidates`` (catalogue positions), in one pass."""
+        assert self.cross is not None
+        items = self.item_texts()
+        pairs = [(text, int(p)) for text, chosen in zip(texts, candidates, strict=True) for p in chosen]
+        # a context scored again (the same samples under a second protocol) costs nothing the second time
+        todo = list(dict.fromkeys(pair for pair in pairs if pair not in self._cross_cache))
+        if len(self._cross_cache) + len(todo) > CROSS_CACHE_PAIRS:
+            self._cross_cache.clear()
+        if todo:
+            scored = self.cross.score([text for text, _ in todo], [items[p] for _, p in todo])
+            self._cross_cache.update(zip(todo, scored.tolist(), strict=True))
+        flat = np.asarray([self._cross_cache[pair] for pair in pairs], dtype=np.float64)
+        bounds = np.cumsum([0, *(len(c) for c in candidates)])
+        return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+    def _choose_cross_weight(self, training: TrainingSet, oof: list[np.ndarray], valid: Split) -> dict[str, Any]:
+        """The cross-encoder's weight, from ``cross_encoder_weights``, by validation Recall@10 (then NDCG@10, then
+        the smaller weight) over the out-of-fold scores; only turns with a target among the re-ordered
+        candidates can change, so only those are scored."""
+        views = [view for view, _, _ in turn_groups(valid.selection_samples)]
+        if len(views) != len(training.rows):
+            raise ConfigError("the cached validation features do not match the validation turns: remove "
+                              "features.npz and train again")
+        k = self.config.cross_encoder_top
+        todo = [t for t, scores in enumerate(oof) if len(scores) and training.labels[t][top_candidates(scores, k)].any()]
+        tops = [top_candidates(oof[t], k) for t in todo]
+        log.info("learned-ranker: the cross-encoder scores %d validation turns' top %d", len(todo), k)
+        cross = self._cross_scores([views[t].context_text() for t in todo],
+                                   [training.rows[t].positions[top] for t, top in zip(todo, tops, strict=True)])
+        base = per_target_metrics(training, oof)["ranker"]
+        by_weight: dict[str, Any] = {}
+        for weight in self.config.cross_encoder_weights:
+            scores = list(oof)
+            for t, top, values in zip(todo, tops, cross, strict=True):
+                scores[t] = blend_cross(oof[t], top, values, weight)
+            values_of = per_target_metrics(training, scores)["ranker"]
+            by_weight[str(weight)] = {name: {"mean": float(v.mean()), **paired(v, base[name])}
+                                      for name, v in values_of.items()}
+        chosen = max(self.config.cross_encoder_weights,
+                     key=lambda w: (by_weight[str(w)]["recall@10"]["mean"], by_weight[str(w)]["ndcg@10"]["mean"], -w))
+        self.cross_weight_ = float(chosen)
+        return {"run": self.config.cross_encoder, "top": k, "turns_scored": len(todo), "chosen_weight": chosen,
+                "by_weight": by_weight}
 
     def _other_training_set(self, features_dir: Path) -> TrainingSet:
         assert self.featurizer is not None
@@ -374,7 +500,9 @@ class LearnedRanker(Recommender):
                 and saved.get("validation") == self.validation_ and saved.get("first_stage") == self.first_stage_)
 
     def _run_options(self) -> dict[str, Any]:
-        return self.config.model_dump(mode="json", exclude={"run_dir", "checkpoint", "features_dir"})
+        # without a cross-encoder its options change nothing: runs trained before it existed stay valid
+        unused = set(CROSS_OPTIONS) if self.config.cross_encoder is None else set()
+        return self.config.model_dump(mode="json", exclude={"run_dir", "checkpoint", "features_dir", *unused})
 
     def _training_set(self, valid: Split, features_dir: Path | None) -> TrainingSet:
         """The validation turns' features, from the cache in ``features_dir`` when it holds these ones."""
@@ -447,6 +575,8 @@ class LearnedRanker(Recommender):
                               f"these options give ({len(self.featurizer.names)}): use the run's own options")
         self.model = _lightgbm().Booster(model_str=(run_dir / "ranker.txt").read_text(encoding="utf-8"))
         self.summary = {"checkpoint": str(run_dir), **saved.get("summary", {})}
+        if self.cross is not None:
+            self.cross_weight_ = float(self.summary.get("cross_encoder", {}).get("chosen_weight", 0.0))
 
     # ---- score ------------------------------------------------------------------------------------------
 
@@ -461,10 +591,19 @@ class LearnedRanker(Recommender):
             raise RuntimeError("learned-ranker: call fit() before score()")
         scores = self.featurizer.scores(samples)
         first = scores[next(iter(self.featurizer.retrievers))]
-        out = np.empty((len(samples), len(self.catalog)), dtype=np.float32)
+        candidates = []
         for row, view in enumerate(samples):
             rows = self.featurizer.rows_of(view, {n: block[row] for n, block in scores.items()})
-            out[row] = self.final_scores(first[row], rows.positions, self._predict(rows.features[:, self.columns]))
+            candidates.append((rows.positions, self._predict(rows.features[:, self.columns])))
+        if self.cross is not None and self.cross_weight_ > 0:
+            tops = [top_candidates(predicted, self.config.cross_encoder_top) for _, predicted in candidates]
+            cross = self._cross_scores([view.context_text() for view in samples],
+                                       [positions[top] for (positions, _), top in zip(candidates, tops, strict=True)])
+            candidates = [(positions, blend_cross(predicted, top, values, self.cross_weight_))
+                          for (positions, predicted), top, values in zip(candidates, tops, cross, strict=True)]
+        out = np.empty((len(samples), len(self.catalog)), dtype=np.float32)
+        for row, (positions, predicted) in enumerate(candidates):
+            out[row] = self.final_scores(first[row], positions, predicted)
         return out
 
     @staticmethod
