@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pydantic import ValidationError
+
 from convrec.errors import ConfigError, ConvrecError, OutputPathError
 from convrec.io import atomic_write, write_json
 
@@ -57,6 +59,10 @@ def training_arguments(prog: str, description: str | None, options_class: type[O
     args = parser.parse_args(argv)
     try:
         options = options_class(**parse_options(args.options))
+    except ValidationError as err:  # one line per problem would be a wall of text: the first, with its field
+        first = err.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "options"
+        raise ConfigError(f"--set {field}: {first['msg']}") from None
     except ValueError as err:
         raise ConfigError(f"--set: {err}") from None
     return args, options

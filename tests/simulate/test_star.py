@@ -10,6 +10,7 @@ import pytest
 
 import convrec.simulate.star as star
 from convrec.agent.search.value import ValueNetwork
+from convrec.errors import OutputPathError
 from convrec.simulate.runner import SimulationConfig, build_system, simulate
 from convrec.simulate.star import StarTrainingOptions, collect, train
 from convrec.simulate.user import RuleUser
@@ -108,3 +109,15 @@ def test_value_search_without_a_network_is_a_clear_error(dataset):
                                                                           "value_network": "/nonexistent"}})
     with pytest.raises(Exception, match="no trained value network"):
         build_system(config, dataset)
+
+
+def test_bad_options_and_an_unwritable_out_are_one_line_errors(dataset, tmp_path, capsys):
+    assert star.main(["--out", str(tmp_path / "run"), "--set", "episodes=2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["python -m convrec.simulate.star: error: --set episodes: Input should be greater than or equal "
+                   "to 10"]
+    assert not (tmp_path / "run").exists()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(OutputPathError, match="--out .*cannot be created"):
+        collect(dataset, blocker / "run", StarTrainingOptions(**OPTIONS))

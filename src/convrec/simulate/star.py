@@ -44,7 +44,7 @@ from convrec.agent.search.value import (
 )
 from convrec.data.dataset import CRSDataset
 from convrec.data.model import RecSample
-from convrec.errors import ConfigError
+from convrec.errors import ConfigError, OutputPathError
 from convrec.evaluate.protocol import Protocol
 from convrec.io import atomic_write
 from convrec.options import report_main, training_arguments, write_report_files
@@ -170,7 +170,10 @@ def collect(dataset: CRSDataset, out: Path, options: StarTrainingOptions,
               "options": options.model_dump(mode="json", exclude={"hidden", "epochs", "learning_rate",
                                                                   "weight_decay", "held_out", "discount"})}
     path = out / EXAMPLES_FILE
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputPathError(f"--out {out}: cannot be created ({err.strerror})") from None
     done = _read_examples(path, header)
     todo = [s for s in samples if s.sample_id not in done]
     if todo:

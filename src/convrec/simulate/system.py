@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from convrec.agent.harpo import HarpoAgent
-from convrec.agent.search.dialogue import AgentDialogue
+from convrec.agent.search.dialogue import AgentDialogue, masked_scores
 from convrec.agent.search.star import StarSearch
 from convrec.catalog.items import Catalog
 from convrec.catalog.vocabulary import domain_for
@@ -71,13 +71,6 @@ class System(ABC):
         return {"system": type(self).__name__}
 
 
-def _masked(catalog: Catalog, scores: np.ndarray, excluded: Iterable[str]) -> np.ndarray:
-    """A float64 copy of ``scores``, NaN and the ``excluded`` items at -inf (ranked last, never recommended)."""
-    out = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf, copy=True)
-    out[catalog.indices(set(excluded))] = -np.inf
-    return out
-
-
 def _without_items(turn: Turn) -> Turn:
     return Turn(turn.role, turn.text)
 
@@ -112,7 +105,7 @@ class _RankingConversation(Conversation):
         if user is not None:
             self.view_turns.append(Turn("seeker", user.text))
         view = ContextView(self.dialogue_id, tuple(self.view_turns))
-        scores = _masked(catalog, system.recommender.score([view])[0], self.excluded)
+        scores = masked_scores(catalog, system.recommender.score([view])[0], self.excluded)
         top = top_indices(scores, system.slate, np.flatnonzero(np.isneginf(scores)))
         slate = tuple(catalog.id_at(int(i)) for i in top)
         text = system.writer.write(view, slate).text if slate else "Sorry, I have nothing more to suggest."

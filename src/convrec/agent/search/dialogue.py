@@ -30,6 +30,8 @@ import numpy as np
 
 from convrec.agent.harpo import HarpoAgent, HarpoTurn, PrecomputedScores
 from convrec.agent.maven import ExplainerAgent, hard_constraints, ruled_out
+from convrec.agent.state import AgentState
+from convrec.catalog.items import Catalog
 from convrec.data.model import ContextView, Turn
 
 MoveKind = Literal["ask", "recommend"]
@@ -75,7 +77,7 @@ class Options:
     greedy: Move
 
     @property
-    def state(self):
+    def state(self) -> AgentState:
         return self.recommending.state
 
 
@@ -213,14 +215,19 @@ class AgentDialogue:
         turn = options.recommending
         removed = {item_id for item_id, _ in turn.removed}
         ranked = list(dict.fromkeys((*move.slate, *(i for i in turn.proposed if i not in removed))))
-        never = self.never(turn)
-        out = np.nan_to_num(np.asarray(options.scores, dtype=np.float64), nan=-np.inf, copy=True)
-        out[catalog.indices(sorted(never))] = -np.inf
+        out = masked_scores(catalog, options.scores, self.never(turn))
         finite = np.isfinite(out)
         top = out[finite].max() if finite.any() else 0.0
         listed = [i for i in catalog.indices(ranked) if finite[i]]
         out[listed] = top + 1.0 + np.arange(len(listed), 0, -1)
         return out
+
+
+def masked_scores(catalog: Catalog, scores: np.ndarray, excluded: Iterable[str]) -> np.ndarray:
+    """A float64 copy of ``scores``, NaN and the ``excluded`` items at -inf (ranked last, never recommended)."""
+    out = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf, copy=True)
+    out[catalog.indices(set(excluded))] = -np.inf
+    return out
 
 
 def known_before(turn: HarpoTurn) -> set[str]:
@@ -234,9 +241,8 @@ def belief(dialogue: AgentDialogue, options: Options, top: int = 200) -> tuple[l
     agent = dialogue.agent
     adapter = agent.ctx.adapter
     state = options.state
-    scores = np.nan_to_num(np.asarray(options.scores, dtype=np.float64), nan=-np.inf, copy=True)
     blocked = dialogue.never(options.recommending) | known_before(options.recommending)
-    scores[adapter.catalog.indices(sorted(blocked))] = -np.inf
+    scores = masked_scores(adapter.catalog, options.scores, blocked)
     for constraint in hard_constraints(state, agent.ctx.options):
         satisfied, known = adapter.mask(constraint)
         scores[known & ~satisfied] = -np.inf
