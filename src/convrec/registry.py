@@ -28,6 +28,7 @@ BUILTIN_RECOMMENDERS = {
     "rar": "convrec.rerank.pipeline:RAR",
     "harpo": "convrec.agent.harpo:HarpoRecommender",
     "learned-ranker": "convrec.agent.quality.relevance:LearnedRanker",
+    "bridge": "convrec.agent.bridge:Bridge",
 }
 
 

@@ -21,6 +21,7 @@ class Stage(StrEnum):
     RETRIEVE = "retrieve"  # scores over the whole catalogue, top-K candidates
     RERANK = "rerank"  # the LLM's opinion of the K candidates
     FUSE = "fuse"  # retriever and LLM combined into the final order over the catalogue
+    SEARCH = "search"  # the agent's move chosen by STAR (the tree is on the turn record)
     REPLY = "reply"  # the reply's text: the template, or the LLM's rewrite of it (the chat)
 
 

@@ -42,8 +42,7 @@ SCRIPTS = [
     ("I loved The Conjuring, something scary?", "Maybe older ones"),
     ("Toy Story is my favourite", "Something for the whole family"),
     ("I liked Avengers: Endgame", "More action please"),
-    ("Joker was intense", "A crime drama?"),
-]
+]  # three sessions: enough to overlap on 2 cores (each turn is 3 real LLM calls)
 
 
 class CountingProxy:

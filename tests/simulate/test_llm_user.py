@@ -217,11 +217,13 @@ def test_episodes_played_at_once_over_the_openai_backend_say_what_one_at_a_time_
 
     backend = OpenAICompatibleLLM("smollm2-135m", smollm2_server.http_base_url, smollm2_server.http_api_key,
                                   timeout_s=120)
-    client = LLMClient(backend, cache=None, max_concurrency=3)  # no cache: every call goes over HTTP
-    one = simulate(config(), redial, system, transcripts=tmp_path / "one.jsonl", progress=False, user_llm=client)
-    three = simulate(config(), redial, system, transcripts=tmp_path / "three.jsonl", workers=3, progress=False,
-                     user_llm=client)
-    assert three["run"]["workers"] == 3 and three["n_episodes"] == one["n_episodes"] == EPISODES
-    assert [without_timing(r) for r in lines(tmp_path / "three.jsonl")] == [
+    client = LLMClient(backend, cache=None, max_concurrency=2)  # no cache: every call goes over HTTP
+    # two episodes on two workers: the smallest run where episodes overlap (each call is ~3 s on 2 cores)
+    one = simulate(config(episodes=2), redial, system, transcripts=tmp_path / "one.jsonl", progress=False,
+                   user_llm=client)
+    two = simulate(config(episodes=2), redial, system, transcripts=tmp_path / "two.jsonl", workers=2,
+                   progress=False, user_llm=client)
+    assert two["run"]["workers"] == 2 and two["n_episodes"] == one["n_episodes"] == 2
+    assert [without_timing(r) for r in lines(tmp_path / "two.jsonl")] == [
         without_timing(r) for r in lines(tmp_path / "one.jsonl")]
     assert any(u["llm"]["parsed"] for r in lines(tmp_path / "one.jsonl") for u in r["turns"] if u["role"] == "user")

@@ -18,7 +18,9 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 
+from convrec.agent.domain import DomainAdapter
 from convrec.agent.operations import VTOS
+from convrec.agent.search.star import RolloutUsers
 from convrec.cli import chat_view as view
 from convrec.cli.common import (
     add_data_options,
@@ -97,6 +99,10 @@ def add_parser(commands) -> None:
                       help="with --agent harpo: template (default, no LLM), or llm: the chat's LLM (see the LLM "
                       "options) rewrites the agent's reply, kept only if it names the same titles and states no "
                       "genre or person the items lack; the turn records which text stands and why (/trace)")
+    chat.add_argument("--agent-set", dest="agent_options", action="append", metavar="KEY=VALUE",
+                      help="with --agent harpo: an agent option (repeatable), e.g. --agent-set search.kind=value "
+                      "--agent-set search.value_network=results/runs/star-redial: STAR chooses each move, and "
+                      "/trace shows the searched tree (see `convrec recommenders`, harpo)")
     chat.add_argument("--train-in-background", type=Path, default=None, metavar="RUN_DIR",
                       help="RAR's retriever without the wait: a finished `convrec train` run in RUN_DIR is loaded "
                       f"at once (as with --checkpoint); otherwise the chat opens at once on {QUICK_RETRIEVER} while "
@@ -205,9 +211,17 @@ def chat_config(args: argparse.Namespace) -> ChatConfig:
     session = SessionOptions(k=k, top=min(args.top, k), include_mentioned=args.include_mentioned)
     return ChatConfig(agent=args.agent, retriever=args.retriever, retriever_options=parse_options(args.options),
                       checkpoint=str(checkpoint) if checkpoint else None, llm=llm,
-                      agent_options={"explainer": args.explainer} if args.agent is not None else {},
+                      agent_options={"explainer": args.explainer, **parse_options(args.agent_options)}
+                      if args.agent is not None else {},
                       strategy=args.strategy, fusion_weight=args.fusion_weight, polish=args.polish,
                       prompt=CHAT_PROMPT.model_copy(update={"plot_chars": args.plot_chars, "max_people": args.people}), session=session)
+
+
+def chat_rollout_users(adapter: DomainAdapter) -> RolloutUsers:
+    """STAR's roll-out users for the chat's agent: rule users whose goals are drawn from its belief."""
+    from convrec.simulate.rollout import rollout_users  # the simulator: only when roll-outs are asked for
+
+    return rollout_users(adapter)
 
 
 def check_retriever_name(name: str, option: str = "--retriever") -> None:
@@ -264,7 +278,8 @@ def load_engine(config: ChatConfig, dataset_name: str, data: Path, mirror_dir: P
         fit_started = time.monotonic()
         retriever = build_retriever(dataset, config, resources=resources)
         fit_s = time.monotonic() - fit_started
-    return LoadedEngine(build_engine(dataset, config, llm, retriever, resources=resources), dataset, llm, fit_s)
+    return LoadedEngine(build_engine(dataset, config, llm, retriever, resources=resources,
+                                     rollout_users=chat_rollout_users), dataset, llm, fit_s)
 
 
 def run_chat(args: argparse.Namespace) -> int:
@@ -344,7 +359,7 @@ class Chat:
             try:
                 trained = config.model_copy(update={"retriever": None, "checkpoint": str(run_dir)})
                 engine = build_engine(dataset, trained, llm, build_retriever(dataset, trained, resources=resources),
-                                      resources=resources)
+                                      resources=resources, rollout_users=chat_rollout_users)
             except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which reports or raises it
                 self._hand_over(problem=exc)
             else:
@@ -416,7 +431,7 @@ def _handle(line: str, chat: Chat, screen: view.Screen) -> bool:
                 chat.update(state)
                 view.show_feedback(out, item, FEEDBACK[command])
             elif command == "/trace":
-                view.show_trace(out, chat.state.last)
+                view.show_trace(out, chat.state.last, lambda item_id: engine.catalog.get(item_id).display_title)
             elif command == "/status":
                 _show_status(chat, screen)
             elif command in ("/help", "/?"):

@@ -4,6 +4,7 @@ scores, the reply, a timing line), ``/why N`` and ``/help``. Rendering only; the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rich import box
@@ -160,9 +161,10 @@ def show_no_such_recommendation(console: Console, command: str, error: NoSuchRec
         console.print(f"[yellow]usage: {escape(command)} N, with N from 1 to {error.count}[/yellow]")
 
 
-def show_trace(console: Console, turn: TurnRecord | None) -> None:
+def show_trace(console: Console, turn: TurnRecord | None, title: Callable[[str], str] = str) -> None:
     """The last turn's steps: the stages (link, retrieve, rerank, reply) and, for an agent, every VTO call with
-    its agent, arguments, result, time and whether it changed the slate, then the Critic's edits."""
+    its agent, arguments, result, time and whether it changed the slate, then the Critic's edits, and the tree
+    STAR searched when it chose the move (``title`` names an item id)."""
     if turn is None:
         console.print("[yellow]no turn yet in this conversation[/yellow]")
         return
@@ -186,3 +188,6 @@ def show_trace(console: Console, turn: TurnRecord | None) -> None:
     for note in turn.critique:
         replaced = f"replaced by {note.replacement}" if note.replacement else "dropped"
         console.print(f"critic, round {note.round}: {escape(note.item_id)} {escape(note.problem)}; {replaced}")
+    if turn.search is not None:
+        console.print(f"[bold]STAR[/bold] ({turn.search.seconds * 1000:.1f} ms)")
+        console.print(escape(turn.search.render(title)))

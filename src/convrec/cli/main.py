@@ -11,7 +11,7 @@ import traceback
 from pathlib import Path
 
 from convrec import __version__
-from convrec.cli import align_cmd, chat_cmd, data_cmd, eval_cmd, serve_cmd, simulate_cmd, train_cmd
+from convrec.cli import align_cmd, chat_cmd, data_cmd, eval_cmd, harpo_cmd, serve_cmd, simulate_cmd, train_cmd
 from convrec.errors import ConvrecError
 from convrec.resources import Resources
 
@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     chat_cmd.add_parser(commands)
     serve_cmd.add_parser(commands)
     simulate_cmd.add_parser(commands)
+    harpo_cmd.add_parser(commands)
     return parser
 
 

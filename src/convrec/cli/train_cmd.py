@@ -16,8 +16,8 @@ from convrec.retrieval import build_recommender
 from convrec.retrieval.lrurec.recommender import TRAINABLE
 
 # LRURec's networks, the learned second stage over several retrievers (trained on the validation split), and
-# the HARPO agent's CHARM models (convrec.agent.quality.train)
-TRAINED_HERE = (*TRAINABLE, "learned-ranker", "harpo")
+# the HARPO agent's CHARM models (convrec.agent.quality.train), and BRIDGE's shared encoder
+TRAINED_HERE = (*TRAINABLE, "learned-ranker", "harpo", "bridge")
 
 console = Console(stderr=True)
 
@@ -38,7 +38,8 @@ def add_parser(commands) -> None:
     train.add_argument("--dataset", required=True, help="redial, inspired, or an imported dataset")
     train.add_argument("--recommender", default="lrurec-text", choices=TRAINED_HERE,
                        help="lrurec: items only; lrurec-text: items + dialogue text (default); learned-ranker: "
-                       "LambdaMART over several retrievers' candidates; harpo: the agent's quality models")
+                       "LambdaMART over several retrievers' candidates; harpo: the agent's quality models; bridge: an encoder "
+                       "shared across domains (--set also='[\"redial\"]')")
     train.add_argument("--out", type=Path, required=True, help="run directory (created; resumed if it exists)")
     train.add_argument("--pretrain", action="append", default=None, metavar="DATASET",
                        help="pre-train on another dataset's train sequences linked to the catalogue by IMDb id "

@@ -14,16 +14,21 @@ the reasons, for ``/trace`` and ``/why``.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
 
 from convrec.agent.config import HarpoOptions
+from convrec.agent.domain import DomainAdapter
 from convrec.agent.harpo import HarpoAgent, HarpoTurn, PrecomputedScores
+from convrec.agent.search.dialogue import AgentDialogue
+from convrec.agent.search.star import RolloutUsers, StarSearch
 from convrec.catalog.items import Catalog
 from convrec.catalog.mentions import find_titles
 from convrec.data.dataset import Split
 from convrec.data.model import ContextView, Turn
+from convrec.errors import ConfigError
 from convrec.llm.types import LLM
 from convrec.rerank.reply import Reason, Reply, ReplyWriter
 from convrec.serve.engine import Engine, Why, _nth
@@ -37,9 +42,11 @@ class AgentEngine(Engine):
     """Answers conversations with the HARPO agent (see the module docstring)."""
 
     def __init__(self, catalog: Catalog, agent: HarpoAgent, writer: ReplyWriter, options: SessionOptions | None = None,
-                 popularity: dict[str, float] | None = None, config: object = None):
+                 popularity: dict[str, float] | None = None, config: object = None, search: StarSearch | None = None):
+        """``search``: STAR, choosing each turn's move (None: the greedy agent)."""
         super().__init__(catalog, agent.ctx.retriever, writer, None, options, popularity, config)
         self.agent = agent
+        self.search = search
 
     def turn(self, state: SessionState, message: str) -> tuple[SessionState, TurnRecord]:
         started = time.monotonic()
@@ -49,6 +56,8 @@ class AgentEngine(Engine):
         mentions = tuple(find_titles(message, self.linker, self.popularity, not_titles=self.vocabulary.not_titles))
         linked_s = time.monotonic() - started
         turns = (*state.turns, Turn("seeker", message.strip(), tuple(m.item_id for m in mentions)))
+        if self.search is not None:
+            return self._searched_turn(state, message, mentions, turns, note, started, linked_s)
         view = ContextView(f"chat-{state.conversation}", turns)
         scores = np.asarray(self.retriever.score([view])[0], dtype=np.float64)
         retrieval_s = time.monotonic() - started - linked_s
@@ -73,13 +82,49 @@ class AgentEngine(Engine):
             fallback=note, reply_rejection=answer.explainer_refusal,
             trace=self._agent_trace(message, mentions, answer, linked_s, retrieval_s),
             action=answer.action.action, vto_calls=answer.trace, critique=answer.critique,
-            reasons=tuple(r.text for r in answer.reasons), constraints=tuple(answer.state.constraints.describe()))
-        new_state = state.model_copy(update={
-            "turns": (*turns, Turn("recommender", reply.text, reply.item_ids)),
-            "turns_in_conversation": number,
-            "history": (*state.history, record)[-state.options.max_history:],
-        })
-        return new_state, record
+            reasons=tuple(r.text for r in answer.reasons), constraints=tuple(answer.state.constraints.describe()),
+            asked=answer.action.ask_about if answer.action.action == "ask" else None)
+        return _after(state, turns, record), record
+
+    def _searched_turn(self, state: SessionState, message: str, mentions, turns: tuple[Turn, ...], note: str | None,
+                       started: float, linked_s: float) -> tuple[SessionState, TurnRecord]:
+        """The turn when STAR chooses the move: the conversation so far as an
+        :class:`~convrec.agent.search.dialogue.AgentDialogue` (every turn logged; what the agent asked and
+        proposed in this conversation remembered, and the user's marks), searched, and the chosen move played."""
+        assert self.search is not None
+        earlier = [r for r in state.history if r.conversation == state.conversation]
+        dialogue = AgentDialogue.start(self.agent, f"chat-{state.conversation}", turns, slate_size=state.options.top)
+        dialogue.marks = tuple(_marks(state))
+        dialogue.asked = tuple(r.asked for r in earlier if r.asked)
+        dialogue.proposed = {rec.item_id for r in earlier for rec in r.recommendations}
+        dialogue.last_slate = tuple(rec.item_id for rec in state.last.recommendations) if state.last else ()
+        options, move, searched = self.search.choose(dialogue)
+        said = dialogue.play(move, options)
+        answer = options.turn if move.kind == "ask" and options.turn.action.action == "ask" else options.recommending
+        slate = said.slate if move.kind == "recommend" else ()
+        recommendations = _recommendations(self.catalog, answer, options.scores, slate)
+        reply = Reply(said.text, slate, Reason("none", said.reasons[0] if said.reasons else ""),
+                      source=answer.explainer_source if move.label == "recommend" else "template",
+                      rejected=answer.explainer_rejected if move.label == "recommend" else None,
+                      rejection=answer.explainer_refusal if move.label == "recommend" else None)
+        total_s = time.monotonic() - started
+        number = state.turns_in_conversation + 1
+        action = "ask" if move.kind == "ask" else said.action
+        trace = (TraceRecord.of(Stage.LINK, message, brief_list([self.catalog.get(m.item_id).display_title
+                                                                  for m in mentions]), linked_s),
+                 TraceRecord.of(Stage.SEARCH, f"{searched.kind}: {len(searched.nodes)} moves",
+                                f"{move.label} ({searched.reason})", searched.seconds),
+                 TraceRecord.of(Stage.REPLY, f"{action}: {move.describe()}", said.text,
+                                max(total_s - linked_s - searched.seconds, 0.0)))
+        record = TurnRecord(
+            conversation=state.conversation, number=number, user_text=message, mentions=mentions,
+            context_items=ContextView(dialogue.dialogue_id, turns).context_items,
+            n_candidates=self.agent.ctx.options.candidates, recommendations=recommendations, reply=reply,
+            timing=TurnTiming(0.0, 0.0, total_s - linked_s, total_s), fallback=note,
+            reply_rejection=reply.rejection, trace=trace, action=action, vto_calls=answer.trace,
+            critique=answer.critique if move.label == "recommend" else (), reasons=said.reasons,
+            constraints=tuple(answer.state.constraints.describe()), asked=said.ask_about, search=searched)
+        return _after(state, turns, record), record
 
     def _agent_trace(self, message: str, mentions, answer: HarpoTurn, linked_s: float,
                      retrieval_s: float) -> tuple[TraceRecord, ...]:
@@ -115,25 +160,45 @@ def _marks(state: SessionState) -> list[tuple[str, str]]:
     return marks
 
 
-def _recommendations(catalog: Catalog, answer: HarpoTurn, scores: np.ndarray) -> tuple[Recommendation, ...]:
+def _after(state: SessionState, turns: tuple[Turn, ...], record: TurnRecord) -> SessionState:
+    """The session after ``record``'s turn: the seeker's message and the agent's reply appended."""
+    return state.model_copy(update={
+        "turns": (*turns, Turn("recommender", record.reply.text, record.reply.item_ids)),
+        "turns_in_conversation": record.number,
+        "history": (*state.history, record)[-state.options.max_history:],
+    })
+
+
+def _recommendations(catalog: Catalog, answer: HarpoTurn, scores: np.ndarray,
+                     slate: tuple[str, ...] | None = None) -> tuple[Recommendation, ...]:
+    """The slate (default: the answer's) with the retriever's score and rank of each item and its quality."""
     out = []
     quality = {q.item_id: q for q in answer.quality}
-    for position, item_id in enumerate(answer.slate):
+    slate = answer.slate if slate is None else slate
+    for position, item_id in enumerate(slate):
         index = catalog.indices([item_id])[0]
         rank = int((scores > scores[index]).sum()) + 1  # the retriever's rank over the whole catalogue
         scored = quality.get(item_id)
         out.append(Recommendation(item_id, catalog.get(item_id).display_title, float(scores[index]), rank, None,
-                                  float(len(answer.slate) - position), scored.shown() if scored else None))
+                                  float(len(slate) - position), scored.shown() if scored else None))
     return tuple(out)
 
 
 def build_agent_engine(catalog: Catalog, retriever, writer: ReplyWriter, options: SessionOptions,
                        popularity: dict[str, float], config: object, dataset_name: str | None,
                        agent_options: HarpoOptions | None = None, llm: LLM | None = None,
-                       llm_problem: str | None = None, train: Split | None = None) -> AgentEngine:
+                       llm_problem: str | None = None, train: Split | None = None,
+                       rollout_users: Callable[[DomainAdapter], RolloutUsers] | None = None) -> AgentEngine:
     """``llm``: the chat's client, the Explainer's when ``agent_options.explainer`` is "llm" (``llm_problem``:
     why there is none, recorded on each turn that wanted it); ``train``: the split CHARM's answer models read
-    (with quality weights on satisfaction or engagement)."""
-    agent = HarpoAgent.build(catalog, retriever, agent_options or HarpoOptions(slate=options.top), dataset_name,
-                             llm, llm_problem, train)
-    return AgentEngine(catalog, agent, writer, options, popularity, config)
+    (with quality weights on satisfaction or engagement); ``rollout_users``: makes STAR's simulated users for
+    ``agent_options.search.kind = "rollout"`` (the simulator lives above serve, so its caller passes them)."""
+    agent_options = agent_options or HarpoOptions(slate=options.top)
+    agent = HarpoAgent.build(catalog, retriever, agent_options, dataset_name, llm, llm_problem, train)
+    if agent_options.search.kind == "rollout" and rollout_users is None:
+        raise ConfigError("search.kind = 'rollout' needs simulated users to play ahead with: `convrec chat` gives "
+                          "them; elsewhere use search.kind = 'value'")
+    users = rollout_users(agent.ctx.adapter) if rollout_users is not None else None
+    # (kind "value" without a network is refused by HarpoOptions; a network that is not there by its loader)
+    return AgentEngine(catalog, agent, writer, options, popularity, config,
+                       StarSearch.build(agent_options.search, users))

@@ -9,14 +9,18 @@ take minutes at every start (``retriever_options`` sets them).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from convrec.agent.config import HarpoOptions
+from convrec.agent.domain import DomainAdapter
+from convrec.agent.search.star import RolloutUsers
 from convrec.catalog.titles import TitleLinker
 from convrec.catalog.vocabulary import domain_for
 from convrec.data.dataset import CRSDataset, Split
+from convrec.errors import ConfigError
 from convrec.llm import LLM, LLMConfig, build_llm
 from convrec.rerank.listwise import ListwiseOptions, ListwiseReranker
 from convrec.rerank.pointwise import PointwiseOptions, PointwiseReranker
@@ -93,13 +97,14 @@ def build_reranker(dataset: CRSDataset, config: ChatConfig, llm: LLM) -> Reranke
 
 
 def build_engine(dataset: CRSDataset, config: ChatConfig, llm: LLM | None = None,
-                 retriever: Recommender | None = None, *, resources: Resources | None = None) -> Engine:
+                 retriever: Recommender | None = None, *, resources: Resources | None = None,
+                 rollout_users: Callable[[DomainAdapter], RolloutUsers] | None = None) -> Engine:
     """An engine ready for any number of sessions. ``llm`` replaces the one ``config.llm`` describes, which is
     otherwise ``resources``' client of that config (closed by ``resources.close()``), or without
     ``resources`` built here (which loads a local model; the caller closes it); ``retriever`` replaces building
     and fitting one (with ``resources``). The prompts and replies speak of the dataset's items (books, movies)
     in its words: the domain of ``dataset`` replaces the config's (``engine.config`` is the config it ran
-    with)."""
+    with). ``rollout_users``: the simulated users of the agent's STAR roll-outs (search.kind = "rollout")."""
     catalog = dataset.catalog
     domain = domain_for(dataset.name, catalog)
     config = config.model_copy(update={"prompt": config.prompt.model_copy(update={"domain": domain})})
@@ -114,10 +119,16 @@ def build_engine(dataset: CRSDataset, config: ChatConfig, llm: LLM | None = None
     popularity = dict(zip(catalog.ids, counts.tolist(), strict=True))
     options = config.session.model_copy(update={"window_chars": config.prompt.context_chars})
     if config.agent == "harpo":
-        agent_options = HarpoOptions(**{"retriever": config.retriever_name, "slate": options.top,
-                                        **config.agent_options})
+        try:
+            agent_options = HarpoOptions(**{"retriever": config.retriever_name, "slate": options.top,
+                                            **config.agent_options})
+        except ValidationError as err:  # one line, naming the option (--agent-set, or [engine] agent_options)
+            problem = err.errors()[0]
+            field = ".".join(str(p) for p in problem["loc"])
+            raise ConfigError(f"agent option {field!r}: {problem['msg'].removeprefix('Value error, ')} "
+                              "(see `convrec recommenders`, harpo)") from None
         # the agent's Explainer (explainer = llm) rewrites its replies with the chat's own LLM client
         return build_agent_engine(catalog, retriever, writer, options, popularity, config, dataset.name,
                                   agent_options, llm=llm, llm_problem=None if llm is not None else NO_CHAT_LLM,
-                                  train=train)
+                                  train=train, rollout_users=rollout_users)
     return Engine(catalog, retriever, writer, reranker, options, popularity, config)

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from convrec.agent.maven import CritiqueNote
+from convrec.agent.search.star import SearchTrace
 from convrec.agent.vto import VTOCall
 from convrec.catalog.items import Catalog
 from convrec.catalog.mentions import TitleMention
@@ -106,6 +107,8 @@ class TurnRecord(BaseModel):
     critique: tuple[CritiqueNote, ...] = ()
     reasons: tuple[str, ...] = ()
     constraints: tuple[str, ...] = ()
+    asked: str | None = None  # the attribute the agent asked about (action "ask")
+    search: SearchTrace | None = None  # STAR's searched tree, when the agent chose its move by search
 
     def to_json(self, catalog: Catalog) -> dict[str, Any]:
         return {
@@ -135,7 +138,9 @@ class TurnRecord(BaseModel):
             **({"agent": {"action": self.action, "reasons": list(self.reasons),
                           "constraints": list(self.constraints),
                           "critique": [note.model_dump(mode="json") for note in self.critique],
-                          "vto_calls": [call.model_dump(mode="json") for call in self.vto_calls]}}
+                          "vto_calls": [call.model_dump(mode="json") for call in self.vto_calls],
+                          "asked": self.asked,
+                          "search": self.search.model_dump(mode="json") if self.search is not None else None}}
                if self.action is not None else {}),
         }
 

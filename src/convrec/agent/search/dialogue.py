@@ -64,6 +64,7 @@ class Reply:
     slate: tuple[str, ...] = ()
     ask_about: str | None = None
     scores: np.ndarray | None = None
+    reasons: tuple[str, ...] = ()  # the Explainer's reason for each item of the slate
 
 
 @dataclass
@@ -95,6 +96,7 @@ class AgentDialogue:
     last_slate: tuple[str, ...] = ()
     asked: tuple[str, ...] = ()  # attributes asked about in the played turns
     played: int = 0  # system turns played
+    marks: tuple[tuple[str, str], ...] = ()  # the seeker's explicit marks (a chat's /like, /dislike, /seen)
 
     @classmethod
     def start(cls, agent: HarpoAgent, dialogue_id: str, context: Sequence[Turn], exclude: Iterable[str] = (),
@@ -121,7 +123,7 @@ class AgentDialogue:
         agent = self.agent
         options = agent.ctx.options.model_copy(update={"slate": self.slate_size, "ask_first": ask_first})
         ctx = replace(agent.ctx, retriever=PrecomputedScores(agent.ctx.retriever, scores), options=options)
-        return agent.respond(self.view(), scores=scores, last_proposed=self.last_slate, ctx=ctx)
+        return agent.respond(self.view(), self.marks, scores=scores, last_proposed=self.last_slate, ctx=ctx)
 
     def options(self, spread: bool = True, asks: int = 2) -> Options:
         """The greedy answer and the moves of this turn: ``spread``, a varied slate too; ``asks``, questions
@@ -199,14 +201,16 @@ class AgentDialogue:
         turn = options.recommending
         slate = tuple(move.slate)
         if move.label == "recommend":
-            text = turn.reply
+            text, reasons = turn.reply, turn.reasons
         else:
-            text = ExplainerAgent(agent.ctx).reply(self.view(), slate, turn.state, None, turn.relaxed).text
+            explained = ExplainerAgent(agent.ctx).reply(self.view(), slate, turn.state, None, turn.relaxed)
+            text, reasons = explained.text, explained.reasons
         ranking = self.ranking(move, options)  # before the slate joins what was proposed (and is never again)
         self.proposed.update(slate)
         self.last_slate = slate
         self.turns.append(Turn("recommender", text, slate))
-        return Reply("recommend" if slate else "chat", text, slate, scores=ranking)
+        return Reply("recommend" if slate else "chat", text, slate, scores=ranking,
+                     reasons=tuple(r.text for r in reasons))
 
     def ranking(self, move: Move, options: Options) -> np.ndarray:
         """The slate first, in its order, then the rest of the agent's draft, then the retriever's order;

@@ -95,6 +95,8 @@ class SearchTrace(BaseModel):
                 hits = sum(1 for leaf in node.leaves if leaf.accepted_turn is not None)
                 scores.append(f"roll-outs {node.rollout_value:.3f} ({hits}/{len(node.leaves)} accepted)")
             lines.append(f"{mark} {node.move}" + (f": {'; '.join(scores)}" if scores else ""))
+            if node.slate:
+                lines.append("    slate: " + ", ".join(title(i) for i in node.slate))
             for leaf in node.leaves:
                 end = (f"accepted at turn {leaf.accepted_turn}" if leaf.accepted_turn is not None
                        else f"leaf value {leaf.value:.3f}")

@@ -120,7 +120,14 @@ class Presenter:
                 "recommendations": recommendations, "action": record.action,
                 "recognised": [{"text": m.text, "item_id": m.item_id,
                                 "title": self.catalog.get(m.item_id).display_title} for m in record.mentions],
-                "trace": trace, "seconds": _finite(record.timing.total_s)}
+                "trace": trace, "search": self._search(record), "seconds": _finite(record.timing.total_s)}
+
+    def _search(self, record: TurnRecord) -> dict[str, Any] | None:
+        """STAR's tree when the agent chose its move by search: its nodes, and as text (titles, no facts)."""
+        if record.search is None:
+            return None
+        return {**record.search.model_dump(mode="json"),
+                "text": record.search.render(lambda item_id: self.catalog.get(item_id).display_title)}
 
     def _trace_line(self, line: TraceRecord, item_ids: Sequence[str], withhold: bool) -> dict[str, Any]:
         data = line.model_dump(mode="json")
