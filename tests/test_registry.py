@@ -60,7 +60,7 @@ def test_a_builtin_name_cannot_be_taken_by_another_class():
 
 
 def test_unknown_name_lists_the_known_ones():
-    with pytest.raises(ConfigError, match=r"unknown recommender 'nosuch': choose one of dense-text, ease"):
+    with pytest.raises(ConfigError, match=r"unknown recommender 'nosuch': choose one of bridge, dense-text, ease"):
         RECOMMENDERS.get_class("nosuch")
     assert "nosuch" not in RECOMMENDERS and len(RECOMMENDERS) == len(BUILTIN_RECOMMENDERS)
 

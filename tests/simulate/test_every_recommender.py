@@ -21,6 +21,7 @@ def options(name: str, tmp_path) -> dict:
         "rar": {"retriever": "itemknn", "k": 3, "fusion_weight": 0.5, "llm": {"model": "smollm2-135m"},
                 "llm_cache": False},
         "harpo": {"retriever": "itemknn"},
+        "bridge": {"hidden": 32, "epochs": 3, "batch_size": 32, "run_dir": str(tmp_path / name)},
         "learned-ranker": {"retrievers": {"popularity": {}, "itemknn": {}}, "per_retriever": 10, "min_leaf": 5,
                            "folds": 3, "run_dir": str(tmp_path / name)},
     }[name]
