@@ -31,7 +31,7 @@ def test_each_stage_is_measured_and_a_failed_one_resumes_without_the_ones_before
     ran = tmp_path / "ran.txt"
     allocate = (f"open({str(ran)!r}, 'a').write('big\\n'); block = bytearray(300 * 2**20); "
                 "block[::4096] = b'x' * len(block[::4096])")
-    report_path = tmp_path / "report.json"
+    report_path = tmp_path / "runs" / "report.json"  # a folder that does not exist yet
     failing = [python_stage("big", allocate), python_stage("broken", "import sys; sys.exit(3)")]
     with pytest.raises(StageFailed, match="'broken' failed \\(exit 3\\)"):
         run_stages(failing, report_path, say=lambda text: None)

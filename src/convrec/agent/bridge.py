@@ -205,6 +205,7 @@ class Bridge(Recommender):
         self.reader = ContextReader(resources.encoder(self.config.encoder), resources.cache_dir,
                                     self.config.context_chars)
         self.network: BridgeNetwork | None = None
+        self._items: np.ndarray | None = None
         self.domain = catalog.name
         self.report: dict[str, Any] = {}
 
@@ -263,7 +264,9 @@ class Bridge(Recommender):
     def score(self, samples: Sequence[ContextView]) -> np.ndarray:
         if self.network is None:
             raise RuntimeError("bridge: fit() or a checkpoint first")
-        items = self.reader.item_vectors(self.catalog)
+        if self._items is None:  # read from the cache once, not on every turn of a conversation
+            self._items = self.reader.item_vectors(self.catalog)
+        items = self._items
         contexts = self.reader.read(samples, self.catalog, items)
         return predict(self.network, contexts, items, self.domain)
 
@@ -361,13 +364,12 @@ def train_bridge(domains: Sequence[DomainData], options: BridgeOptions,
     started = time.perf_counter()
     for epoch in range(1, options.epochs + 1):
         network.train()
-        batches = [(d, order[s : s + options.batch_size])
-                   for d in range(len(domains))
-                   for order in [rng.permutation(len(targets[d]))]
-                   for s in range(0, len(order), options.batch_size)]
+        per_domain = [[order[s : s + options.batch_size] for s in range(0, len(order), options.batch_size)]
+                      for order in (rng.permutation(len(t)) for t in targets)]
         if options.mixing == "equal":  # the first batches of each domain's fresh order, as many as the smallest has
-            per_domain = min(math.ceil(len(t) / options.batch_size) for t in targets)
-            batches = [b for d in range(len(domains)) for b in [x for x in batches if x[0] == d][:per_domain]]
+            keep = min(len(found) for found in per_domain)
+            per_domain = [found[:keep] for found in per_domain]
+        batches = [(d, rows) for d, found in enumerate(per_domain) for rows in found]
         rng.shuffle(batches)
         seen_per_domain = {domains[d].name: 0 for d in range(len(domains))}
         for d, rows in batches:

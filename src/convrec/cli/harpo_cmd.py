@@ -15,6 +15,7 @@ when the pipeline is run again, and a stage that finished before is skipped (the
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import subprocess
 import sys
@@ -31,9 +32,6 @@ from convrec.errors import ConvrecError
 from convrec.io import write_json
 
 console = Console(stderr=True)
-
-STAGES = ("lrurec-text", "learned-ranker", "quality", "bridge", "star")
-
 
 # A stage runs under this small stdlib-only wrapper, which waits for it and writes its peak resident memory
 # (KiB) to argv[1]. Why not read it here: on Linux a child's peak counts the memory of the process it was forked
@@ -95,14 +93,12 @@ def harpo_stages(dataset: str, runs: Path, bridge_also: list[str] | None = None,
     return stages
 
 
-def run_stages(stages: list[Stage], report_path: Path, say=console.print,
-               env: dict[str, str] | None = None) -> dict[str, Any]:
+def run_stages(stages: list[Stage], report_path: Path, say=console.print) -> dict[str, Any]:
     """Runs each stage not finished before (by the report at ``report_path``, same command), in order, writing
     the report after each; a failed stage raises :class:`StageFailed` and leaves the report saying so."""
+    report_path.parent.mkdir(parents=True, exist_ok=True)  # the wrapper writes each stage's peak beside the report
     report: dict[str, Any] = {"stages": {}}
     if report_path.is_file():
-        import json
-
         try:
             report = json.loads(report_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
@@ -116,7 +112,7 @@ def run_stages(stages: list[Stage], report_path: Path, say=console.print,
         say(f"[bold]{stage.name}[/bold]: {stage.what}\n  $ {stage.command}")
         started = time.perf_counter()
         peak_file = report_path.with_name(f".{report_path.name}.{stage.name}.peak")
-        process = subprocess.Popen([sys.executable, "-c", MEASURED, str(peak_file), *stage.argv], env=env)
+        process = subprocess.Popen([sys.executable, "-c", MEASURED, str(peak_file), *stage.argv])
         try:
             process.wait()
         except KeyboardInterrupt:

@@ -194,10 +194,10 @@ def build_agent_engine(catalog: Catalog, retriever, writer: ReplyWriter, options
     (with quality weights on satisfaction or engagement); ``rollout_users``: makes STAR's simulated users for
     ``agent_options.search.kind = "rollout"`` (the simulator lives above serve, so its caller passes them)."""
     agent_options = agent_options or HarpoOptions(slate=options.top)
-    agent = HarpoAgent.build(catalog, retriever, agent_options, dataset_name, llm, llm_problem, train)
-    if agent_options.search.kind == "rollout" and rollout_users is None:
+    if agent_options.search.kind == "rollout" and rollout_users is None:  # before the agent's indexes are built
         raise ConfigError("search.kind = 'rollout' needs simulated users to play ahead with: `convrec chat` gives "
                           "them; elsewhere use search.kind = 'value'")
+    agent = HarpoAgent.build(catalog, retriever, agent_options, dataset_name, llm, llm_problem, train)
     users = rollout_users(agent.ctx.adapter) if rollout_users is not None else None
     # (kind "value" without a network is refused by HarpoOptions; a network that is not there by its loader)
     return AgentEngine(catalog, agent, writer, options, popularity, config,
