@@ -118,6 +118,9 @@ class Answer(BaseModel):
     action: str | None = Field(description="the agent's action (recommend, ask, ...); null for the two-stage engine")
     recognised: list[Recognised] = Field(description="titles found in the message and linked to the catalogue")
     trace: list[TraceLine]
+    search: dict[str, Any] | None = Field(None, description="the agent's STAR search when it chose the move by "
+                                          "search (agent_options.search): each move's value, the chosen one and "
+                                          "why, and the tree as text (`text`); null otherwise")
     seconds: float | None
 
 
