@@ -77,8 +77,8 @@ GENERIC = Vocabulary(
 )
 VOCABULARIES: dict[str, Vocabulary] = {vocabulary.domain: vocabulary for vocabulary in (MOVIES, BOOKS, GENERIC)}
 
-BUNDLED_DOMAINS: dict[str, Domain] = {"redial": "movies", "inspired": "movies", "movielens": "movies",
-                                      "opendialkg-books": "books"}
+BUNDLED_DOMAINS: dict[str, Domain] = {"redial": "movies", "redial-joined": "movies", "inspired": "movies",
+                                      "movielens": "movies", "opendialkg-books": "books"}
 # The share of an imported catalogue's items that must name a director (or an author) to read it as movies
 # (or books): a few books in a movie catalogue do not make it a bookshop.
 MAJORITY = 0.5

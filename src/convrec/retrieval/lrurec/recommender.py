@@ -25,7 +25,8 @@ from convrec.data.model import ContextView, Dialogue, RecSample, render_turns
 from convrec.errors import CheckpointError, ConfigError
 from convrec.io import atomic_write, write_json
 from convrec.resources import Resources
-from convrec.retrieval.base import Recommender, RecommenderConfig, register
+from convrec.retrieval.ann import IndexOptions, VectorIndex, build_index
+from convrec.retrieval.base import Candidates, Recommender, RecommenderConfig, register, top_indices
 from convrec.retrieval.lrurec.model import LRURecConfig
 from convrec.retrieval.lrurec.network import ConversationalLRURec
 from convrec.retrieval.lrurec.sequences import (
@@ -79,6 +80,8 @@ class LRURecOptions(RecommenderConfig):
     context_chars: int = Field(600, ge=50, description="most recent characters of the dialogue text used")
     cache_dir: str | None = Field(None, description="embedding cache (default $CONVREC_CACHE_DIR or "
                                   "~/.cache/convrec)")
+    index: IndexOptions = Field(IndexOptions(), description="how retrieve() finds the top items: every item "
+                                "scored below index.exact_below items, an approximate (FAISS) index above")
 
 
 class LRURecTextOptions(LRURecOptions):
@@ -379,6 +382,58 @@ class LRURecRecommender(Recommender):
         with torch.no_grad():
             scores = self.catalogue_logits(*self.inputs(samples))
         return scores.numpy().astype(np.float32)
+
+    # -- retrieval through a vector index ----------------------------------------------------------------------
+
+    def retrieve(self, samples: Sequence[ContextView], k: int, exclude=None, prefer=None) -> list[Candidates]:
+        """Below ``index.exact_below`` items (or with ``index.kind = "exact"``): every item scored, as
+        :meth:`Recommender.retrieve`. Above: the top items of an inner-product index over
+        :meth:`ConversationalLRURec.inner_product_form`'s item vectors, each candidate re-scored exactly; the
+        copy bonus, the preferred and the excluded items are handled exactly, from their own vectors."""
+        if self.config.index.resolved_kind(len(self.catalog)) == "exact":
+            return super().retrieve(samples, k, exclude, prefer)
+        if self.network is None:
+            raise RuntimeError("call fit() (train or load a checkpoint) before retrieve()")
+        self.network.eval()
+        with torch.no_grad():
+            tokens, text = self.inputs(samples)
+            queries, items = self.network.inner_product_form(tokens, text)
+        queries = queries.numpy().astype(np.float32)
+        index = self.vector_index(items)
+        excluded = [set(self.catalog.indices(set(exclude[r]))) if exclude is not None else set()
+                    for r in range(len(samples))]
+        preferred = [self.catalog.indices(set(prefer[r])) if prefer is not None else [] for r in range(len(samples))]
+        copy = float(self.network.copy_scale) if self.network.copy_scale is not None else 0.0
+        mentioned = [{int(t) - 1 for t in row if 0 < int(t) <= len(self.catalog)} if copy else set()
+                     for row in tokens.numpy()]
+        fetch = k + max((len(e) for e in excluded), default=0) + max((len(m) for m in mentioned), default=0)
+        found, found_scores = index.search(queries, fetch)
+        out = []
+        for row in range(len(samples)):
+            scores = {int(i): float(v) for i, v in zip(found[row], found_scores[row], strict=True) if i >= 0}
+            exact = mentioned[row] | set(preferred[row])
+            for i in exact:  # exact scores for the items the index may misplace: mentioned (copy) and preferred
+                scores[i] = float(index.items[i] @ queries[row]) + (copy if i in mentioned[row] else 0.0)
+            columns = np.array([i for i in scores if i not in excluded[row]], dtype=np.int64)
+            values = np.array([scores[i] for i in columns], dtype=np.float64)
+            if len(columns) < min(k, len(self.catalog) - len(excluded[row])):  # too few left: score every item
+                values = index.items @ queries[row] + copy * np.isin(np.arange(len(index)), list(mentioned[row]))
+                columns = np.arange(len(index))
+                keep = ~np.isin(columns, list(excluded[row]))
+                columns, values = columns[keep], values[keep]
+            position = {int(c): p for p, c in enumerate(columns)}
+            top = top_indices(values, k, (), [position[i] for i in preferred[row] if i in position])
+            out.append(Candidates([self.catalog.id_at(int(columns[t])) for t in top], values[top].astype(np.float64)))
+        return out
+
+    def vector_index(self, items: torch.Tensor | np.ndarray) -> VectorIndex:
+        """The index over the current item vectors, built (or loaded from the cache) once per weights."""
+        vectors = np.ascontiguousarray(np.asarray(items, dtype=np.float32))
+        key = (vectors.shape, zlib.crc32(vectors.tobytes()))
+        if getattr(self, "_index_key", None) != key:
+            self._index = build_index(vectors, self.config.index, self.cache_dir)
+            self._index_key = key
+        return self._index
 
     def save_checkpoint(self, run_dir: Path, extra: dict[str, Any] | None = None) -> None:
         """Write the current weights as a run dir that ``checkpoint=`` loads (model.safetensors, then
