@@ -114,3 +114,13 @@ def test_world():
     import worlds
 
     return worlds.world()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A private single-node Ray cluster of 2 CPUs in this process (what ``--ray-address local`` starts), for
+    the tests of the distributed LLM path; skipped where Ray is not installed (it is an extra: convrec[ray])."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()

@@ -167,3 +167,12 @@ def test_results_writes_valid_json_with_null_for_undefined_metrics(run_cli, insp
     assert result.rc == 0, result.err
     [row] = strict_json((tmp_path / "res" / "mini.json").read_text())["results"]
     assert row["n_samples"] == 1 and None in row["metrics"].values()
+
+
+def test_ray_options_need_a_recommender_that_asks_an_llm(run_cli, inspired_args, no_work):
+    result = run_cli("eval", "--dataset", "inspired", "--recommender", "popularity", "--ray-address", "auto",
+                     *inspired_args)
+    assert result.failed_with("--ray-address: recommender 'popularity' asks no LLM (rar does)")
+    result = run_cli("eval", "--dataset", "inspired", "--recommender", "rar", "--ray-address", "auto",
+                     "--ray-workers", "0", *inspired_args)
+    assert result.failed_with("--ray-workers must be at least 1, got 0")

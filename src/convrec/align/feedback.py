@@ -17,12 +17,14 @@ LLM score keep the retriever's order.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 from pydantic import BaseModel
 
 from convrec.data.model import RecSample
+from convrec.llm.affinity import affinity
 from convrec.rerank.fusion import Normalisation, fused_order, ndcg_at
 from convrec.rerank.pointwise import PointwiseReranker
 
@@ -86,6 +88,8 @@ class LLMFeedback:
         self.normalisation = normalisation
         self.memo: dict[tuple[str, str], float] = {}
         self.counts = FeedbackCounts()
+        # (context key, the missing items asked) -> the LLM's answer being computed (prefetch)
+        self._pending: dict[tuple[str, tuple[str, ...]], Future] = {}
 
     def item_scores(self, sample: RecSample, items: Sequence[str]) -> np.ndarray:
         """(len(items),) P(Yes) per item for this context, asking the LLM only for items not scored yet.
@@ -96,7 +100,9 @@ class LLMFeedback:
         self.counts.item_scores += len(items)
         self.counts.memo_hits += len(items) - len(missing)
         if missing:
-            scores, diagnostics = self.reranker.llm_scores(sample, missing)
+            pending = self._pending.pop((key, tuple(missing)), None)
+            scores, diagnostics = pending.result() if pending is not None else self.reranker.llm_scores(sample,
+                                                                                                           missing)
             self.counts.llm_requests += len(missing)
             self.counts.cache_hits += diagnostics.cache_hits
             self.counts.llm_calls += diagnostics.llm_calls - diagnostics.cache_hits
@@ -108,6 +114,35 @@ class LLMFeedback:
                 self.memo[(key, item)] = float(score)
         return np.asarray([self.memo[(key, item)] for item in items], dtype=np.float64)
 
+    @staticmethod
+    def needed_items(sample: RecSample, sets: Sequence[Sequence[str]]) -> list[str]:
+        """The items whose LLM scores the rewards of ``sets`` need: those of the sets holding the target."""
+        return list(dict.fromkeys(item for items in sets if sample.target in items for item in items))
+
+    def prefetch(self, work: Sequence[tuple[RecSample, Sequence[Sequence[str]]]]) -> None:
+        """Start asking for every context's missing scores at once when the LLM's backend works on several
+        contexts in parallel (Ray workers: ``parallel_contexts``), one context per worker under its affinity
+        key; :meth:`rewards`, called in order afterwards, takes each answer when it needs it. Memo, counts
+        and rewards are then exactly those of asking one context at a time. A no-op for a local model."""
+        parallel = int(getattr(self.reranker.llm, "parallel_contexts", 1) or 1)
+        if parallel <= 1:
+            return
+        pool = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="convrec-feedback")
+        planned: set[str] = set()
+        for sample, sets in work:
+            key = context_key(sample)
+            missing = [item for item in self.needed_items(sample, sets) if (key, item) not in self.memo]
+            if not missing or key in planned:  # a context seen twice is asked when its turn comes
+                continue
+            planned.add(key)
+
+            def ask(sample: RecSample = sample, missing: list[str] = missing, key: str = key):
+                with affinity(key):
+                    return self.reranker.llm_scores(sample, missing)
+
+            self._pending[(key, tuple(missing))] = pool.submit(ask)
+        pool.shutdown(wait=False)
+
     def rewards(self, sample: RecSample, sets: Sequence[Sequence[str]],
                 retriever_scores: Sequence[np.ndarray]) -> list[SetReward]:
         """The reward of each candidate set of one context. ``retriever_scores[g]`` are the retriever's scores
@@ -115,9 +150,9 @@ class LLMFeedback:
         if len(sets) != len(retriever_scores):
             raise ValueError(f"{len(sets)} sets but {len(retriever_scores)} score vectors")
         with_target = {g for g, items in enumerate(sets) if sample.target in items}
-        needed = [item for g in sorted(with_target) for item in sets[g]]
+        needed = self.needed_items(sample, sets)
         if needed:  # every item that matters, in one batch: the dialogue prefix is read once
-            self.item_scores(sample, list(dict.fromkeys(needed)))
+            self.item_scores(sample, needed)
         self.counts.sets += len(sets)
         self.counts.sets_with_target += len(with_target)
         key = context_key(sample)

@@ -236,10 +236,11 @@ class Aligner:
         asked = 0 if config.method == "nll" else len(samples)  # the control asks nothing; rewards stay 0
         progress = tqdm(range(asked), desc=f"round {number}/{config.rounds}: LLM feedback", unit="context",
                         leave=False, disable=None if config.progress and asked else True)
+        item_sets = [[[ids[j] for j in sets[row, g].tolist()] for g in range(groups)] for row in range(asked)]
+        self.feedback.prefetch([(samples[row], item_sets[row]) for row in range(asked)])  # Ray: all at once
         for row in progress:
-            item_sets = [[ids[j] for j in sets[row, g].tolist()] for g in range(groups)]
             set_scores = [logits[row, sets[row, g]].numpy() for g in range(groups)]
-            for g, result in enumerate(self.feedback.rewards(samples[row], item_sets, set_scores)):
+            for g, result in enumerate(self.feedback.rewards(samples[row], item_sets[row], set_scores)):
                 rewards[row, g] = result.reward
                 if result.target_rank is not None:
                     hit_sets.append(result)

@@ -11,7 +11,15 @@ from typing import Any
 from pydantic import ValidationError
 from rich.console import Console
 
-from convrec.cli.common import add_data_options, check_output_dir, data_dir, mirror, parse_options
+from convrec.cli.common import (
+    add_data_options,
+    add_ray_options,
+    check_output_dir,
+    data_dir,
+    mirror,
+    parse_options,
+    ray_settings,
+)
 from convrec.data.load import load_dataset
 from convrec.errors import ConfigError
 
@@ -52,6 +60,7 @@ def add_parser(commands) -> None:
                        "(all of them: convrec align --list-settings)")
     align.add_argument("--list-settings", action="store_true", help="print every setting with its default")
     align.add_argument("-q", "--quiet", action="store_true", help="no per-round log or progress bar")
+    add_ray_options(align, "the feedback collection")
     add_data_options(align)
     align.set_defaults(handler=run_align)
 
@@ -65,7 +74,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError(f"--config {args.config}: cannot be read ({exc.strerror or exc})") from None
         except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"--config {args.config}: not valid TOML ({exc})") from None
-    _merge(settings, parse_options(args.options))
+    _merge(settings, parse_options([*(args.options or []), *ray_settings(args)]))
     settings["checkpoint"] = str(args.checkpoint)
     for key in ("method", "retriever"):
         if getattr(args, key) is not None:

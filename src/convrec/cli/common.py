@@ -19,6 +19,25 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
                         help="local folder holding the public datasets (default: $CONVREC_DATA_MIRROR)")
 
 
+def add_ray_options(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT|local",
+                        help=f"answer {what}'s LLM calls on a Ray cluster: 'auto' (the one this machine belongs to), "
+                        "a head node's HOST:PORT, or 'local' (start one here); each worker a Ray actor holding the "
+                        "model or an endpoint client (llm.base_url), the response cache kept here. Needs "
+                        "`pip install 'convrec[ray]'`; without this option no Ray is started")
+    parser.add_argument("--ray-workers", type=int, default=2, metavar="N",
+                        help="LLM actors on the cluster (default 2); set llm.local.n_threads to the CPUs each gets")
+
+
+def ray_settings(args: argparse.Namespace) -> list[str]:
+    """The ``--set`` pairs that put an ``llm`` on the cluster of ``--ray-address`` (none without it)."""
+    if getattr(args, "ray_address", None) is None:
+        return []
+    if args.ray_workers < 1:
+        raise ConfigError(f"--ray-workers must be at least 1, got {args.ray_workers}")
+    return [f"llm.ray.address={args.ray_address}", f"llm.ray.workers={args.ray_workers}"]
+
+
 def data_dir(args: argparse.Namespace) -> Path:
     return args.data_dir or default_data_dir()
 

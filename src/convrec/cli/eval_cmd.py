@@ -21,12 +21,14 @@ from rich.console import Console
 
 from convrec.cli.common import (
     add_data_options,
+    add_ray_options,
     check_output_dir,
     check_output_file,
     check_positive,
     data_dir,
     mirror,
     parse_options,
+    ray_settings,
 )
 from convrec.data.dataset import CRSDataset
 from convrec.data.load import available_datasets, load_dataset
@@ -83,6 +85,7 @@ def add_parsers(commands) -> None:
     ev.add_argument("--seed", type=int, default=0, help="seed for subsets and tie-breaking (default 0)")
     ev.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="write the result as JSON")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_ray_options(ev, "rar")
     add_data_options(ev)
     ev.set_defaults(handler=run_eval)
 
@@ -151,12 +154,15 @@ def _check_eval_arguments(args: argparse.Namespace) -> None:
         loaders = sorted(n for n, cls in RECOMMENDERS.items() if "checkpoint" in cls.config_class.model_fields)
         raise ConfigError(f"--checkpoint: recommender {args.recommender!r} does not load checkpoints; "
                           f"{', '.join(loaders)} do")
+    ray_settings(args)  # --ray-workers checked
+    if args.ray_address is not None and "llm" not in recommender.config_class.model_fields:
+        raise ConfigError(f"--ray-address: recommender {args.recommender!r} asks no LLM (rar does)")
 
 
 def run_eval(args: argparse.Namespace) -> int:
     _check_eval_arguments(args)
     dataset = load_dataset(args.dataset, data_dir(args), mirror(args), progress=not args.quiet)
-    options = parse_options(args.options)
+    options = parse_options([*(args.options or []), *ray_settings(args)])
     if args.checkpoint is not None:
         options["checkpoint"] = str(args.checkpoint)
     with Resources.from_env(data_dir=data_dir(args)) as resources:

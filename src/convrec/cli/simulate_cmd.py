@@ -13,11 +13,13 @@ from rich.table import Table
 
 from convrec.cli.common import (
     add_data_options,
+    add_ray_options,
     check_output_file,
     check_positive,
     data_dir,
     mirror,
     parse_options,
+    ray_settings,
 )
 from convrec.data.load import load_dataset
 from convrec.errors import ConfigError
@@ -77,6 +79,7 @@ def add_parser(commands) -> None:
                      help="episodes played at once on threads (useful when the system waits on a server)")
     sim.add_argument("--json", type=Path, default=None, metavar="OUT.json", help="write the result as JSON")
     sim.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_ray_options(sim, "the llm user's (and rar's)")
     add_data_options(sim)
     sim.set_defaults(handler=run_simulate)
 
@@ -109,13 +112,20 @@ def _config(args: argparse.Namespace) -> SimulationConfig:
         raise ConfigError(f"--seed must be a non-negative integer, got {args.seed}")
     recommender_class(args.recommender)  # an unknown name lists the known ones
     check_system_kind(args.system, args.recommender)
+    ray = ray_settings(args)
+    system_asks = "llm" in recommender_class(args.recommender).config_class.model_fields
+    user_asks = "llm" in user_class(args.user).options_class.model_fields
+    if ray and not (system_asks or user_asks):
+        raise ConfigError(f"--ray-address: neither recommender '{args.recommender}' nor user '{args.user}' asks an "
+                          "LLM (the llm user and rar do)")
     try:
-        user_options = user_class(args.user).options_class(**parse_options(args.user_options))
+        user_options = user_class(args.user).options_class(
+            **parse_options([*(args.user_options or []), *(ray if user_asks else [])]))
     except ValidationError as err:
         problem = err.errors()[0]
         raise ConfigError(f"--user-set {'.'.join(str(p) for p in problem['loc'])}: {problem['msg']}") from None
     try:
-        return SimulationConfig(dataset=args.dataset, recommender=args.recommender, options=parse_options(args.options),
+        return SimulationConfig(dataset=args.dataset, recommender=args.recommender, options=parse_options([*(args.options or []), *(ray if system_asks else [])]),
                                 system=args.system, user=args.user, user_options=user_options, split=args.split,
                                 protocol=Protocol(args.protocol), turns=args.turns, slate=args.slate,
                                 episodes=args.episodes, seed=args.seed)

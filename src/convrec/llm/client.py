@@ -19,6 +19,7 @@ request tries the endpoint again.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import random
 import threading
@@ -82,6 +83,11 @@ class LLMClient:
         self._endpoint_lock = threading.Lock()
 
     @property
+    def parallel_contexts(self) -> int:
+        """How many dialogues callers should work on at once: the backend's workers (Ray), else 1."""
+        return int(getattr(self.backend, "parallel_contexts", 1))
+
+    @property
     def usage(self) -> Usage:
         """Calls, cache hits, retries, tokens and estimated cost since the client was built or reset."""
         return self._meter.snapshot()
@@ -132,9 +138,12 @@ class LLMClient:
         """
         if not requests:
             return []
+        if getattr(self.backend, "complete_batch", None) is not None and len(requests) > 1:
+            return self._complete_batch(list(requests), return_exceptions)
         workers = max(1, min(max_workers or self.max_concurrency, len(requests)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="convrec-llm") as pool:
-            futures = [pool.submit(self.complete, request) for request in requests]
+            # Each thread runs in a copy of the caller's context: the affinity key (convrec.llm.affinity) holds.
+            futures = [pool.submit(contextvars.copy_context().run, self.complete, request) for request in requests]
         results: list[ChatResponse | BaseException] = []
         for future in futures:
             error = future.exception()
@@ -142,6 +151,67 @@ class LLMClient:
                 raise error
             results.append(error if error is not None else future.result())
         return results
+
+    def _complete_batch(self, requests: list[ChatRequest],
+                        return_exceptions: bool) -> list[ChatResponse | BaseException]:
+        """:meth:`complete_many` for a backend that answers a context's requests as one batch (the local model,
+        Ray workers): what the cache knows comes from it, the rest goes to the backend in one call, in order,
+        retried whole on a transient failure. The batch's answers depend on the batch alone (see
+        :meth:`LocalLLM.complete_batch`), so a run gives the same bytes locally and on any worker, and a
+        worker that dies mid-batch is replaced by a whole new batch, never half of one."""
+        keys = [request_key(self.backend.backend, self.backend.identity, r) for r in requests]
+        started = [self._meter.call_started() for _ in requests]
+        results: list[ChatResponse | BaseException | None] = [None] * len(requests)
+        try:
+            for number, key in enumerate(keys):
+                cached = self.cache.get(key) if self.cache is not None else None
+                if cached is not None:
+                    results[number] = cached.model_copy(update={"latency_s": time.monotonic() - started[number]})
+                    self._meter.call_finished(started[number], cached=True)
+            missing = list(dict.fromkeys(keys[n] for n, r in enumerate(results) if r is None))
+            if missing:
+                first = {key: keys.index(key) for key in missing}
+                batch = [requests[first[key]] for key in missing]
+
+                def attempt() -> list[ChatResponse | BaseException]:
+                    with self._slots:
+                        self._meter.count("backend_calls", len(batch))
+                        return self.backend.complete_batch(batch)
+
+                def on_retry(retry_number: int, error: TransientLLMError, delay_s: float) -> None:
+                    self._meter.count("retries")
+                    log.warning("%s: batch retry %d in %.2f s after: %s", self._describe(), retry_number, delay_s,
+                                error)
+
+                answers = call_with_retries(attempt, self.retry, self._describe(), self._sleep, self._rng, on_retry)
+                by_key = dict(zip(missing, answers, strict=True))
+                for key, answer in by_key.items():
+                    if isinstance(answer, ChatResponse):
+                        self._store(key, requests[first[key]], answer)
+                for number, key in enumerate(keys):
+                    if results[number] is not None:
+                        continue
+                    answer = by_key[key]
+                    results[number] = answer
+                    if isinstance(answer, ChatResponse):
+                        shared = number != first[key]
+                        self._meter.call_finished(started[number], cached=shared,
+                                                  prompt_tokens=0 if shared else answer.prompt_tokens,
+                                                  completion_tokens=0 if shared else answer.completion_tokens)
+                    else:
+                        self._meter.call_finished(started[number], failed=True)
+        except BaseException as exc:
+            for number, result in enumerate(results):
+                if result is None:
+                    self._meter.call_finished(started[number], failed=True)
+                    results[number] = exc
+            if not return_exceptions:
+                raise
+        if not return_exceptions:
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+        return results  # type: ignore[return-value]
 
     def close(self) -> None:
         self.backend.close()

@@ -59,6 +59,20 @@ class LocalOptions(BaseModel):
     log_verbosity: int = 0  # llama.cpp log threshold; 0 keeps it quiet
 
 
+class RayOptions(BaseModel):
+    """Where and how many LLM workers run."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    address: str = Field(description="'auto' (the cluster this machine belongs to, or $RAY_ADDRESS), "
+                         "'HOST:PORT' or 'ray://HOST:PORT' of a head node, or 'local' (start one here)")
+    workers: int = Field(2, ge=1, description="LLM actors; each holds one model or one endpoint client")
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs Ray reserves per actor (set llm.local.n_threads "
+                                   "to match for a local model)")
+    cpus: int | None = Field(None, ge=1, description="address 'local' only: CPUs of the cluster started here "
+                             "(default: every core)")
+
+
 class LLMConfig(BaseModel):
     """One LLM client: backend, model, timeouts, retries, cache, concurrency and prices.
 
@@ -83,6 +97,7 @@ class LLMConfig(BaseModel):
     max_concurrency: int = Field(default=4, ge=1)
     prices: Prices | None = None
     local: LocalOptions = Field(default_factory=LocalOptions)
+    ray: RayOptions | None = None  # LLM workers as Ray actors (convrec.llm.ray_backend); None: in this process
 
     @field_validator("base_url")
     @classmethod

@@ -10,7 +10,12 @@ from convrec.llm.types import Backend
 
 
 def build_backend(config: LLMConfig) -> Backend:
-    """The bare backend (one attempt per call, no cache); the local one loads its model now."""
+    """The bare backend (one attempt per call, no cache); the local one loads its model now, the Ray one
+    starts its workers (each builds the same backend, without ``ray``, where it runs)."""
+    if config.ray is not None:
+        from convrec.llm.ray_backend import RayBackend  # imports Ray only for users of a cluster
+
+        return RayBackend(config, config.ray)
     if config.backend == "local":
         from convrec.llm.local import LocalLLM  # loads llama.cpp only for users of the local backend
 

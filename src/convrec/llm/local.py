@@ -68,14 +68,35 @@ class LocalLLM:
         return f"{self._require_server().listening_address}/v1"
 
     def complete(self, request: ChatRequest) -> ChatResponse:
+        with self._slots:
+            return self._generate(request)
+
+    def complete_batch(self, requests: list[ChatRequest]) -> list[ChatResponse | LLMRequestError]:
+        """The requests of one context (e.g. one dialogue's pointwise questions), in order on one slot: the
+        first reads its whole prompt afresh, the others reuse the prefix it left in the slot's cache. So the
+        answers depend on the batch alone, never on what the slot served before: a batch gives the same
+        bytes in any process, after any history (with one slot: ``n_parallel = 1``, the default). A request
+        the model refuses is returned in place; a timeout fails the batch (the client retries it whole)."""
+        out: list[ChatResponse | LLMRequestError] = []
+        with self._slots:
+            for number, request in enumerate(requests):
+                try:
+                    out.append(self._generate(request, fresh=number == 0))
+                except LLMRequestError as exc:
+                    out.append(exc)
+        return out
+
+    def _generate(self, request: ChatRequest, fresh: bool = False) -> ChatResponse:
         server = self._require_server()
         started = time.monotonic()
-        with self._slots:
-            collector = _StreamCollector(deadline=time.monotonic() + self.timeout_s, sink=active_sink())
-            try:
-                server.handle_chat_completions(self._body(request), collector)
-            except ValueError as exc:  # llama.cpp's way of saying 400 (bad messages, bad schema)
-                raise LLMRequestError(f"llama.cpp rejected the request for {self.model.name}: {exc}") from exc
+        collector = _StreamCollector(deadline=time.monotonic() + self.timeout_s, sink=active_sink())
+        body = self._body(request)
+        if fresh:
+            body["cache_prompt"] = False
+        try:
+            server.handle_chat_completions(body, collector)
+        except ValueError as exc:  # llama.cpp's way of saying 400 (bad messages, bad schema)
+            raise LLMRequestError(f"llama.cpp rejected the request for {self.model.name}: {exc}") from exc
         collector.raise_failure(self.model.name, self.timeout_s)
         return ChatResponse(
             text="".join(collector.text_parts),

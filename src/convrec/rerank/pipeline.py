@@ -26,6 +26,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -39,6 +40,7 @@ from convrec.data.dataset import Split
 from convrec.data.model import ContextView
 from convrec.errors import ConfigError
 from convrec.llm import LLM, LLMConfig
+from convrec.llm.affinity import affinity
 from convrec.llm.errors import LLMUnavailableError
 from convrec.rerank.fusion import DEFAULT_GRID, FusionChoice, Normalisation, choose_weight
 from convrec.rerank.listwise import ListwiseOptions, ListwiseReranker
@@ -213,14 +215,14 @@ class RAR(Recommender):
         retrieval_s = (time.monotonic() - started) / max(len(samples), 1)
         candidates = self.candidates(samples, retrieved)
         rankings = []
-        progress = tqdm(zip(samples, candidates, strict=True), total=len(samples), desc=description,
-                        unit="turn", leave=False, disable=None)
-        for sample, (ids, scores) in progress:
-            ranking = reranker.rerank(sample, ids, scores)
+        progress = tqdm(total=len(samples), desc=description, unit="turn", leave=False, disable=None)
+        for _sample, (ids, _scores), ranking in rerank_in_order(reranker, samples, candidates):
+            progress.update()
             _check_grounded(ranking, ids, self.catalog)
             stats.add(ranking, retrieval_s, listwise=isinstance(reranker, ListwiseReranker))
             rankings.append(ranking)
             self._check_transport(stats, min_calls=MIN_CALLS_JUDGED)
+        progress.close()
         self._check_transport(stats)
         return retrieved, candidates, rankings
 
@@ -333,6 +335,29 @@ def place_above(row: np.ndarray, order: Sequence[int]) -> None:
 def _aligned_llm_scores(ranking: Ranking, candidate_ids: Sequence[str]) -> np.ndarray:
     by_id = ranking.llm_scores_by_item()
     return np.asarray([by_id[item_id] for item_id in candidate_ids])
+
+
+def rerank_in_order(reranker: Reranker, samples: Sequence[ContextView],
+                    candidates: Sequence[tuple[list[str], np.ndarray]]):
+    """``(sample, candidates, ranking)`` in sample order. When the LLM's backend works on several dialogues
+    at once (Ray workers: ``parallel_contexts``), that many samples are re-ranked concurrently, each under its
+    own affinity key so one worker answers all of a sample's requests (its prompt prefix stays cached there);
+    otherwise one at a time, as :meth:`Reranker.rerank_many` explains. The rankings are the same either way."""
+    parallel = int(getattr(getattr(reranker, "llm", None), "parallel_contexts", 1) or 1)
+    pairs = list(zip(samples, candidates, strict=True))
+
+    def one(index: int) -> Ranking:
+        sample, (ids, scores) = pairs[index]
+        with affinity(f"{sample.dialogue_id}:{index}"):
+            return reranker.rerank(sample, ids, scores)
+
+    if parallel <= 1 or len(pairs) <= 1:
+        for index, (sample, pair) in enumerate(pairs):
+            yield sample, pair, one(index)
+        return
+    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="convrec-rerank") as pool:
+        for index, ranking in enumerate(pool.map(one, range(len(pairs)))):
+            yield pairs[index][0], pairs[index][1], ranking
 
 
 def _check_grounded(ranking: Ranking, candidates: Sequence[str], catalog: Catalog) -> None:

@@ -181,13 +181,19 @@ class FaissIndex(VectorIndex):
         quantizer = faiss.IndexFlatIP(d)
         index = faiss.IndexIVFFlat(quantizer, d, self.nlist(), faiss.METRIC_INNER_PRODUCT)
         index.verbose = progress
+        index.cp.niter = 10  # FAISS's default 25 k-means rounds cost minutes at millions of items, for little
         sample = self.items
-        if len(sample) > 256 * self.nlist():  # k-means needs no more than this: a seeded sample
-            rows = np.random.default_rng(0).choice(len(sample), 256 * self.nlist(), replace=False)
+        if len(sample) > 64 * self.nlist():  # k-means needs no more than this: a seeded sample
+            rows = np.random.default_rng(0).choice(len(sample), 64 * self.nlist(), replace=False)
             sample = sample[np.sort(rows)]
         index.train(sample)
         index.add(self.items)
         return index
+
+    def tune(self, **search_options: int) -> None:
+        """Change how the index searches (``ef_search``, ``nprobe``) without rebuilding it."""
+        self.options = self.options.model_copy(update=search_options)
+        self._tune()
 
     def _tune(self) -> None:
         if self.kind == "hnsw":

@@ -40,6 +40,7 @@ from convrec.data.model import RecSample
 from convrec.errors import ConfigError, DataError, OutputPathError
 from convrec.evaluate.protocol import Protocol
 from convrec.io import iter_jsonl, sha256_text
+from convrec.llm.affinity import affinity
 from convrec.llm.types import LLM
 from convrec.rerank.pipeline import with_default_cache
 from convrec.resources import Resources
@@ -300,8 +301,9 @@ def _play(todo: Sequence[tuple[int, RecSample]], config: SimulationConfig, syste
 
     def play(entry: tuple[int, RecSample]) -> EpisodeRecord:
         order, sample = entry
-        return run_episode(sample, order, system, users, adapter, config.turns, config.seed, config.user_options,
-                           exclude=sample.context_items if exclude_context else ())
+        with affinity(f"episode-{order}"):  # an episode's LLM calls go to one Ray worker (its prompt prefix)
+            return run_episode(sample, order, system, users, adapter, config.turns, config.seed, config.user_options,
+                               exclude=sample.context_items if exclude_context else ())
 
     bar = tqdm(total=len(todo), desc=f"simulate {config.recommender} {config.dataset}/{config.split}",
                unit="episode", disable=not progress, leave=False)

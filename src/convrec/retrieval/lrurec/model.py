@@ -357,6 +357,36 @@ class LRURec(nn.Module):
         self._frozen_items = None
         self.text_embeddings = text.to(device=self.text_embeddings.device, dtype=self.text_embeddings.dtype)
 
+    @torch.no_grad()
+    def insert_items(self, text: Tensor, bias: float) -> None:
+        """Append items known by their text alone (m, text_dim): rows before BOS with ``delta = 0`` and the
+        given output bias, so a new item's vector is ``text_proj(text)``, what training starts every item
+        from. Only for a model built with ``text_dim`` (an item-id-only model knows nothing of a new item)."""
+        if self.text_embeddings is None or self.delta is None:
+            raise ValueError("items can be added by their text only to a text-initialised model (text_init)")
+        bos = self.config.n_items  # the BOS row; new items go just before it
+        text = text.to(device=self.text_embeddings.device, dtype=self.text_embeddings.dtype)
+
+        def grown(old: Tensor, rows: Tensor) -> Tensor:
+            return torch.cat([old[:bos], rows, old[bos:]])
+
+        self.text_embeddings = grown(self.text_embeddings, text)
+        self.delta = nn.Parameter(grown(self.delta.data, self.delta.new_zeros(len(text), self.delta.shape[1])))
+        self.output_bias = nn.Parameter(grown(self.output_bias.data, self.output_bias.new_full((len(text),), bias)))
+        self.config = self.config.model_copy(update={"n_items": self.config.n_items + len(text)})
+        self._frozen_items = None
+
+    @torch.no_grad()
+    def reset_to_text(self, rows: Tensor, bias: float) -> None:
+        """Forget what training learned of these item rows (``delta = 0``, the given bias): each becomes the
+        item :meth:`insert_items` would add from its text. Measures what adding an item without retraining
+        gives, on items whose true answers are known."""
+        if self.delta is None:
+            raise ValueError("only a text-initialised model (text_init) has items defined by their text")
+        self.delta[rows] = 0.0
+        self.output_bias[rows] = bias
+        self._frozen_items = None
+
     def embed_items(self, item_ids: Tensor) -> Tensor:
         """Rows of E for ``item_ids`` (any shape, long) -> (..., H), without building the whole matrix."""
         if self.item_embedding is not None:

@@ -92,21 +92,28 @@ class ConversationalLRURec(nn.Module):
             hidden = hidden + self.query_proj(queries)
         return hidden
 
+    def item_vectors(self) -> Tensor:
+        """(n_catalogue, D) item vectors ``[E_i, bias_i, text_i]`` (text only with ``text_match``): the item
+        side of :meth:`inner_product_form`."""
+        n = self.token_map.n_items
+        items = [self.lru.item_embeddings()[1 : n + 1], self.lru.output_bias[1 : n + 1, None]]
+        if self.match_scale is not None:
+            items.append(self.lru.text_embeddings[1 : n + 1])
+        return torch.cat(items, dim=1)
+
     def inner_product_form(self, tokens: Tensor, queries: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The score as one inner product: (B, D) query vectors and (n_catalogue, D) item vectors with
         ``queries @ items.T`` equal to :meth:`catalogue_scores` but for the copy bonus (added by the caller to
         the few mentioned items). Items are ``[E_i, bias_i, text_i]``, queries ``[h, 1, match_scale * q]``:
         the output layer, its bias and the text-match cosine in one product, so an inner-product index over
         the items finds exactly the items this model ranks first."""
-        n = self.token_map.n_items
         hidden = self.last_hidden(tokens, queries)
-        items = [self.lru.item_embeddings()[1 : n + 1], self.lru.output_bias[1 : n + 1, None]]
         query = [hidden, hidden.new_ones(len(hidden), 1)]
-        if self.match_scale is not None and queries is not None:
-            text = self.lru.text_embeddings
-            items.append(text[1 : n + 1])
-            query.append(self.match_scale * queries[..., : text.shape[1]])
-        return torch.cat(query, dim=1), torch.cat(items, dim=1)
+        if self.match_scale is not None:
+            text_dim = self.lru.text_embeddings.shape[1]
+            query.append(hidden.new_zeros(len(hidden), text_dim) if queries is None
+                         else self.match_scale * queries[..., :text_dim])
+        return torch.cat(query, dim=1), self.item_vectors()
 
     def catalogue_scores(self, tokens: Tensor, queries: Tensor | None = None) -> Tensor:
         """(B, n_catalogue) scores for the next item, padding and BOS columns removed."""

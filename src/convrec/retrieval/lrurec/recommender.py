@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from convrec.catalog.items import Catalog
+from convrec.catalog.items import Catalog, Item
 from convrec.data.dataset import Split
 from convrec.data.model import ContextView, Dialogue, RecSample, render_turns
 from convrec.errors import CheckpointError, ConfigError
@@ -266,6 +266,9 @@ class LRURecRecommender(Recommender):
         torch.set_num_threads(self.config.train.threads or os.cpu_count() or 1)
         seed_everything(self.config.train.seed)  # before the weights are drawn: a run is reproducible
         self.network = self._build_network()
+        # The columns of the items training mentions: a new item's bias is drawn from theirs (new_item_bias).
+        self.seen_columns = sorted({self.catalog.index_of[i] for d in train.dialogues for t in d.turns
+                                    for i in t.items if i in self.catalog.index_of})
         if self.config.checkpoint:
             self._load(Path(self.config.checkpoint))
             return
@@ -382,6 +385,44 @@ class LRURecRecommender(Recommender):
         with torch.no_grad():
             scores = self.catalogue_logits(*self.inputs(samples))
         return scores.numpy().astype(np.float32)
+
+    # -- new items without retraining ---------------------------------------------------------------------------
+
+    def new_item_bias(self, rule: str = "seen-median") -> float:
+        """The output bias a new item starts with. ``seen-median``: the median over the items training saw as
+        targets (an unseen item's learned bias is pushed down by every softmax it lost, which says nothing of
+        a new item); ``zero``: the initial value. Chosen on validation by ``python -m convrec.evaluate.novel_items``."""
+        if self.network is None:
+            raise RuntimeError("call fit() (train or load a checkpoint) before adding items")
+        bias = self.network.lru.output_bias.detach()[1 : len(self.catalog) + 1]
+        if rule == "zero":
+            return 0.0
+        if rule != "seen-median":
+            raise ConfigError(f"new item bias: unknown rule {rule!r}; expected seen-median or zero")
+        seen = getattr(self, "seen_columns", None)
+        return float((bias[torch.as_tensor(seen)] if seen else bias).median())
+
+    def add_items(self, items: Sequence[Item], bias: float | None = None) -> None:
+        """Add items to the catalogue by their text alone, no retraining: each gets ``text_proj(its text)`` as
+        its vector and ``bias`` (default :meth:`new_item_bias`); an index already built grows in place."""
+        if self.network is None:
+            raise RuntimeError("call fit() (train or load a checkpoint) before adding items")
+        if not self.config.text_init:
+            raise ConfigError(f"recommender '{self.name}': items can be added by their text only with text_init")
+        bias = self.new_item_bias() if bias is None else bias
+        catalog = Catalog([*self.catalog, *items], name=self.catalog.name)  # refuses an id already there
+        vectors = self.encoder.encode([item.text() for item in items])
+        self.network.lru.insert_items(torch.from_numpy(np.asarray(vectors, dtype=np.float32)), bias)
+        self.catalog = catalog
+        self.token_map = TokenMap(len(catalog))
+        self.network.token_map = self.token_map
+        index = getattr(self, "_index", None)
+        if index is not None:
+            self.network.eval()
+            with torch.no_grad():
+                vectors = self.network.item_vectors().numpy().astype(np.float32)
+            index.add(vectors[len(index):])
+            self._index_key = (vectors.shape, zlib.crc32(np.ascontiguousarray(vectors).tobytes()))
 
     # -- retrieval through a vector index ----------------------------------------------------------------------
 
