@@ -68,3 +68,23 @@ def test_a_ratio_metric_differs_by_the_difference_of_its_ratios_with_the_delta_m
     out = paired_differences(half, other, ["rejection_rate"])["rejection_rate"]
     assert out["n"] == 2 and out["diff"] == pytest.approx((1 + 3) / (2 + 3) - (2 + 0) / (2 + 3))
     assert paired_differences(other, other, ["rejection_rate"])["rejection_rate"]["stderr"] == 0.0
+
+
+def test_rows_on_a_dataset_that_shares_the_baseline_datasets_samples_pair_with_the_same_recommender():
+    from convrec.evaluate.paired import add_dataset_differences
+
+    def row(dataset, recommender, n=4):
+        return {"dataset": dataset, "recommender": recommender, "protocol": "standard", "n_samples": n}
+
+    results = [row("redial", "a"), row("redial", "b"), row("redial-joined", "a"), row("redial-joined", "b")]
+    values = [{"recall@10": np.array(v, dtype=float)} for v in
+              ([1, 1, 0, 1], [0, 1, 0, 0], [1, 0, 0, 1], [0, 1, 0, 0])]
+    add_dataset_differences(results, values, "redial", ["recall@10"])
+    assert "paired_dataset" not in results[0] and "paired_dataset" not in results[1]
+    assert results[2]["paired_dataset"]["metrics"]["recall@10"]["diff"] == pytest.approx(-0.25)  # a vs a
+    assert results[3]["paired_dataset"]["metrics"]["recall@10"]["diff"] == 0.0  # b vs b, not vs a
+    assert results[2]["paired_dataset"]["n"] == 4
+    with pytest.raises(ValueError, match="do not share their samples"):
+        add_dataset_differences([row("redial", "a"), row("inspired", "a", 3)], values[:2], "redial", ["recall@10"])
+    with pytest.raises(ValueError, match="none of the datasets"):
+        ResultsExperiment(datasets=["redial"], baseline_dataset="inspired")

@@ -39,11 +39,18 @@ from convrec.evaluate.experiment import (
     load_experiment,
 )
 from convrec.evaluate.harness import evaluate_recommender, without_nan
-from convrec.evaluate.paired import PerSampleValues, Ratio, SampleValues, add_paired_differences
+from convrec.evaluate.paired import (
+    PerSampleValues,
+    Ratio,
+    SampleValues,
+    add_dataset_differences,
+    add_paired_differences,
+)
 from convrec.evaluate.protocol import Protocol
 from convrec.evaluate.report import (
     README_END,
     README_START,
+    dataset_paired_markdown_table,
     markdown_table,
     paired_markdown_table,
     plot_results,
@@ -295,6 +302,11 @@ def run_results(args: argparse.Namespace) -> int:
                     per_sample.append(values)
     if experiment.baseline:
         add_paired_differences(results, per_sample, experiment.baseline, experiment.columns)
+    if experiment.baseline_dataset:
+        try:
+            add_dataset_differences(results, per_sample, experiment.baseline_dataset, experiment.columns)
+        except ValueError as err:
+            raise ConfigError(f"{args.config}: {err}") from None
     results.sort(key=lambda r: (experiment.datasets.index(r["dataset"]), r["protocol"] != "standard"))
     title, samples = f"{experiment.name}: {experiment.split} split, full catalogue", "the same samples"
     if experiment.simulation is not None:
@@ -314,6 +326,10 @@ def run_results(args: argparse.Namespace) -> int:
     table = markdown_table(results, experiment.columns)
     if experiment.baseline:
         table += "\n\n" + paired_markdown_table(results, experiment.baseline, experiment.columns, samples)
+    if experiment.baseline_dataset:
+        across = dataset_paired_markdown_table(results, experiment.baseline_dataset, experiment.columns)
+        table += "\n\n" + across
+        console.print(across)
     if agreement:
         table += "\n\n" + _agreement_text(agreement)
         console.print(_agreement_text(agreement))

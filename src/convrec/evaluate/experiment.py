@@ -111,6 +111,11 @@ class ResultsExperiment(BaseModel):
     baseline: str | None = Field(None, description="label (or name) of one recommender: every other row also "
                                  "gets its paired per-sample difference from it on the same samples, mean ± SE "
                                  "(a second table), which resolves differences the unpaired errors cannot")
+    baseline_dataset: str | None = Field(None, description="one of the datasets, whose samples every other "
+                                         "dataset shares (redial-joined shares redial's, with more distractors): "
+                                         "each row on another dataset also gets its paired per-sample difference "
+                                         "from the same recommender and protocol on this dataset (a table of its "
+                                         "own)")
     recommenders: list[RecommenderEntry] = Field([
         RecommenderEntry(name="popularity"),
         RecommenderEntry(name="repeat"),
@@ -118,6 +123,13 @@ class ResultsExperiment(BaseModel):
         RecommenderEntry(name="ease"),
         RecommenderEntry(name="dense-text"),
     ], min_length=1)
+
+    @model_validator(mode="after")
+    def _known_baseline_dataset(self) -> ResultsExperiment:
+        if self.baseline_dataset is not None and self.baseline_dataset not in self.datasets:
+            raise ValueError(f"baseline_dataset {self.baseline_dataset!r} is none of the datasets "
+                             f"({', '.join(self.datasets)})")
+        return self
 
     @model_validator(mode="after")
     def _known_baseline(self) -> ResultsExperiment:

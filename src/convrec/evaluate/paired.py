@@ -141,6 +141,29 @@ def add_paired_differences(results: list[dict[str, Any]], per_sample: Sequence[S
                                 "metrics": paired_differences(base[key], values, columns)}
 
 
+def add_dataset_differences(results: list[dict[str, Any]], per_sample: Sequence[SampleValues | PerSampleValues],
+                            baseline_dataset: str, columns: list[str]) -> None:
+    """Each result on another dataset gains ``paired_dataset``: its per-sample difference from the same
+    recommender and protocol on ``baseline_dataset``, for datasets that share their samples (the same
+    dialogues and targets, in the same order, as redial-joined shares redial's): a larger catalogue's cost,
+    sample by sample. A different sample count is refused: those datasets share no samples."""
+    base = {(r["recommender"], r["protocol"]): (r, values) for r, values in zip(results, per_sample, strict=True)
+            if r["dataset"] == baseline_dataset}
+    for result, values in zip(results, per_sample, strict=True):
+        key = (result["recommender"], result["protocol"])
+        if result["dataset"] == baseline_dataset or key not in base:
+            continue
+        reference, reference_values = base[key]
+        if reference.get("n_samples") != result.get("n_samples"):
+            raise ValueError(f"{result['dataset']} and {baseline_dataset} do not share their samples "
+                             f"({result.get('n_samples')} vs {reference.get('n_samples')} under {key[1]}): "
+                             "baseline_dataset pairs datasets built on the same dialogues")
+        shared = shared_samples(reference_values, values)
+        result["paired_dataset"] = {"baseline_dataset": baseline_dataset,
+                                    "n": result["n_samples"] if shared is None else shared,
+                                    "metrics": paired_differences(reference_values, values, columns)}
+
+
 def paired_bootstrap(system: np.ndarray, baseline: np.ndarray, clusters: Sequence[str], resamples: int = 2000,
                      seed: int = 0) -> tuple[float, float, float]:
     """The mean per-sample difference ``system - baseline`` and its 95% percentile interval over ``resamples``

@@ -74,15 +74,28 @@ def markdown_table(results: Sequence[dict[str, Any]], columns: Sequence[str] = T
     return "\n".join(lines)
 
 
-def _paired_rows(results: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[list[str]]:
+def _paired_rows(results: Sequence[dict[str, Any]], columns: Sequence[str], key: str = "paired") -> list[list[str]]:
     rows = []
     for r in results:
-        paired = r.get("paired", {}).get("metrics")
+        paired = r.get(key, {}).get("metrics")
         if paired is None:
             continue
         cells = [f"{paired[m]['diff']:+.4f} ± {paired[m]['stderr']:.4f}" if m in paired else "-" for m in columns]
-        rows.append([r["dataset"], r["protocol"], r["recommender"], str(r["paired"].get("n", _n(r))), *cells])
+        rows.append([r["dataset"], r["protocol"], r["recommender"], str(r[key].get("n", _n(r))), *cells])
     return rows
+
+
+def dataset_paired_markdown_table(results: Sequence[dict[str, Any]], baseline_dataset: str,
+                                  columns: Sequence[str]) -> str:
+    """Each row's per-sample difference from the same recommender on ``baseline_dataset`` (same samples)."""
+    header = ["dataset", "protocol", "recommender", "n", *columns]
+    lines = [f"Paired differences from the same recommender on `{baseline_dataset}`, on the same samples (mean ± "
+             "standard error of the per-sample difference):", "", "| " + " | ".join(header) + " |",
+             "|" + "---|" * len(header)]
+    for row in _paired_rows(results, columns, key="paired_dataset"):
+        row[2] = f"`{row[2]}`"
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
 
 
 def paired_markdown_table(results: Sequence[dict[str, Any]], baseline: str, columns: Sequence[str],
