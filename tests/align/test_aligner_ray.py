@@ -15,14 +15,14 @@ from convrec.llm.factory import build_backend
 
 def test_feedback_on_ray_gives_the_local_run(movie_world, sft_run, smollm2, ray_cluster, tmp_path):
     local_client = LLMClient(smollm2, ResponseCache(tmp_path / "local.sqlite"))
-    local = Aligner(movie_world, settings(sft_run), tmp_path / "local", llm=local_client)
+    local = Aligner(movie_world, settings(sft_run, rounds=1), tmp_path / "local", llm=local_client)
     local_history = local.run()
     backend = build_backend(LLMConfig(model="smollm2-135m", timeout_s=60, local=LocalOptions(n_ctx=1024, n_threads=1),
                                       ray=RayOptions(address="local", workers=2)))
     try:
         client = LLMClient(backend, ResponseCache(tmp_path / "ray.sqlite"))
         assert client.parallel_contexts == 2
-        distributed = Aligner(movie_world, settings(sft_run), tmp_path / "ray", llm=client)
+        distributed = Aligner(movie_world, settings(sft_run, rounds=1), tmp_path / "ray", llm=client)
         prefetch, started = distributed.feedback.prefetch, []
 
         def recording_prefetch(work):
@@ -33,7 +33,7 @@ def test_feedback_on_ray_gives_the_local_run(movie_world, sft_run, smollm2, ray_
         history = distributed.run()
     finally:
         backend.close()
-    assert len(started) == 2 and all(started)  # each round asked its contexts at once
+    assert started and all(started)  # the round asked its contexts at once
     assert [h.reward for h in history] == [h.reward for h in local_history]
     assert distributed.feedback.counts == local.feedback.counts
     assert local.feedback.counts.llm_calls > 0

@@ -22,7 +22,7 @@ def test_rar_on_ray_scores_exactly_as_the_local_run_despite_a_killed_worker(worl
     train, _, test = splits
     config = RARConfig(retriever="lrurec", checkpoint=str(lrurec_run), retriever_options=FAST_LRUREC, k=4,
                        fusion_weight=1.0)
-    samples = [sample.view() for sample in test.samples]
+    samples = [sample.view() for sample in test.samples[:8]]  # 32 questions: both workers busy, a kill mid-run
     local = RAR(world.catalog, config, llm=LLMClient(smollm2, ResponseCache(tmp_path / "local.sqlite")))
     local.fit(train)
     expected = local.score(samples)

@@ -444,7 +444,7 @@ class LRURecRecommender(Recommender):
         excluded = [set(self.catalog.indices(set(exclude[r]))) if exclude is not None else set()
                     for r in range(len(samples))]
         preferred = [self.catalog.indices(set(prefer[r])) if prefer is not None else [] for r in range(len(samples))]
-        copy = float(self.network.copy_scale) if self.network.copy_scale is not None else 0.0
+        copy = float(self.network.copy_scale.detach()) if self.network.copy_scale is not None else 0.0
         mentioned = [{int(t) - 1 for t in row if 0 < int(t) <= len(self.catalog)} if copy else set()
                      for row in tokens.numpy()]
         fetch = k + max((len(e) for e in excluded), default=0) + max((len(m) for m in mentioned), default=0)
