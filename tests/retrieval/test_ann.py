@@ -127,3 +127,12 @@ def test_the_copy_bonus_is_added_exactly_through_an_index():
     for sample, a, b in zip(samples, exact.retrieve(samples, 4), indexed.retrieve(samples, 4), strict=True):
         assert a.item_ids == b.item_ids and a.item_ids[0] in sample.context_items  # the bonus at work
         np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-5)
+
+
+def test_a_run_trained_without_an_index_option_resumes_with_one(test_world, tmp_path):
+    """How a trained model is searched is not what is trained: a run dir resumes whatever ``index`` says."""
+    options = {**FAST_LRUREC, "run_dir": str(tmp_path / "run"), "train": {**FAST_LRUREC["train"], "epochs": 2}}
+    build_recommender("lrurec", test_world.catalog, options).fit(test_world.train, test_world.valid)
+    again = build_recommender("lrurec", test_world.catalog, {**options, "index": {"kind": "hnsw"}})
+    again.fit(test_world.train, test_world.valid)  # resumes (finished) instead of refusing the run dir
+    assert again.retrieve([liked("horror0")], 3)[0].item_ids

@@ -68,7 +68,8 @@ QueryFn = Callable[[SequenceExample], np.ndarray | None]  # (n_targets, Dq) text
 
 # Options that may change between a run and its resumption without changing what is being trained.
 _RESUMABLE_CHANGES = {"epochs", "patience", "threads"}
-_LOCATION_OPTIONS = {"run_dir", "checkpoint", "cache_dir"}
+# Options that say where a run lives or how the trained model is searched (index), not what is trained.
+_LOCATION_OPTIONS = {"run_dir", "checkpoint", "cache_dir", "index"}
 
 
 def _resume_key(run_config: dict[str, Any] | None) -> dict[str, Any] | None:
