@@ -89,12 +89,13 @@ def liked(*item_ids: str) -> ContextView:
     return ContextView("d", (Turn("seeker", "I liked these", tuple(item_ids)),))
 
 
-def test_lrurec_text_retrieve_through_an_index_matches_scoring_every_item(test_world, tmp_path):
+@pytest.mark.parametrize("rescore", [0, 200])  # the whole score as one inner product; the item part, re-scored
+def test_lrurec_text_retrieve_through_an_index_matches_scoring_every_item(rescore, test_world, tmp_path):
     options = {**FAST_LRUREC, "text_init": True, "cache_dir": str(tmp_path)}  # text_match on: its term too
     exact = build_recommender("lrurec-text", test_world.catalog, options)
     exact.fit(test_world.train, test_world.valid)
     indexed = build_recommender("lrurec-text", test_world.catalog,
-                                {**options, "index": {"kind": "hnsw", "ef_search": 64}})
+                                {**options, "index": {"kind": "hnsw", "ef_search": 64, "rescore": rescore}})
     indexed.network = exact.network
     samples = [liked("horror0", "horror1"), liked("animation0"), liked("romance0", "horror3")]
     exclude = [["horror0", "horror1"], ["animation0"], []]
@@ -106,6 +107,7 @@ def test_lrurec_text_retrieve_through_an_index_matches_scoring_every_item(test_w
             assert a.item_ids == b.item_ids
             np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5, atol=1e-5)
     assert indexed._index.kind == "hnsw"
+    assert indexed._index.items.shape[1] == (17 if rescore else exact.network.item_vectors().shape[1])  # H + 1
 
 
 def test_the_copy_bonus_is_added_exactly_through_an_index():

@@ -421,6 +421,7 @@ class LRURecRecommender(Recommender):
             self.network.eval()
             with torch.no_grad():
                 vectors = self.network.item_vectors().numpy().astype(np.float32)
+            vectors = np.ascontiguousarray(vectors[:, : self._indexed_columns(vectors.shape[1])])
             index.add(vectors[len(index):])
             self._index_key = (vectors.shape, zlib.crc32(np.ascontiguousarray(vectors).tobytes()))
 
@@ -440,7 +441,9 @@ class LRURecRecommender(Recommender):
             tokens, text = self.inputs(samples)
             queries, items = self.network.inner_product_form(tokens, text)
         queries = queries.numpy().astype(np.float32)
-        index = self.vector_index(items)
+        full = np.ascontiguousarray(items.numpy().astype(np.float32))
+        part = self._indexed_columns(full.shape[1])
+        index = self.vector_index(full[:, :part])
         excluded = [set(self.catalog.indices(set(exclude[r]))) if exclude is not None else set()
                     for r in range(len(samples))]
         preferred = [self.catalog.indices(set(prefer[r])) if prefer is not None else [] for r in range(len(samples))]
@@ -448,24 +451,34 @@ class LRURecRecommender(Recommender):
         mentioned = [{int(t) - 1 for t in row if 0 < int(t) <= len(self.catalog)} if copy else set()
                      for row in tokens.numpy()]
         fetch = k + max((len(e) for e in excluded), default=0) + max((len(m) for m in mentioned), default=0)
-        found, found_scores = index.search(queries, fetch)
+        # rescore: the index searches the item part [E_i, b_i] alone and its best `rescore` come back, to be
+        # scored exactly with the text term; otherwise the index searches the whole score.
+        found = index.candidates(np.ascontiguousarray(queries[:, :part]), max(fetch, self.config.index.rescore))
+        valid = found >= 0
+        found_scores = np.einsum("bkd,bd->bk", full[np.where(valid, found, 0)], queries)
         out = []
         for row in range(len(samples)):
-            scores = {int(i): float(v) for i, v in zip(found[row], found_scores[row], strict=True) if i >= 0}
+            scores = {int(i): float(v) for i, v, ok in zip(found[row], found_scores[row], valid[row], strict=True)
+                      if ok}
             exact = mentioned[row] | set(preferred[row])
             for i in exact:  # exact scores for the items the index may misplace: mentioned (copy) and preferred
-                scores[i] = float(index.items[i] @ queries[row]) + (copy if i in mentioned[row] else 0.0)
+                scores[i] = float(full[i] @ queries[row]) + (copy if i in mentioned[row] else 0.0)
             columns = np.array([i for i in scores if i not in excluded[row]], dtype=np.int64)
             values = np.array([scores[i] for i in columns], dtype=np.float64)
             if len(columns) < min(k, len(self.catalog) - len(excluded[row])):  # too few left: score every item
-                values = index.items @ queries[row] + copy * np.isin(np.arange(len(index)), list(mentioned[row]))
-                columns = np.arange(len(index))
+                values = full @ queries[row] + copy * np.isin(np.arange(len(full)), list(mentioned[row]))
+                columns = np.arange(len(full))
                 keep = ~np.isin(columns, list(excluded[row]))
                 columns, values = columns[keep], values[keep]
             position = {int(c): p for p, c in enumerate(columns)}
             top = top_indices(values, k, (), [position[i] for i in preferred[row] if i in position])
             out.append(Candidates([self.catalog.id_at(int(columns[t])) for t in top], values[top].astype(np.float64)))
         return out
+
+    def _indexed_columns(self, dim: int) -> int:
+        """How many leading columns of the item vectors the index holds: all, or with ``index.rescore`` the
+        item part ``[E_i, b_i]`` (the text term is added when the candidates are re-scored)."""
+        return self.config.hidden + 1 if self.config.index.rescore else dim
 
     def vector_index(self, items: torch.Tensor | np.ndarray) -> VectorIndex:
         """The index over the current item vectors, built (or loaded from the cache) once per weights."""
