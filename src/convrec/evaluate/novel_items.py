@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 
 from convrec.evaluate.metrics import recall_and_ndcg_at
-from convrec.io import atomic_write, write_json
+from convrec.options import report_main, write_report_files
 
 RULES = ("seen-median", "zero", "learned")
 
@@ -115,7 +116,7 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+def run(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(prog="python -m convrec.evaluate.novel_items", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", required=True, help="a trained lrurec-text run dir")
@@ -125,12 +126,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="writes OUT.json and OUT.md (default results/novel-items)")
     args = parser.parse_args(argv)
     result = measure(args.dataset, args.checkpoint, args.data_dir)
-    write_json(args.out.with_suffix(".json"), result)
-    text = markdown(result)
-    with atomic_write(args.out.with_suffix(".md")) as handle:
-        handle.write(text)
-    print(text)
-    return 0
+    write_report_files(args.out.with_suffix(".json"), result, args.out.with_suffix(".md"), markdown(result), "--out")
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return report_main("novel_items", run, markdown, argv)
 
 
 if __name__ == "__main__":
