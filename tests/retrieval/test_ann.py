@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from convrec.catalog.items import Catalog, Item
 from convrec.data.dataset import Split
@@ -138,3 +139,22 @@ def test_a_run_trained_without_an_index_option_resumes_with_one(test_world, tmp_
     again = build_recommender("lrurec", test_world.catalog, {**options, "index": {"kind": "hnsw"}})
     again.fit(test_world.train, test_world.valid)  # resumes (finished) instead of refusing the run dir
     assert again.retrieve([liked("horror0")], 3)[0].item_ids
+
+
+def test_item_vectors_are_computed_once_per_weights_and_again_after_a_change(test_world, tmp_path, monkeypatch):
+    """The item side is cached between calls (recomputing it for millions of items cost more than the search),
+    and a write to the weights, in place as an optimiser step does it, is seen on the next call."""
+    options = {**FAST_LRUREC, "text_init": True, "cache_dir": str(tmp_path), "index": {"kind": "ivf", "nlist": 1}}
+    model = build_recommender("lrurec-text", test_world.catalog, options)
+    model.fit(test_world.train, test_world.valid)
+    calls = []
+    original = type(model.network).item_vectors
+    monkeypatch.setattr(type(model.network), "item_vectors", lambda self: calls.append(1) or original(self))
+    samples = [liked("horror0"), liked("animation0")]
+    first = model.retrieve(samples, 5)
+    assert model.retrieve(samples, 5)[0].item_ids == first[0].item_ids and len(calls) == 1
+    target = test_world.catalog.indices([first[0].item_ids[-1]])[0]
+    with torch.no_grad():
+        model.network.lru.output_bias[target + 1] += 1000.0  # in place: the item must now come first everywhere
+    after = model.retrieve(samples, 5)
+    assert len(calls) == 2 and all(c.item_ids[0] == first[0].item_ids[-1] for c in after)

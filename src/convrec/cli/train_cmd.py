@@ -10,6 +10,8 @@ from rich.console import Console
 
 from convrec.cli.common import add_data_options, check_output_dir, data_dir, mirror, parse_options
 from convrec.data.load import load_dataset
+from convrec.devices import torch_device
+from convrec.errors import ConfigError
 from convrec.io import write_json
 from convrec.resources import Resources
 from convrec.retrieval import build_recommender
@@ -46,6 +48,10 @@ def add_parser(commands) -> None:
                        "(movielens, or redial for inspired; repeatable); sets the option pretrain_datasets")
     train.add_argument("--set", dest="options", action="append", metavar="KEY=VALUE",
                        help="an option, e.g. --set hidden=128 --set train.epochs=40 (see `convrec recommenders`)")
+    train.add_argument("--device", default=None, metavar="DEVICE",
+                       help="lrurec and lrurec-text: where to train and encode text, 'cpu' (default), 'cuda', "
+                       "'cuda:N' or 'auto' (a GPU if torch sees one); the trained model is saved, evaluated "
+                       "and served on the CPU. Sets train.device and encoder.device")
     train.add_argument("-q", "--quiet", action="store_true", help="no per-epoch log")
     add_data_options(train)
     train.set_defaults(handler=run_train)
@@ -53,11 +59,19 @@ def add_parser(commands) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     check_output_dir(args.out, "--out")
+    if args.device is not None:
+        torch_device(args.device, "--device")  # an absent GPU is refused before the data is read
     if not args.quiet:
         logging.getLogger("convrec").setLevel(logging.INFO)
     dataset = load_dataset(args.dataset, data_dir(args), mirror(args), progress=True)
     options = parse_options(args.options)
     options["run_dir"] = str(args.out)
+    if args.device is not None:
+        if args.recommender not in ("lrurec", "lrurec-text"):
+            raise ConfigError(f"--device: only lrurec and lrurec-text train with torch here, not {args.recommender}",
+                              hint="leave --device out; the other models train on the CPU in minutes")
+        options.setdefault("train", {})["device"] = args.device
+        options.setdefault("encoder", {})["device"] = args.device
     if args.pretrain:
         options["pretrain_datasets"] = args.pretrain
         if not options.get("train", {}).get("pretrain_epochs"):

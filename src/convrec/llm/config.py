@@ -57,6 +57,9 @@ class LocalOptions(BaseModel):
     http_host: str = "127.0.0.1"  # llama.cpp also serves its model over HTTP here (loopback only)
     http_port: int = Field(default=0, ge=0, le=65535)  # 0: a free port chosen by the OS
     log_verbosity: int = 0  # llama.cpp log threshold; 0 keeps it quiet
+    # 0: the CPU only (llama.cpp's own default, -1, would offload every layer on a GPU build). -1: every layer
+    # on the GPU, N: the first N. Refused, with what to install, when the llama.cpp build has no GPU backend.
+    n_gpu_layers: int = Field(default=0, ge=-1)
 
 
 class RayOptions(BaseModel):

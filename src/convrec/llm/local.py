@@ -21,6 +21,7 @@ from typing import Any
 
 import xllamacpp as xlc
 
+from convrec.devices import check_llama_gpu_layers
 from convrec.llm.config import LLMConfig, LocalOptions, default_threads
 from convrec.llm.errors import LLMError, LLMRequestError, LLMTimeoutError, TransientLLMError
 from convrec.llm.models import ResolvedModel, resolve_local_model
@@ -136,6 +137,8 @@ class LocalLLM:
         params.cpuparams.n_threads = n_threads
         params.cpuparams_batch.n_threads = n_threads
         params.cache_prompt = options.cache_prompt
+        check_llama_gpu_layers(options.n_gpu_layers)
+        params.n_gpu_layers = options.n_gpu_layers
         params.warmup = False  # a warm-up decode costs a second and changes no result
         params.verbosity = options.log_verbosity
         params.hostnames = [options.http_host]

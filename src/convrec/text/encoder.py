@@ -17,6 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm import tqdm
 
+from convrec.devices import DEVICE_HELP, torch_device
 from convrec.io import atomic_write
 from convrec.resources import Resources
 
@@ -30,6 +31,8 @@ class EncoderConfig(BaseModel):
     max_seq_length: int = Field(128, ge=8, le=512, description="tokens kept per text (the rest is cut)")
     batch_size: int = Field(64, ge=1)
     threads: int | None = Field(None, ge=1, description="torch threads; None keeps torch's default")
+    # exclude: where vectors are computed is not what they are (runs that record their encoder resume either way)
+    device: str = Field("cpu", exclude=True, description="where to encode: " + DEVICE_HELP)
 
     @field_validator("model")
     @classmethod
@@ -71,7 +74,8 @@ class TextEncoder:
 
             if self.config.threads:
                 torch.set_num_threads(self.config.threads)
-            model = SentenceTransformer(str(self.model_path), device="cpu")
+            model = SentenceTransformer(str(self.model_path), device=str(torch_device(self.config.device,
+                                                                                   "encoder.device")))
             model.max_seq_length = self.config.max_seq_length
             self._model = model  # published only once ready: other threads read it without the lock
         return self._model

@@ -107,13 +107,17 @@ class ConversationalLRURec(nn.Module):
         the few mentioned items). Items are ``[E_i, bias_i, text_i]``, queries ``[h, 1, match_scale * q]``:
         the output layer, its bias and the text-match cosine in one product, so an inner-product index over
         the items finds exactly the items this model ranks first."""
+        return self.query_vectors(tokens, queries), self.item_vectors()
+
+    def query_vectors(self, tokens: Tensor, queries: Tensor | None = None) -> Tensor:
+        """(B, D) query side of :meth:`inner_product_form`: ``[h, 1, match_scale * q]``."""
         hidden = self.last_hidden(tokens, queries)
         query = [hidden, hidden.new_ones(len(hidden), 1)]
         if self.match_scale is not None:
             text_dim = self.lru.text_embeddings.shape[1]
             query.append(hidden.new_zeros(len(hidden), text_dim) if queries is None
                          else self.match_scale * queries[..., :text_dim])
-        return torch.cat(query, dim=1), self.item_vectors()
+        return torch.cat(query, dim=1)
 
     def catalogue_scores(self, tokens: Tensor, queries: Tensor | None = None) -> Tensor:
         """(B, n_catalogue) scores for the next item, padding and BOS columns removed."""

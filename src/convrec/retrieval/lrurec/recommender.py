@@ -439,11 +439,9 @@ class LRURecRecommender(Recommender):
         self.network.eval()
         with torch.no_grad():
             tokens, text = self.inputs(samples)
-            queries, items = self.network.inner_product_form(tokens, text)
-        queries = queries.numpy().astype(np.float32)
-        full = np.ascontiguousarray(items.numpy().astype(np.float32))
+            queries = self.network.query_vectors(tokens, text).numpy().astype(np.float32)
+        full, index = self._indexed_items()
         part = self._indexed_columns(full.shape[1])
-        index = self.vector_index(full[:, :part])
         excluded = [set(self.catalog.indices(set(exclude[r]))) if exclude is not None else set()
                     for r in range(len(samples))]
         preferred = [self.catalog.indices(set(prefer[r])) if prefer is not None else [] for r in range(len(samples))]
@@ -479,6 +477,23 @@ class LRURecRecommender(Recommender):
         """How many leading columns of the item vectors the index holds: all, or with ``index.rescore`` the
         item part ``[E_i, b_i]`` (the text term is added when the candidates are re-scored)."""
         return self.config.hidden + 1 if self.config.index.rescore else dim
+
+    def _indexed_items(self) -> tuple[np.ndarray, VectorIndex]:
+        """The item vectors of :meth:`ConversationalLRURec.inner_product_form` and the index over their indexed
+        columns, computed once per weights: recomputing (and hashing) millions of item vectors on every call
+        cost more than the search itself. The weights count as changed when any parameter or buffer is
+        replaced or written in place (torch counts in-place writes per tensor: an optimiser step, a load,
+        :meth:`add_items`)."""
+        tensors = [*self.network.parameters(), *self.network.buffers()]
+        cached = getattr(self, "_item_cache", None)
+        if cached is not None and len(cached[0]) == len(tensors) and all(
+                t is old and t._version == version for t, (old, version) in zip(tensors, cached[0], strict=True)):
+            return cached[1], cached[2]
+        with torch.no_grad():
+            full = np.ascontiguousarray(self.network.item_vectors().numpy().astype(np.float32))
+        index = self.vector_index(full[:, : self._indexed_columns(full.shape[1])])
+        self._item_cache = ([(t, t._version) for t in tensors], full, index)
+        return full, index
 
     def vector_index(self, items: torch.Tensor | np.ndarray) -> VectorIndex:
         """The index over the current item vectors, built (or loaded from the cache) once per weights."""

@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from convrec.catalog.items import Catalog
 from convrec.data.model import RecSample
+from convrec.devices import DEVICE_HELP, torch_device
 from convrec.errors import CheckpointError
 from convrec.evaluate.metrics import recall_and_ndcg_at
 from convrec.io import DataError, atomic_write, write_json
@@ -50,6 +51,8 @@ class TrainOptions(BaseModel):
     seed: int = 0
     max_len: int = Field(50, ge=2, description="most recent items kept per training sequence")
     threads: int | None = Field(None, ge=1, description="torch threads (default: all cores)")
+    device: str = Field("cpu", description="where to train: " + DEVICE_HELP + "; the trained model comes back "
+                        "to the CPU, where it is evaluated and served")
     pretrain_epochs: int = Field(0, ge=0, description="epochs on the pre-training sequences first (MovieLens)")
     turn_aligned: bool = Field(False, description="predict every item of a turn from the state before that turn, "
                                "as the test protocol does (False: plain next-item, the later items of a turn "
@@ -67,7 +70,7 @@ QueryFn = Callable[[SequenceExample], np.ndarray | None]  # (n_targets, Dq) text
 
 
 # Options that may change between a run and its resumption without changing what is being trained.
-_RESUMABLE_CHANGES = {"epochs", "patience", "threads"}
+_RESUMABLE_CHANGES = {"epochs", "patience", "threads", "device"}
 # Options that say where a run lives or how the trained model is searched (index), not what is trained.
 _LOCATION_OPTIONS = {"run_dir", "checkpoint", "cache_dir", "index"}
 
@@ -94,14 +97,23 @@ class EpochStats(BaseModel):
     seconds: float
 
 
+def _on_cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu() for k, v in state.items()}
+
+
 def _rng_state() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():  # dropout on a GPU draws from the GPU's generators
+        state["cuda"] = [s.cpu() for s in torch.cuda.get_rng_state_all()]
+    return state
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
     random.setstate(state["python"])
     np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(state["torch"].cpu())  # loaded with map_location, it may sit on a GPU
+    if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def seed_everything(seed: int) -> None:
@@ -143,6 +155,8 @@ class Trainer:
                  run_config: dict[str, Any]):
         self.network = network
         self.options = options
+        self.device = torch_device(options.device, "train.device")
+        network.to(self.device)
         self.run_dir = run_dir
         self.run_config = run_config
         self.optimizer = torch.optim.AdamW(network.lru.param_groups(options.weight_decay)
@@ -166,7 +180,7 @@ class Trainer:
     def _save_state(self) -> None:
         if self.run_dir is None:
             return
-        state = {"model": self.network.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": self.epoch,
+        state = {"model": _on_cpu(self.network.state_dict()), "optimizer": self.optimizer.state_dict(), "epoch": self.epoch,
                  "best": self.best, "best_ndcg": self.best_ndcg, "best_epoch": self.best_epoch, "rng": _rng_state(),
                  "history": [h.model_dump() for h in self.history], "finished": self.finished,
                  "run_config": self.run_config}
@@ -178,7 +192,7 @@ class Trainer:
         if self.run_dir is None:
             self._best_weights = {k: v.detach().clone() for k, v in self.network.state_dict().items()}
             return
-        tensors = {k: v.detach().contiguous() for k, v in self.network.state_dict().items()}
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.network.state_dict().items()}
         with atomic_write(self.run_dir / "model.safetensors", "wb") as handle:
             handle.write(save(tensors))
         write_json(self.run_dir / "config.json", {**self.run_config, "best_epoch": self.best_epoch,
@@ -189,7 +203,8 @@ class Trainer:
             return False
         path = self.run_dir / "state.pt"
         try:
-            state = torch.load(path, weights_only=False)
+            # map_location: a run started on a GPU resumes on the CPU, and the other way round
+            state = torch.load(path, weights_only=False, map_location=self.device)
         except (RuntimeError, EOFError, pickle.UnpicklingError) as err:  # torch's and pickle's "not a whole file"
             raise CheckpointError(f"{path}: the saved training state cannot be read ({err}); it is damaged",
                                   hint=f"delete {path} to train this run from the start") from None
@@ -233,8 +248,10 @@ class Trainer:
         total, count = 0.0, 0
         bar = tqdm(batches, desc=description, unit="batch", leave=False)
         for batch in bar:
-            inputs, targets, queries, sources = make_batch([examples[i] for i in batch], query_fn, query_dim,
-                                                           self.options.turn_aligned, self.options.seeker_targets)
+            inputs, targets, queries, sources = (
+                None if t is None else t.to(self.device)
+                for t in make_batch([examples[i] for i in batch], query_fn, query_dim, self.options.turn_aligned,
+                                    self.options.seeker_targets))
             n = int((targets != PAD).sum())
             if n == 0:  # only seeker targets, masked out
                 continue
@@ -286,6 +303,7 @@ class Trainer:
                 self.finished = True
             self._save_state()
         self.load_best()
+        self.network.to("cpu")
         if self.run_dir is not None:
             plot_curves(self.history, self.run_dir / "curve.png")
         return self.history
@@ -298,13 +316,14 @@ def evaluate_samples(network: ConversationalLRURec, samples: Sequence[RecSample]
     if not samples:
         return 0.0, 0.0
     network.eval()
+    device = next(network.parameters()).device  # a GPU while training there
     hits, ndcgs = [], []
     with torch.no_grad():
         for start in range(0, len(samples), batch_size):
             batch = samples[start : start + batch_size]
-            batch_queries = None if queries is None else queries[start : start + len(batch)]
-            scores = network.catalogue_scores(left_pad([tokens_fn(s) for s in batch]), batch_queries)
-            hit, ndcg = recall_and_ndcg_at(scores.numpy(), np.asarray(catalog.indices(s.target for s in batch)))
+            batch_queries = None if queries is None else queries[start : start + len(batch)].to(device)
+            scores = network.catalogue_scores(left_pad([tokens_fn(s) for s in batch]).to(device), batch_queries)
+            hit, ndcg = recall_and_ndcg_at(scores.cpu().numpy(), np.asarray(catalog.indices(s.target for s in batch)))
             hits.append(hit)
             ndcgs.append(ndcg)
     return float(np.concatenate(hits).mean()), float(np.concatenate(ndcgs).mean())
