@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
+import json
 import random
 import shutil
 import sys
@@ -59,9 +60,10 @@ SETUPS = {  # name: (ray workers or None, llama.cpp threads per worker)
     "ray-2x1": (2, 1),
 }
 RAR_CORPUS = 337_000  # RAR's movie corpus
-# From bench/results/bench_ann-2cpu.json (300k real-looking item vectors, one query at a time, 2 cores):
-# exact scoring and the default index (IVF over the item part, the best 200 re-scored, nprobe 64).
-ANN_300K_MS = {"exact": 34.0, "index": 0.62}
+# Retrieval per query comes from bench_ann's report (exact scoring and the default index: IVF over the item part,
+# the best 200 re-scored, nprobe 64), on real-looking item vectors, one query at a time on 2 cores.
+ANN_REPORT = common.BENCH_DIR / "results" / "bench_ann-2cpu.json"
+DEFAULT_INDEX = ("rescore", "ivf nprobe=64")
 # docs/results/alignment.md: the ReDial DPO run, 6 rounds of 32 contexts, 1,466 LLM calls, 47 minutes.
 ALIGN_RUN = {"rounds": 6, "contexts_per_round": 32, "llm_calls": 1466, "minutes": 47}
 
@@ -121,6 +123,16 @@ def _worker(task: dict[str, Any]) -> dict[str, Any]:
     with common.Phase() as stage:
         scores = rar.score(views)
     calls = client.usage.calls - calls_before
+    if task.get("encode_texts"):  # the one-off stage of a new corpus: its item texts through lrurec-text's encoder
+        from convrec.text.encoder import TextEncoder
+
+        encoder = TextEncoder()
+        texts = dataset.catalog.texts()[: task["encode_texts"]]
+        encoder.encode(texts[:8])  # loads the model, untimed
+        with common.Phase() as encoding:
+            encoder.encode(texts)
+        out["encode"] = {"texts": len(texts), "seconds": encoding.to_json()["seconds"],
+                         "texts_per_second": len(texts) / encoding.to_json()["seconds"]}
     out["rar"] = {"seconds": stage.to_json()["seconds"], "llm_calls": calls,
                   "seconds_per_call": stage.to_json()["seconds"] / max(calls, 1),
                   "seconds_per_sample": stage.to_json()["seconds"] / len(samples),
@@ -170,6 +182,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="requests in flight to the loopback server (default 1 2 4; quick 2; none: skip)")
     parser.add_argument("--n-ctx", type=int, default=2048, help="tokens per llama.cpp slot")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--encode-texts", type=int, default=None,
+                        help="item texts encoded to time the encoder (default 1024; quick 64)")
     parser.add_argument("--quick", action="store_true", help="a smoke check: smollm2, 2 samples, K = 2")
     parser.add_argument("--mirror", type=Path, default=None, help="the data mirror (default $CONVREC_DATA_MIRROR)")
     parser.add_argument("--data-dir", type=Path, default=None, help="converted datasets (default a scratch dir)")
@@ -179,43 +193,69 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.samples = args.samples or (2 if quick else 8)
     args.k = args.k or (2 if quick else 4)
     args.setups = args.setups or (["local"] if quick else list(SETUPS))
+    args.encode_texts = args.encode_texts or (64 if quick else 1024)
     args.concurrency = args.concurrency if args.concurrency is not None else ([2] if quick else [1, 2, 4])
     return args
 
 
+def ann_latencies(path: Path = ANN_REPORT) -> dict[str, dict[str, float]]:
+    """Milliseconds per query by catalogue size from bench_ann's report: exact scoring, the default index."""
+    if not path.exists():
+        return {}
+    report = json.loads(path.read_text())
+    out = {}
+    for run in report["runs"]:
+        if run["kind"] != "jitter":
+            continue
+        index = next((m for m in run["methods"] if (m["mode"], m["method"]) == DEFAULT_INDEX), None)
+        out[str(run["size"])] = {"exact": run["exact_ms"]["median"], "index": index["ms"]["median"] if index else None,
+                            "index_recall_at_50": index["recall_at_50"] if index else None}
+    return out
+
+
 def projection(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The per-stage cost model (see bench/README.md), from the measured seconds per LLM call."""
+    """The per-stage cost model (see bench/README.md): measured unit costs, projected to N workers and to RAR's
+    337k corpus. A projection, not a measurement."""
     by_setup = {r["setup"]: r for r in runs}
     local = by_setup.get("local")
     if local is None:
         return {}
     call = local["rar"]["seconds_per_call"]  # one worker's seconds per pointwise call (2 cores)
     k = local["k"]
+    ann = ann_latencies()
+    largest = max(ann, key=int) if ann else None
+    retrieval = {}
+    if largest:  # exact scoring grows with the catalogue; scaled linearly from the largest size measured
+        retrieval["337k exact"] = ann[largest]["exact"] * RAR_CORPUS / int(largest) / 1000
+        retrieval["337k index"] = ann[largest]["index"] / 1000
     model: dict[str, Any] = {
         "seconds_per_call_one_worker": call,
+        "ann_ms_per_query_measured": ann,
         "assumptions": [
             "each worker has its own cores (N machines, or N GPUs behind a server): a call costs what it costs "
             "one local worker here, and contexts spread evenly over workers (one context per worker at a time)",
             "the driver's work (retrieval, the response cache, sampling and updates) is not parallelised",
-            "retrieval per query at 337k items: exact scoring vs the default index, from bench_ann at 300k",
+            f"retrieval per query at 337k items: exact scoring scaled linearly from bench_ann's {largest} items, "
+            "the default index as measured there (its latency barely grows with the catalogue)",
             "the LLM work does not grow with the catalogue: K candidates per context whatever the corpus",
         ],
     }
+    if "encode" in local:
+        model["encode_337k_item_texts_minutes_once"] = RAR_CORPUS / local["encode"]["texts_per_second"] / 60
     rar = {}
     for workers in (1, 2, 4, 8, 16, 32):
-        for corpus, retrieval in (("6,924 (ReDial)", 0.004), ("337k exact", ANN_300K_MS["exact"] * 337 / 300 / 1000),
-                                  ("337k index", ANN_300K_MS["index"] / 1000)):
-            per_sample = retrieval + k * call / workers
+        for corpus, seconds in retrieval.items():
+            per_sample = seconds + k * call / workers
             rar[f"{workers} workers, {corpus}"] = {"seconds_per_sample": per_sample,
+                                                   "llm_share": k * call / workers / per_sample,
                                                    "hours_for_5000_samples": 5000 * per_sample / 3600}
     model["rar_eval"] = rar
-    per_call_align = ALIGN_RUN["minutes"] * 60 / ALIGN_RUN["llm_calls"]
+    calls_per_context = ALIGN_RUN["llm_calls"] / (ALIGN_RUN["rounds"] * ALIGN_RUN["contexts_per_round"])
     model["align"] = {
         "measured_redial_dpo_run": ALIGN_RUN,
-        "seconds_per_call_in_that_run_incl_updates": per_call_align,
-        **{f"{workers} workers, 1000 contexts/round": {
-            "minutes_per_round": (1000 * ALIGN_RUN["llm_calls"] / (ALIGN_RUN["rounds"] * ALIGN_RUN["contexts_per_round"])
-                                  * call / workers) / 60}
+        "llm_calls_per_context": calls_per_context,
+        **{f"{workers} workers, 1000 contexts a round": {"minutes_per_round": 1000 * calls_per_context * call
+                                                        / workers / 60}
            for workers in (1, 8, 32)},
     }
     for setup, run in by_setup.items():
@@ -238,7 +278,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         load_dataset(DATASET, data_dir, mirror)  # convert once, outside the measurements
         base = {"data_dir": str(data_dir), "mirror": str(mirror) if mirror else None, "model": args.model,
                 "samples": args.samples, "k": args.k, "n_ctx": args.n_ctx, "seed": args.seed}
-        plan = [{"setup": s, "workers": SETUPS[s][0], "threads": SETUPS[s][1], "feedback": True} for s in args.setups]
+        plan = [{"setup": s, "workers": SETUPS[s][0], "threads": SETUPS[s][1], "feedback": True,
+                 "encode_texts": args.encode_texts if s == "local" else 0} for s in args.setups]
         plan += [{"setup": f"server-c{c}", "workers": None, "threads": 2, "concurrency": c, "feedback": False}
                  for c in args.concurrency]
         for step in plan:

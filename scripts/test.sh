@@ -9,7 +9,14 @@ bash scripts/install.sh || exit 1
 site_dir=$(mktemp -d)
 .venv/bin/mkdocs build --strict --site-dir "$site_dir" || { rm -rf "$site_dir"; exit 1; }
 rm -rf "$site_dir"
-.venv/bin/python -m pytest "$@"
+# Two pytest-xdist workers (CI has two cores; each worker keeps to one thread, see tests/conftest.py); the Ray
+# tests share one worker (--dist loadgroup). CONVREC_TEST_WORKERS=0 runs them in this process, one by one.
+workers="${CONVREC_TEST_WORKERS:-2}"
+if [ "$workers" = "0" ]; then
+    .venv/bin/python -m pytest "$@"
+else
+    .venv/bin/python -m pytest -n "$workers" --dist loadgroup "$@"
+fi
 status=$?
 if [ "$status" -eq 5 ]; then
     echo "pytest collected no tests: that is a failure for convrec" >&2

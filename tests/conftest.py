@@ -23,6 +23,11 @@ from convrec.data.load import load_dataset
 # In the tests a bug propagates out of `convrec.cli.main.main` instead of becoming a one-line report, so an
 # unexpected exception type fails the test that caused it (subprocess tests that check the report unset it).
 os.environ[RAISE_BUGS_ENV] = "1"
+# Under pytest-xdist (scripts/test.sh runs two workers on CI's two cores) each worker keeps to one thread: two
+# workers with two torch or llama.cpp threads each spin-wait for cores and run 2-3x slower than one thread.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("CONVREC_MAX_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 if TYPE_CHECKING:
     from convrec.llm.local import LocalLLM

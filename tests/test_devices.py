@@ -90,3 +90,18 @@ def test_llama_cpp_offloads_layers_when_its_build_has_a_gpu():
         answer = llm.complete(ChatRequest(messages=(ChatMessage(role="user", content="Say yes."),),
                                                 max_tokens=4))
     assert answer.text.strip()
+
+
+def test_the_thread_cap_limits_every_default_and_a_bad_one_is_refused(monkeypatch):
+    import os
+
+    from convrec.devices import cpu_threads
+    from convrec.llm.config import default_threads
+
+    monkeypatch.delenv("CONVREC_MAX_THREADS", raising=False)
+    assert cpu_threads() == (os.cpu_count() or 1) and cpu_threads(3) == 3
+    monkeypatch.setenv("CONVREC_MAX_THREADS", "1")
+    assert cpu_threads() == cpu_threads(8) == default_threads() == 1
+    monkeypatch.setenv("CONVREC_MAX_THREADS", "two")
+    with pytest.raises(ConfigError, match="CONVREC_MAX_THREADS"):
+        cpu_threads()

@@ -58,3 +58,21 @@ def check_llama_gpu_layers(n_gpu_layers: int) -> None:
         raise ConfigError(f"llm.local.n_gpu_layers = {n_gpu_layers}, but the installed llama.cpp (xllamacpp) has no "
                           "GPU backend: it would run on the CPU anyway",
                           hint="set n_gpu_layers = 0, or install a CUDA build of xllamacpp (see docs/distributed.md)")
+
+
+THREADS_ENV = "CONVREC_MAX_THREADS"
+
+
+def cpu_threads(requested: int | None = None) -> int:
+    """Threads for a CPU-bound part: ``requested``, else every core; never more than ``$CONVREC_MAX_THREADS``
+    when it is set (several convrec processes sharing a machine, e.g. the test suite on two workers:
+    oversubscribed torch and llama.cpp threads spin-wait and run several times slower)."""
+    import os
+
+    threads = requested or os.cpu_count() or 1
+    cap = os.environ.get(THREADS_ENV, "").strip()
+    if cap:
+        if not cap.isdigit() or int(cap) < 1:
+            raise ConfigError(f"${THREADS_ENV} = {cap!r}: expected a whole number of threads, at least 1")
+        threads = min(threads, int(cap))
+    return threads

@@ -26,5 +26,6 @@ def test_bench_ray_quick(redial, data_dir, mirror, tmp_path):
     model = report["projection"]
     assert model["seconds_per_call_one_worker"] == local["rar"]["seconds_per_call"]
     one, eight = model["rar_eval"]["1 workers, 337k index"], model["rar_eval"]["8 workers, 337k index"]
+    assert local["encode"]["texts"] == 64 and positive(model["encode_337k_item_texts_minutes_once"])
     assert eight["seconds_per_sample"] < one["seconds_per_sample"]  # more workers, less time per sample
     assert model["rar_eval"]["1 workers, 337k exact"]["seconds_per_sample"] > one["seconds_per_sample"]

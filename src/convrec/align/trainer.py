@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import os
 import random
 import time
 from collections.abc import Sequence
@@ -45,6 +44,7 @@ from convrec.align.losses import dpo_loss, group_advantages, grpo_loss, preferen
 from convrec.align.policy import gumbel_top_k, plackett_luce_log_prob
 from convrec.data.dataset import CRSDataset
 from convrec.data.model import RecSample
+from convrec.devices import cpu_threads
 from convrec.evaluate.metrics import recall_and_ndcg_at
 from convrec.io import DataError, atomic_write, write_json
 from convrec.llm import LLM, build_llm
@@ -112,7 +112,7 @@ class Aligner:
         self.config = config
         self.run_dir = Path(run_dir)
         self.catalog = dataset.catalog
-        torch.set_num_threads(config.threads or os.cpu_count() or 1)
+        torch.set_num_threads(cpu_threads(config.threads))
         train, valid = dataset.split("train"), dataset.split("valid")
         self.policy = self._load_retriever(train, valid)
         # The reference is a frozen copy of the network (the retriever's text encoder is shared, not copied).

@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from convrec.devices import cpu_threads
+
 DEFAULT_LOCAL_MODEL = "qwen2.5-coder-1.5b"
 
 
@@ -23,7 +25,7 @@ def default_threads() -> int:
     Measured on 2 cores while another process was training: llama.cpp with 2 threads took 30-90 s for a
     30-token reply (its threads spin-wait on each other and lose the CPU), with 1 thread 0.8 s.
     """
-    return max(1, min(4, (os.cpu_count() or 2) // 2))
+    return min(max(1, min(4, (os.cpu_count() or 2) // 2)), cpu_threads())  # $CONVREC_MAX_THREADS caps it
 
 
 class Prices(BaseModel):

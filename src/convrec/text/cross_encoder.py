@@ -26,6 +26,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from convrec.catalog.items import Item
+from convrec.devices import THREADS_ENV, cpu_threads
 from convrec.errors import ConfigError
 from convrec.io import atomic_write, write_json
 from convrec.text.encoder import MODEL_PACKAGES
@@ -59,8 +60,8 @@ class CrossEncoder:
         import torch
         from transformers import AutoModel, AutoTokenizer
 
-        if self.config.threads:
-            torch.set_num_threads(self.config.threads)
+        if self.config.threads or os.environ.get(THREADS_ENV):
+            torch.set_num_threads(cpu_threads(self.config.threads))
         path = Path(__import__(MODEL_PACKAGES[self.config.model]).get_model_path())
         self.tokenizer = AutoTokenizer.from_pretrained(str(path))
         self.body = AutoModel.from_pretrained(str(path))

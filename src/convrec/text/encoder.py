@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from tqdm import tqdm
 
-from convrec.devices import DEVICE_HELP, torch_device
+from convrec.devices import DEVICE_HELP, THREADS_ENV, cpu_threads, torch_device
 from convrec.io import atomic_write
 from convrec.resources import Resources
 
@@ -72,8 +72,8 @@ class TextEncoder:
             import torch
             from sentence_transformers import SentenceTransformer
 
-            if self.config.threads:
-                torch.set_num_threads(self.config.threads)
+            if self.config.threads or os.environ.get(THREADS_ENV):
+                torch.set_num_threads(cpu_threads(self.config.threads))
             model = SentenceTransformer(str(self.model_path), device=str(torch_device(self.config.device,
                                                                                    "encoder.device")))
             model.max_seq_length = self.config.max_seq_length

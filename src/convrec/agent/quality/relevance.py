@@ -49,6 +49,7 @@ from convrec.agent.quality.features import (
 from convrec.catalog.items import Catalog
 from convrec.data.dataset import Split
 from convrec.data.model import ContextView, RecSample
+from convrec.devices import cpu_threads
 from convrec.errors import ConfigError
 from convrec.io import atomic_write, write_json
 from convrec.resources import Resources
@@ -123,7 +124,7 @@ class LearnedRankerConfig(RecommenderConfig):
     def learner_params(self) -> dict[str, Any]:
         return {"objective": "lambdarank", "n_estimators": self.trees, "learning_rate": self.learning_rate,
                 "num_leaves": self.leaves, "min_child_samples": self.min_leaf,
-                "colsample_bytree": self.feature_fraction, "random_state": self.seed, "n_jobs": 2,
+                "colsample_bytree": self.feature_fraction, "random_state": self.seed, "n_jobs": cpu_threads(2),
                 "lambdarank_truncation_level": 20, "verbose": -1}
 
 

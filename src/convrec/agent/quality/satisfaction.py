@@ -45,6 +45,7 @@ from convrec.agent.state import AgentState
 from convrec.catalog.items import Catalog
 from convrec.data.dataset import CRSDataset, Split
 from convrec.data.model import ContextView, Dialogue, ItemFeedback
+from convrec.devices import cpu_threads
 from convrec.errors import ConfigError, ConvrecError
 from convrec.io import atomic_write, write_json
 from convrec.retrieval.base import build_recommender, item_counts
@@ -231,7 +232,7 @@ def train_and_judge(dataset: CRSDataset, out: Path, dimension: str = "satisfacti
     for options in GRID:
         model = lightgbm.LGBMClassifier(n_estimators=options["trees"], num_leaves=options["leaves"],
                                         learning_rate=0.05, min_child_samples=50, colsample_bytree=0.8,
-                                        random_state=0, n_jobs=2, verbose=-1)
+                                        random_state=0, n_jobs=cpu_threads(2), verbose=-1)
         model.fit(train.features, train.labels)
         auc, se = auc_with_se(valid.labels, model.predict_proba(valid.features)[:, 1], valid.dialogues)
         choices.append({"options": options, "valid_auc": round(auc, 4), "valid_auc_se": round(se, 4),

@@ -22,6 +22,7 @@ from pydantic import Field
 from convrec.catalog.items import Catalog, Item
 from convrec.data.dataset import Split
 from convrec.data.model import ContextView, Dialogue, RecSample, render_turns
+from convrec.devices import cpu_threads
 from convrec.errors import CheckpointError, ConfigError
 from convrec.io import atomic_write, write_json
 from convrec.resources import Resources
@@ -263,7 +264,7 @@ class LRURecRecommender(Recommender):
         return sample_tokens(sample, self.catalog, self.token_map, self.config.train.max_len)
 
     def fit(self, train: Split, valid: Split | None = None) -> None:
-        torch.set_num_threads(self.config.train.threads or os.cpu_count() or 1)
+        torch.set_num_threads(cpu_threads(self.config.train.threads))
         seed_everything(self.config.train.seed)  # before the weights are drawn: a run is reproducible
         self.network = self._build_network()
         # The columns of the items training mentions: a new item's bias is drawn from theirs (new_item_bias).

@@ -316,7 +316,8 @@ def evaluate_samples(network: ConversationalLRURec, samples: Sequence[RecSample]
     if not samples:
         return 0.0, 0.0
     network.eval()
-    device = next(network.parameters()).device  # a GPU while training there
+    weights = next(iter(network.parameters()), None) if hasattr(network, "parameters") else None
+    device = weights.device if weights is not None else torch.device("cpu")  # a GPU while training there
     hits, ndcgs = [], []
     with torch.no_grad():
         for start in range(0, len(samples), batch_size):
