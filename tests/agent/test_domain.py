@@ -93,6 +93,41 @@ def test_an_imported_catalogue_gets_an_adapter_from_its_fields():
     assert all(str(f) == "winemaker: Jane Smith" for n in neighbours for f in n.shared)
 
 
+def test_keyword_tags_are_asked_for_about_a_plot_never_read_from_any_word():
+    """A ``keywords`` list (TMDB's tags, as redial-joined's MovieLens movies carry) joins the plot keywords. Read
+    as a genre is, every tag that is also a common word became a wish: "a favourite of mine" wanted the tag
+    "mine", and the slate was filled with the few obscure films that carry it."""
+    tags = [["orphan", "boarding school"], ["mine", "time travel"], ["time", "love"], ["orphan", "love"]]
+    catalog = Catalog([Item(f"m{n}", f"Film {n}", 1990 + n % 20, {
+        "genre": ["Comedy", "Horror"][n % 2], "director": [["Ann Lee", "Bo Kim"][n % 2]],
+        "keywords": tags[n % 4] if n < 32 else None}) for n in range(40)], name="tagged")
+    adapter = DomainAdapter(catalog, config=DomainConfig(keyword_max_share=0.5))
+    assert [(a.name, a.kind) for a in adapter.attributes] == [
+        ("genre", "categorical"), ("decade", "categorical"), ("director", "person"), ("year", "numeric"),
+        ("keyword", "keyword")]
+    assert adapter.schema.tag_fields == ("keywords",) and adapter.attribute("keyword").fields == ("keywords",)
+    assert adapter.values("m0", "keyword") == ("orphan", "boarding school")
+    assert adapter.items_with("keyword", "orphans") == [f"m{n}" for n in range(32) if n % 4 in (0, 3)]
+    for message in ("Film 3 will always be a favourite of mine", "I have time tonight, I love comedies"):
+        assert [c.describe() for c in extract_constraints(message, adapter)] in ([], ["genre = comedy"]), message
+    assert [c.describe() for c in extract_constraints("a movie about orphans", adapter)] == ["keyword = orphan"]
+
+
+def test_redial_joined_reads_real_seeker_turns_as_redial_does(redial, movies, mirror, data_dir):
+    """ReDial test seekers' words that are TMDB tags of redial-joined's added movies ("mine", "time", "love",
+    "boyfriends") are no wish there either: before the tags became keywords, harpo filled slates with the
+    films that carry them (Recall@10 -0.053 against itself on ReDial's 6,924 movies)."""
+    joined = load_dataset("redial-joined", data_dir, mirror)
+    adapter = DomainAdapter.of(joined.catalog, joined.name)
+    assert "keywords" not in adapter.schema.names() and adapter.schema.tag_fields == ("keywords",)
+    for message in ("Yes Scream (1996) will always be a favorite of mine.",
+                    "Like Black Panther (2018) or Avengers: Infinity War (2018) what would you recommend me?",
+                    "Yesss I watched it. Million time soon I actually might watch it today",
+                    "Looking for a movie to watch with my boyfriend. I want to make him uncomortable."):
+        assert extract_constraints(message, adapter) == extract_constraints(message, movies) == [], message
+    assert [c.describe() for c in extract_constraints("a movie about orphans", adapter)] == ["keyword = orphan"]
+
+
 def test_the_example_bookshop_of_the_generic_format(tmp_path):
     adapter = DomainAdapter(Catalog.read_jsonl(EXAMPLE_BOOKS, name="example-books"))
     assert adapter.domain == "books"

@@ -8,7 +8,10 @@ Each metadata field becomes at most one :class:`Attribute` of one kind:
 - ``numeric``: numbers (a generic catalogue's ``rating`` or ``pages``); the item's ``year`` is one, with a
   categorical ``decade`` derived from it;
 - ``categorical``: short strings that items share (genre, a generic ``color`` or ``format``);
-- ``keyword``: words of the items' long texts (a movie's plot) that a few items share, derived on first use;
+- ``keyword``: words of the items' long texts (a movie's plot) that a few items share, derived on first use,
+  and the tags of a ``keywords`` field (TMDB's "boarding school", "orphan"): asked for as "a movie about
+  orphans", never a value any word of a message names (read as a genre is, every tag that is also a common
+  word, "time", "love", "mine", became a wish);
 - a long text (the plot) is no attribute itself: it is where keywords come from.
 
 Fields that say nothing about the item are left out: the counts converters record (``mentions``: how often
@@ -57,6 +60,9 @@ class SchemaConfig(BaseModel):
     identifier_share: float = Field(0.95, description="a field whose values are this distinct and hold digits is "
                                                      "an identifier")
     plot_keywords: bool = Field(True, description="derive a keyword attribute from the long texts")
+    keyword_fields: tuple[str, ...] = Field(
+        ("keywords",), description="metadata fields that list an item's keyword tags: part of the keyword "
+        "attribute (asked for with 'about'), not a categorical attribute whose values any message word names")
 
 
 class Attribute(BaseModel):
@@ -81,6 +87,7 @@ class Schema(BaseModel):
 
     attributes: tuple[Attribute, ...]
     text_fields: tuple[str, ...] = ()  # long-text fields: where keywords come from
+    tag_fields: tuple[str, ...] = ()  # fields listing keyword tags (SchemaConfig.keyword_fields)
 
     def get(self, name: str) -> Attribute | None:
         return next((a for a in self.attributes if a.name == name), None)
@@ -192,9 +199,12 @@ def discover_schema(catalog: Catalog, vocabulary: Vocabulary, config: SchemaConf
                     seen = stats[field] = _FieldStats()
                 seen.add(field, value, sampled)
     known_people = PERSON_FIELDS | set(vocabulary.creator_fields) | {vocabulary.cast_field or ""}
-    categorical, people, numeric, text_fields = [], [], [], []
+    categorical, people, numeric, text_fields, tag_fields = [], [], [], [], []
     for field, seen in stats.items():
         if seen.items == 0 or seen.sampled == 0:
+            continue
+        if field in config.keyword_fields and seen.values:
+            tag_fields.append(field)
             continue
         if seen.sampled_numbers >= 0.9 * seen.sampled:
             numeric.append(Attribute(name=field, kind="numeric", fields=(field,), label=_label(field, vocabulary),
@@ -223,11 +233,13 @@ def discover_schema(catalog: Catalog, vocabulary: Vocabulary, config: SchemaConf
                                 label=_label(PERSON, vocabulary), items=_items_with_any(catalog, people),
                                 derived=True))
     keywords = []
-    if config.plot_keywords and text_fields:
-        keywords.append(Attribute(name=KEYWORD, kind="keyword", fields=tuple(text_fields),
-                                  label=_label(KEYWORD, vocabulary), items=max(stats[f].items for f in text_fields),
+    sources = [*(text_fields if config.plot_keywords else []), *tag_fields]
+    if sources:
+        keywords.append(Attribute(name=KEYWORD, kind="keyword", fields=tuple(sources),
+                                  label=_label(KEYWORD, vocabulary), items=max(stats[f].items for f in sources),
                                   derived=True))
-    return Schema(attributes=(*categorical, *people, *numeric, *keywords), text_fields=tuple(text_fields))
+    return Schema(attributes=(*categorical, *people, *numeric, *keywords), text_fields=tuple(text_fields),
+                  tag_fields=tuple(tag_fields))
 
 
 def _is_identifier(seen: _FieldStats, config: SchemaConfig) -> bool:
