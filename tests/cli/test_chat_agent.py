@@ -55,6 +55,20 @@ def test_seen_and_disliked_items_are_never_recommended_again(engine):
         assert top not in record.reply.item_ids and second_id not in record.reply.item_ids
 
 
+def test_asked_why_the_agent_explains_its_slate_and_keeps_it(engine):
+    state, first = engine.turn(engine.new_state(), "I loved Notting Hill (1999), something with Hugh Grant")
+    slate = [r.item_id for r in first.recommendations]
+    assert first.action == "recommend" and len(slate) == 5
+    state, why = engine.turn(state, "why the second one?")
+    second = engine.catalog.get(slate[1]).display_title
+    assert why.action == "explain" and [r.item_id for r in why.recommendations] == slate  # the slate stays
+    assert why.reply.text.startswith(f"{second}: ") and "Hugh Grant" in why.reply.text
+    assert why.reasons[1] in why.reply.text and not any(c.operation == "search_candidates" for c in why.vto_calls)
+    assert engine.why(state, 2).recommendation.item_id == slate[1]  # /why still numbers that slate
+    state, later = engine.turn(state, "ok, something else please")
+    assert later.action == "recommend" and not set(r.item_id for r in later.recommendations) & set(slate)
+
+
 def test_the_trace_holds_the_vto_calls_of_each_agent(engine):
     _, record = engine.turn(engine.new_state(), "I loved Toy Story (1995), no horror please")
     agents = {call.agent for call in record.vto_calls}
@@ -73,6 +87,15 @@ def test_a_saved_session_continues_with_the_same_replies(engine, tmp_path: Path)
     state.save(path)
     loaded = SessionState.load(path, engine.catalog)
     assert engine.turn(loaded, "with Hugh Grant?")[1].reply == engine.turn(state, "with Hugh Grant?")[1].reply
+
+
+def test_the_agent_chat_refuses_a_corrupt_saved_session_in_one_line(run_cli, mirror, data_dir, tmp_path):
+    state = tmp_path / "state.json"
+    state.write_text('{"schema_version": 1, "turns": [')  # cut off mid-write by some other program
+    run = run_cli("chat", "--agent", "harpo", "--data-dir", data_dir, "--mirror", mirror, "-m", "hi",
+                  "--state", state)
+    assert run.failed_with(str(state), "not a saved chat session", "invalid JSON")
+    assert state.read_text() == '{"schema_version": 1, "turns": ['  # left as it was: nothing overwritten
 
 
 def test_a_huge_message_is_cut_with_a_note_not_an_error(engine):

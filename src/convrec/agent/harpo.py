@@ -121,6 +121,11 @@ class HarpoAgent:
             return HarpoTurn(action=proposal.action, slate=(), proposed=(), reply=explainer.ask(attribute), reasons=(),
                              state=state, critique=(), trace=tuple(trace), removed=proposal.removed,
                              relaxed=proposal.relaxed)
+        if proposal.action.action == "explain":
+            answered = explainer.why(proposal.slate, proposal.action.about, proposal.state, trace)
+            return HarpoTurn(action=proposal.action, slate=proposal.slate, proposed=proposal.slate,
+                             reply=answered.text, reasons=answered.reasons, state=proposal.state, critique=(),
+                             trace=tuple(trace))
         slate, notes = proposal.slate, []
         if ctx.options.critic and ctx.options.vtos:
             slate, notes = critic.review(proposal, trace)

@@ -145,7 +145,11 @@ class RecommenderAgent:
                 state = state.model_copy(update={
                     "rejected": tuple(dict.fromkeys((*state.rejected, *rejected_now))),
                     "constraints": ConstraintState(constraints=refined.constraints)})
-        action = call("model_user_state", ModelStateArgs(state=state, message=message, rejected_now=rejected_now))
+        action = call("model_user_state", ModelStateArgs(state=state, message=message, rejected_now=rejected_now,
+                                                         last_proposed=tuple(last_proposed)))
+        if action.action == "explain":  # nothing new to search: the Explainer answers about the last slate
+            return Proposal(state=state, action=action, ranked=Ranked(item_ids=(), scores=()),
+                            slate=tuple(last_proposed), turns=tuple(view.context))
         blocked = tuple(sorted(ruled_out(state, options))) if options.state_tracking else ()
         candidates = call("search_candidates", SearchArgs(view=view, n=options.candidates, exclude=blocked))
         removed: tuple[tuple[str, str], ...] = ()
@@ -453,21 +457,36 @@ class ExplainerAgent:
                     return f"names {name}, whom the catalogue does not list for {_titles(catalog, about)}"
         return None
 
-    def _template(self, slate: Sequence[str], state: AgentState, trace: Trace | None
-                  ) -> tuple[str, list[Explanation]]:
+    def why(self, slate: Sequence[str], about: Sequence[str], state: AgentState, trace: Trace | None = None
+            ) -> ExplainerReply:
+        """The answer to "why those?": the reason for each item of ``about`` (items of the last ``slate``), from
+        the same grounded ``explain_choice`` as the slate's reply; the reasons of the whole slate go with it, so
+        ``/why N`` still reads the slate it numbers. Never rewritten by the LLM: it is the reason itself."""
+        explanations = self._explanations(slate, state, trace)
+        reasons = dict(zip(slate, explanations, strict=True))
+        catalog = self.ctx.adapter.catalog
+        text = " ".join(f"{catalog.get(i).display_title}: {reasons[i].text}" for i in about if i in reasons)
+        return ExplainerReply(text=text + " Shall I look for something else?", reasons=tuple(explanations))
+
+    def _explanations(self, slate: Sequence[str], state: AgentState, trace: Trace | None) -> list[Explanation]:
         call = _call(self.ctx, trace, self.name)
-        catalog, vocabulary = self.ctx.adapter.catalog, self.ctx.adapter.vocabulary
-        if not slate:
-            return (f"I could not find {a_noun(vocabulary.noun)} that fits everything you asked for. Could you "
-                    "loosen one of your wishes?"), []
+        noun = self.ctx.adapter.vocabulary.noun
         explanations = []
         for item_id in slate:
             explanation = call("explain_choice", ExplainArgs(item_id=item_id, state=state))
             known = call("query_knowledge", KnowledgeArgs(item_id=item_id)).facts
             if not grounded(explanation, known):
-                explanation = Explanation(text=f"It is {a_noun(vocabulary.noun)} I think fits what you said.",
-                                          facts=(), ties=())
+                explanation = Explanation(text=f"It is {a_noun(noun)} I think fits what you said.", facts=(), ties=())
             explanations.append(explanation)
+        return explanations
+
+    def _template(self, slate: Sequence[str], state: AgentState, trace: Trace | None
+                  ) -> tuple[str, list[Explanation]]:
+        catalog, vocabulary = self.ctx.adapter.catalog, self.ctx.adapter.vocabulary
+        if not slate:
+            return (f"I could not find {a_noun(vocabulary.noun)} that fits everything you asked for. Could you "
+                    "loosen one of your wishes?"), []
+        explanations = self._explanations(slate, state, trace)
         first = catalog.get(slate[0]).display_title
         text = f"How about {first}? {explanations[0].text}"
         others = [catalog.get(i).display_title for i in slate[1:3]]

@@ -26,6 +26,7 @@ from convrec.agent.quality.dimensions import ItemQuality
 from convrec.agent.sentiment import SentimentAnalyzer, SentimentResult
 from convrec.agent.state import AgentState
 from convrec.agent.vto import Category, VTORegistry
+from convrec.agent.why import asked_why
 from convrec.catalog.items import Catalog
 from convrec.data.model import ContextView, Turn, render_turns
 from convrec.llm.types import LLM
@@ -195,6 +196,7 @@ Action = Literal["ask", "recommend", "refine", "explain"]
 class UserModel(_Model):
     action: Action
     ask_about: str | None = None
+    about: tuple[str, ...] = ()  # explain: the items of the last slate the seeker asked about
     reason: str
 
     def summary(self) -> str:
@@ -205,6 +207,7 @@ class ModelStateArgs(_Model):
     state: AgentState
     message: str = ""
     rejected_now: tuple[str, ...] = ()
+    last_proposed: tuple[str, ...] = ()  # the agent's previous slate, which a "why?" asks about
 
     def summary(self) -> str:
         return self.state.summary()
@@ -212,11 +215,15 @@ class ModelStateArgs(_Model):
 
 @VTOS.operation(Category.USER_MODELLING, ModelStateArgs, UserModel)
 def model_user_state(ctx: AgentContext, args: ModelStateArgs) -> UserModel:
-    """Where the seeker is: nothing known yet (ask about an attribute), just turned down items (refine), or
-    enough to recommend."""
+    """Where the seeker is: just turned down items (refine), asking why items of the last slate were proposed
+    (explain), nothing known yet (ask about an attribute), or enough to recommend."""
     state = args.state
     if args.rejected_now:
         return UserModel(action="refine", reason=f"turned down {len(args.rejected_now)} recommended items")
+    about = asked_why(args.message, args.last_proposed, ctx.adapter.catalog)
+    if about:
+        titles = ", ".join(ctx.adapter.catalog.get(i).display_title for i in about)
+        return UserModel(action="explain", about=about, reason=f"asked why: {titles}"[:200])
     if not state.has_signal and ctx.options.ask_first:
         askable = [a.name for a in ctx.adapter.attributes if a.kind in ("categorical", "person")
                    and a.name not in state.asked and not a.derived]

@@ -94,7 +94,7 @@ def add_parser(commands) -> None:
                       help="harpo: the HARPO agent answers instead of retriever + LLM re-ranker: it tracks what you "
                       "like, dislike, have seen and ask for (eras, genres, people) over the same retriever, asks "
                       "when it knows nothing yet, checks its slate (Critic) and gives a reason for each item from "
-                      "the catalogue; /trace shows its steps. It needs no LLM (the reply is a template) unless --explainer llm")
+                      "the catalogue (ask it \"why the second one?\" too); /trace shows its steps. It needs no LLM (the reply is a template) unless --explainer llm")
     chat.add_argument("--explainer", choices=["template", "llm"], default="template",
                       help="with --agent harpo: template (default, no LLM), or llm: the chat's LLM (see the LLM "
                       "options) rewrites the agent's reply, kept only if it names the same titles and states no "

@@ -5,8 +5,9 @@ The same operations as :class:`~convrec.serve.engine.Engine` (``new_state``, ``t
 later, the HTTP API drive it unchanged. Per user message the titles are linked as in the two-stage engine,
 then :class:`~convrec.agent.harpo.HarpoAgent` reads the whole dialogue into its state (explicit ``/like``,
 ``/dislike`` and ``/seen`` marks included), reads a rejection of its previous slate, and either asks about an
-attribute (once per conversation, while nothing is known) or recommends a critiqued slate with a reason for each
-item. The agent state is not stored: it is derived from the dialogue and the marks every turn (a few ms), so
+attribute (once per conversation, while nothing is known), answers a "why?" about its previous slate (action
+``explain``: the reasons of the items asked about, the slate shown again unchanged), or recommends a critiqued
+slate with a reason for each item. The agent state is not stored: it is derived from the dialogue and the marks every turn (a few ms), so
 a saved session needs nothing new to continue. The turn record carries the VTO calls, the Critic's edits and
 the reasons, for ``/trace`` and ``/why``.
 """
