@@ -104,3 +104,12 @@ def test_the_command_takes_agent_options_and_shows_the_search(run_cli, mirror, d
     assert "STAR" in run.out and "search (value)" in run.out
     turn = json.loads(out.read_text())["turns"][0]
     assert turn["agent"]["search"]["kind"] == "value" and turn["agent"]["action"] == "recommend"
+
+
+def test_a_why_question_is_answered_not_searched(recommending):
+    state, first = recommending.turn(recommending.new_state(), "I loved Alien (1979), something similar?")
+    slate = tuple(r.item_id for r in first.recommendations)
+    state, why = recommending.turn(state, "why the first one?")
+    assert why.action == "explain" and why.search is None
+    assert tuple(r.item_id for r in why.recommendations) == slate
+    assert why.reply.text.startswith(recommending.catalog.get(slate[0]).display_title + ": ")

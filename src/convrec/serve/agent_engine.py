@@ -25,6 +25,7 @@ from convrec.agent.domain import DomainAdapter
 from convrec.agent.harpo import HarpoAgent, HarpoTurn, PrecomputedScores
 from convrec.agent.search.dialogue import AgentDialogue
 from convrec.agent.search.star import RolloutUsers, StarSearch
+from convrec.agent.why import asked_why
 from convrec.catalog.items import Catalog
 from convrec.catalog.mentions import find_titles
 from convrec.data.dataset import Split
@@ -57,7 +58,9 @@ class AgentEngine(Engine):
         mentions = tuple(find_titles(message, self.linker, self.popularity, not_titles=self.vocabulary.not_titles))
         linked_s = time.monotonic() - started
         turns = (*state.turns, Turn("seeker", message.strip(), tuple(m.item_id for m in mentions)))
-        if self.search is not None:
+        last = tuple(r.item_id for r in state.last.recommendations) if state.last else ()
+        # a "why?" about the last slate is answered, not searched: STAR chooses between moves that change it
+        if self.search is not None and not asked_why(message, last, self.catalog):
             return self._searched_turn(state, message, mentions, turns, note, started, linked_s)
         view = ContextView(f"chat-{state.conversation}", turns)
         scores = np.asarray(self.retriever.score([view])[0], dtype=np.float64)
@@ -66,7 +69,6 @@ class AgentEngine(Engine):
         options: HarpoOptions = self.agent.ctx.options.model_copy(update={
             "slate": state.options.top, "ask_first": self.agent.ctx.options.ask_first and not asked})
         ctx = replace(self.agent.ctx, retriever=PrecomputedScores(self.retriever, scores), options=options)
-        last = tuple(r.item_id for r in state.last.recommendations) if state.last else ()
         answer = self.agent.respond(view, _marks(state), scores=scores, last_proposed=last, ctx=ctx)
         recommendations = _recommendations(self.catalog, answer, scores)
         # who wrote the reply (the Explainer's template, or its LLM rewrite) and why a rewrite was not kept, where
