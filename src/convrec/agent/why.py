@@ -35,7 +35,8 @@ def asked_why(message: str, proposed: Sequence[str], catalog: Catalog) -> tuple[
     text = message.lower()
     if not _WHY.search(text) or _NOT_A_QUESTION.search(text):
         return ()
-    found = [i for i in proposed if _names(text, catalog.get(i).title)]
+    said = normalize_title(text)
+    found = [i for i in proposed if _names(said, catalog.get(i).title)]
     for match in _ORDINAL.finditer(text):
         word, hashed, numbered = match.groups()
         if word == "last":
@@ -56,10 +57,10 @@ def asked_why(message: str, proposed: Sequence[str], catalog: Catalog) -> tuple[
     return ()
 
 
-def _names(text: str, title: str) -> bool:
-    """Does ``text`` (lower case) name ``title`` (a catalogue title, without its year), as whole words?"""
+def _names(said: str, title: str) -> bool:
+    """Does ``said`` (a message through ``normalize_title``) name ``title`` (a catalogue title, without its year),
+    as whole words?"""
     wanted = normalize_title(title)
     if len(wanted) < 3:  # "It", "Up": too easily an ordinary word
         return False
-    said = normalize_title(text)
     return re.search(rf"(?:^|\s){re.escape(wanted)}(?:\s|$)", said) is not None
